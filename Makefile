@@ -1,0 +1,47 @@
+# flight-delay: `make run` serves the API on http://127.0.0.1:8000, `make test` runs the tests.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= var
+DUMMY_MODEL ?= $(DATA_DIR)/model_dummy.pkl
+SEED ?= 0
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format model_dummy migrate clean
+
+install: $(STAMP)
+
+# Re-installs when the dependencies change; pins come from requirements.txt.
+$(STAMP): pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.txt -e ".[dev]"
+	touch $(STAMP)
+
+$(DUMMY_MODEL): | $(STAMP)
+	$(BIN)/python src/model_dummy.py --out $(DUMMY_MODEL) --seed $(SEED)
+
+## model_dummy: (re)trains the dummy model into $(DUMMY_MODEL)
+model_dummy: $(STAMP)
+	$(BIN)/python src/model_dummy.py --out $(DUMMY_MODEL) --seed $(SEED)
+
+## run: serves the API with SQLite under $(DATA_DIR), making a dummy model first if none exists
+run: $(STAMP) $(DUMMY_MODEL)
+	DATA_DIR=$(DATA_DIR) DEFAULT_MODEL_PATH=$(DUMMY_MODEL) $(BIN)/flight-delay serve
+
+migrate: $(STAMP)
+	DATA_DIR=$(DATA_DIR) $(BIN)/flight-delay migrate
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff format --check src tests migrations
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests migrations
+	$(BIN)/ruff format src tests migrations
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,147 @@
+"""The /model/ endpoints: predict, load, the active model's metadata and the history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask import g, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from werkzeug.exceptions import UnsupportedMediaType
+
+from flight_delay.api.schemas import (
+    ErrorSchema,
+    HistoryPageSchema,
+    HistoryQuerySchema,
+    ModelInfoSchema,
+    PredictRequestSchema,
+    PredictResponseSchema,
+)
+from flight_delay.errors import InvalidInput
+from flight_delay.extensions import history, predictions, registry
+from flight_delay.history.repository import HistoryQuery
+from flight_delay.serving.predictions import FlightInput
+
+blp = Blueprint("model", __name__, url_prefix="/model", description="Predictions and models")
+
+UPLOAD_DOC = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+# The body is a bare flight or a batch; the schema wraps the first into the second.
+PREDICT_DOC = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/Flight"},
+                    {"$ref": "#/components/schemas/PredictRequest"},
+                ]
+            }
+        }
+    }
+}
+
+
+def read_model_upload() -> tuple[bytes, str | None]:
+    """Reads the uploaded artifact: multipart field `file`, or the raw octet-stream body."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise InvalidInput(
+                "Send the model file as multipart field 'file'.",
+                {"file": ["Missing data for required field."]},
+            )
+        return upload.read(), upload.filename
+    if request.mimetype == "application/octet-stream":
+        return request.get_data(cache=False), None
+    raise UnsupportedMediaType(
+        "Send the model as multipart/form-data (field 'file') or application/octet-stream."
+    )
+
+
+@blp.route("/predict/")
+class Predict(MethodView):
+    """Arrival-delay predictions."""
+
+    @blp.arguments(PredictRequestSchema, description='One flight, or {"flights": [...]}')
+    @blp.doc(requestBody=PREDICT_DOC)
+    @blp.response(200, PredictResponseSchema)
+    @blp.alt_response(422, schema=ErrorSchema, description="Invalid or unscorable flight")
+    @blp.alt_response(503, schema=ErrorSchema, description="No model, or history unavailable")
+    def post(self, body: dict[str, Any]) -> Any:
+        """Predicts the arrival delay (minutes) of each flight and records it in the history."""
+        flights = [FlightInput(**flight) for flight in body["flights"]]
+        return predictions.predict(flights, g.request_id, g.started, single=body["single"])
+
+
+@blp.route("/load/")
+class Load(MethodView):
+    """Model upload."""
+
+    @blp.doc(requestBody=UPLOAD_DOC)
+    @blp.response(201, ModelInfoSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="Not a readable model file")
+    @blp.alt_response(415, schema=ErrorSchema, description="Wrong content type")
+    @blp.alt_response(422, schema=ErrorSchema, description="A model that cannot serve")
+    def post(self) -> dict[str, Any]:
+        """Checks an uploaded .pkl and makes it the model every worker serves."""
+        data, filename = read_model_upload()
+        return registry.activate_upload(data, filename).info()
+
+
+@blp.route("/")
+class ActiveModelInfo(MethodView):
+    """The active model."""
+
+    @blp.response(200, ModelInfoSchema)
+    @blp.alt_response(503, schema=ErrorSchema, description="No model loaded")
+    def get(self) -> dict[str, Any]:
+        """Returns the active model's version, kind, input fields, metrics and load time."""
+        return registry.active().info()
+
+
+@blp.route("/history/")
+class History(MethodView):
+    """The prediction history."""
+
+    @blp.arguments(HistoryQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.response(200, HistoryPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Lists every prediction served, newest first, a page at a time."""
+        cursor = args.get("cursor")
+        page = history.page(
+            HistoryQuery(
+                page_size=args["page_size"],
+                before_id=int(cursor) if cursor else None,
+                model_version=args.get("model_version"),
+                since=args.get("since"),
+                until=args.get("until"),
+            )
+        )
+        next_cursor = None if page.next_before_id is None else str(page.next_before_id)
+        return {
+            "items": page.items,
+            "total": page.total,
+            "page_size": args["page_size"],
+            "next_cursor": next_cursor,
+            "next": next_cursor and url_for("model.History", **_query_args(args, next_cursor)),
+        }
+
+
+def _query_args(args: dict[str, Any], cursor: str) -> dict[str, str]:
+    """Renders the filters and the new cursor as query-string arguments for the next link."""
+    rendered = {k: v.isoformat() if hasattr(v, "isoformat") else str(v) for k, v in args.items()}
+    return {**rendered, "cursor": cursor}

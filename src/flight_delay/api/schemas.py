@@ -1,0 +1,237 @@
+"""Marshmallow schemas: what the API accepts and answers, and the OpenAPI document they produce."""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import validate
+
+from flight_delay.features import DATASET_COLUMNS, Column
+
+MAX_BATCH_SIZE = 10_000
+HHMM_COLUMNS = ("dep_time", "sched_dep_time", "arr_time", "sched_arr_time")
+
+
+class JsonNumber(ma.fields.Float):
+    """A finite JSON number: numeric strings and booleans are refused rather than coerced."""
+
+    default_error_messages = {"invalid": "Not a valid number."}
+
+    def _validated(self, value: Any) -> float:
+        """Accepts only int or float values (bool excluded)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+def _validate_hhmm(value: int) -> None:
+    """Checks a clock time written hhmm: 0..2400 with minutes below 60."""
+    if not 0 <= value <= 2400 or value % 100 >= 60:
+        raise ma.ValidationError("Must be a time written hhmm (0 to 2400, minutes below 60).")
+
+
+def _validate_iso_datetime(value: str) -> None:
+    """Checks an ISO 8601 date-time such as 2013-01-01T10:00:00Z."""
+    try:
+        datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ma.ValidationError("Must be an ISO 8601 date-time, e.g. 2013-01-01T10:00:00Z.") from exc
+
+
+# Bounds wide enough for any real flight and tight enough to refuse nonsense before the model.
+COLUMN_VALIDATORS: dict[str, list[Any]] = {
+    "id": [validate.Range(min=0, max=2**63 - 1)],
+    "year": [validate.Range(min=1900, max=2100)],
+    "month": [validate.Range(min=1, max=12)],
+    "day": [validate.Range(min=1, max=31)],
+    "dep_delay": [validate.Range(min=-1440, max=10080)],
+    "arr_delay": [validate.Range(min=-1440, max=10080)],
+    "carrier": [validate.Regexp(r"^[A-Z0-9]{2}$", error="Must be a two-character airline code.")],
+    "flight": [validate.Range(min=0, max=99999)],
+    "tailnum": [validate.Regexp(r"^[A-Z0-9]{1,10}$", error="Must be a tail number (A-Z, 0-9).")],
+    "origin": [validate.Regexp(r"^[A-Z0-9]{3}$", error="Must be a three-character airport code.")],
+    "dest": [validate.Regexp(r"^[A-Z0-9]{3}$", error="Must be a three-character airport code.")],
+    "air_time": [validate.Range(min=0, max=1440)],
+    "distance": [validate.Range(min=0, max=20000, min_inclusive=False)],
+    "hour": [validate.Range(min=0, max=23)],
+    "minute": [validate.Range(min=0, max=59)],
+    "time_hour": [validate.Length(max=40), _validate_iso_datetime],
+    "name": [validate.Length(min=1, max=128)],
+    **{name: [_validate_hhmm] for name in HHMM_COLUMNS},
+}
+
+
+def column_field(column: Column) -> ma.fields.Field:
+    """Builds the field for one dataset column: its JSON type, nullability and bounds."""
+    options = {
+        "allow_none": column.nullable,
+        "validate": COLUMN_VALIDATORS.get(column.name, []),
+        "metadata": {"description": f"dataset column `{column.name}`"},
+    }
+    if column.kind == "int":
+        return ma.fields.Integer(strict=True, **options)
+    if column.kind == "float":
+        return JsonNumber(allow_nan=False, **options)
+    return ma.fields.String(**options)
+
+
+class FlightSchema(ma.Schema.from_dict({c.name: column_field(c) for c in DATASET_COLUMNS})):
+    """A flight, fields named as the dataset's columns. Which fields are required is the model's call."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    @ma.validates_schema
+    def validate_date(self, data: dict[str, Any], **_: Any) -> None:
+        """Refuses dates that do not exist, such as 2013-02-30."""
+        if {"year", "month", "day"} <= data.keys():
+            last_day = calendar.monthrange(data["year"], data["month"])[1]
+            if data["day"] > last_day:
+                raise ma.ValidationError(f"Must be at most {last_day} for this month.", "day")
+
+    @ma.post_load(pass_original=True)
+    def keep_payload(self, data: dict[str, Any], original: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """Pairs the validated values with the payload exactly as the client sent it."""
+        return {"values": data, "payload": original}
+
+
+class PredictRequestSchema(ma.Schema):
+    """Either one flight, or `{"flights": [...]}` with 1 to 10,000 flights."""
+
+    flights = ma.fields.List(
+        ma.fields.Nested(FlightSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH_SIZE),
+    )
+
+    class Meta:
+        unknown = ma.RAISE
+
+    @ma.pre_load
+    def wrap_single_flight(self, data: Any, **_: Any) -> Any:
+        """Reads a bare flight object as a batch of one."""
+        if isinstance(data, dict) and "flights" not in data:
+            return {"flights": [data]}
+        return data
+
+    @ma.post_load(pass_original=True)
+    def mark_single(self, data: dict[str, Any], original: Any, **_: Any) -> dict[str, Any]:
+        """Remembers whether the client sent a bare flight, so errors can be reported likewise."""
+        return {**data, "single": isinstance(original, dict) and "flights" not in original}
+
+    def handle_error(self, error: ma.ValidationError, data: Any, **kwargs: Any) -> None:
+        """Reports a single flight's errors at its own fields rather than under flights.0."""
+        messages = error.messages
+        single = isinstance(data, dict) and "flights" not in data
+        if single and isinstance(messages, dict) and set(messages) == {"flights"}:
+            inner = messages["flights"]
+            if isinstance(inner, dict) and set(inner) == {0}:
+                raise ma.ValidationError(inner[0]) from error
+        raise error
+
+
+class PredictionSchema(ma.Schema):
+    """One prediction and the history row that records it."""
+
+    history_id = ma.fields.Integer(required=True)
+    arr_delay = ma.fields.Float(required=True, metadata={"description": "minutes; negative = early"})
+
+
+class PredictResponseSchema(ma.Schema):
+    """The predictions of one request, in the order of the flights sent."""
+
+    model_version = ma.fields.String(required=True, metadata={"description": "sha256 of the artifact"})
+    request_id = ma.fields.String(required=True)
+    predictions = ma.fields.List(ma.fields.Nested(PredictionSchema), required=True)
+
+
+class ModelUploadSchema(ma.Schema):
+    """Multipart form carrying the model file."""
+
+    file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class ModelInfoSchema(ma.Schema):
+    """The active model's metadata."""
+
+    version = ma.fields.String(required=True)
+    kind = ma.fields.String(required=True)
+    input_fields = ma.fields.List(ma.fields.String(), required=True)
+    nullable_fields = ma.fields.List(ma.fields.String(), required=True)
+    metrics = ma.fields.Dict(allow_none=True)
+    training = ma.fields.Dict(allow_none=True)
+    contract = ma.fields.Dict(allow_none=True)
+    filename = ma.fields.String(allow_none=True)
+    size_bytes = ma.fields.Integer(required=True)
+    created_at = ma.fields.DateTime(required=True, metadata={"description": "first uploaded"})
+    loaded_at = ma.fields.DateTime(required=True, metadata={"description": "made active"})
+
+
+CURSOR = re.compile(r"^[0-9]{1,19}$")
+
+
+class HistoryQuerySchema(ma.Schema):
+    """Filters and keyset pagination of the history."""
+
+    page_size = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = ma.fields.String(
+        validate=validate.Regexp(CURSOR, error="Must be a cursor returned as next_cursor."),
+        metadata={"description": "next_cursor of the previous page"},
+    )
+    model_version = ma.fields.String(validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    since = ma.fields.AwareDateTime(default_timezone=None, metadata={"description": "inclusive"})
+    until = ma.fields.AwareDateTime(default_timezone=None, metadata={"description": "exclusive"})
+
+    class Meta:
+        unknown = ma.RAISE
+
+    @ma.validates_schema
+    def validate_range(self, data: dict[str, Any], **_: Any) -> None:
+        """Refuses a time range that ends before it starts."""
+        if "since" in data and "until" in data and data["until"] <= data["since"]:
+            raise ma.ValidationError("Must be later than since.", "until")
+
+
+class HistoryItemSchema(ma.Schema):
+    """One recorded prediction."""
+
+    id = ma.fields.Integer(required=True)
+    created_at = ma.fields.DateTime(required=True)
+    request_id = ma.fields.String(required=True)
+    model_version = ma.fields.String(required=True)
+    input = ma.fields.Dict(required=True, metadata={"description": "the flight as received"})
+    arr_delay = ma.fields.Float(required=True)
+    latency_ms = ma.fields.Float(required=True, metadata={"description": "request start to prediction"})
+
+
+class HistoryPageSchema(ma.Schema):
+    """A page of the history, newest first."""
+
+    items = ma.fields.List(ma.fields.Nested(HistoryItemSchema), required=True)
+    total = ma.fields.Integer(required=True, metadata={"description": "rows matching the filters"})
+    page_size = ma.fields.Integer(required=True)
+    next_cursor = ma.fields.String(allow_none=True, required=True)
+    next = ma.fields.String(allow_none=True, required=True, metadata={"description": "next page"})
+
+
+class HealthSchema(ma.Schema):
+    """The service's health."""
+
+    status = ma.fields.String(required=True, metadata={"description": "ok, no_model or unavailable"})
+    version = ma.fields.String(required=True, metadata={"description": "application version"})
+    database = ma.fields.Dict(required=True)
+    model = ma.fields.Dict(required=True)
+
+
+class ErrorSchema(ma.Schema):
+    """The one shape of every error."""
+
+    status = ma.fields.Integer(required=True)
+    code = ma.fields.String(required=True)
+    message = ma.fields.String(required=True)
+    errors = ma.fields.Dict(metadata={"description": "per field: what is wrong"})
+    request_id = ma.fields.String()

@@ -1,0 +1,42 @@
+"""The `flight-delay` command line."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from flight_delay import __version__
+from flight_delay.config import load_config
+
+
+@click.group()
+@click.version_option(__version__)
+def main() -> None:
+    """flight-delay: serve arrival-delay predictions and build the models behind them."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--port", type=int, help="overrides ML_API_PORT (default 8000)")
+@click.option("--host", help="overrides ML_API_HOST (default 127.0.0.1)")
+@click.option("--workers", type=int, help="overrides ML_API_WORKERS (default 2)")
+def serve(port: int | None, host: str | None, workers: int | None) -> None:
+    """Migrates the database, activates the start-up model and runs the API under gunicorn."""
+    from flight_delay.server import serve as run_server
+
+    overrides = {"ML_API_PORT": port, "ML_API_HOST": host, "ML_API_WORKERS": workers}
+    run_server(load_config(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True)
+@click.option("--down", is_flag=True, help="downgrade to --revision instead of upgrading")
+def migrate(revision: str, down: bool) -> None:
+    """Applies the database migrations to DATABASE_URL."""
+    from flight_delay.history.migrate import downgrade, upgrade
+
+    url = load_config()["DATABASE_URL"]
+    (downgrade if down else upgrade)(url, revision)
+    click.echo(f"{'downgraded' if down else 'upgraded'} {url} to {revision}")

@@ -1,0 +1,50 @@
+"""Configuration from the environment, with explicit overrides for tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENTS = ("production", "development", "testing")
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    """Reads an integer variable, naming it in the error when it is not one."""
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Builds the app configuration from environment variables; keyword overrides win."""
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get("DATA_DIR", "var")).resolve()
+    config: dict[str, Any] = {
+        "ENV": env.get("FLIGHT_DELAY_ENV", "production"),
+        "DATA_DIR": data_dir,
+        "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'flight_delay.db'}",
+        "MODEL_STORE_DIR": Path(env.get("MODEL_STORE_DIR") or data_dir / "models"),
+        "DEFAULT_MODEL_PATH": Path(env.get("DEFAULT_MODEL_PATH") or data_dir / "model_dummy.pkl"),
+        "ML_API_HOST": env.get("ML_API_HOST", "127.0.0.1"),
+        "ML_API_PORT": _int(env, "ML_API_PORT", 8000),
+        "ML_API_WORKERS": _int(env, "ML_API_WORKERS", 2),
+        "ML_API_THREADS": _int(env, "ML_API_THREADS", 4),
+        "ML_API_TIMEOUT": _int(env, "ML_API_TIMEOUT", 60),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 64 * 1024 * 1024),
+        "SQLITE_BUSY_TIMEOUT_MS": _int(env, "SQLITE_BUSY_TIMEOUT_MS", 5000),
+        "SQLITE_SYNCHRONOUS": env.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+    }
+    config.update(overrides)
+    if config["ENV"] not in ENVIRONMENTS:
+        raise ValueError(f"FLIGHT_DELAY_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+    config["TESTING"] = config["ENV"] == "testing"
+    return config

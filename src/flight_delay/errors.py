@@ -1,0 +1,59 @@
+"""Domain errors: each carries the HTTP status and code the API answers with, and nothing else of HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlightDelayError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, errors: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+
+
+class InvalidInput(FlightDelayError):
+    """The request is well-formed JSON but its content is not acceptable."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class UnscorableFlight(FlightDelayError):
+    """The active model could not produce a finite prediction for a flight."""
+
+    status = 422
+    code = "unscorable_flight"
+
+
+class ModelNotLoaded(FlightDelayError):
+    """No model is active, or the active model cannot be read."""
+
+    status = 503
+    code = "model_not_loaded"
+
+
+class InvalidArtifact(FlightDelayError):
+    """An uploaded file is not a readable model artifact."""
+
+    status = 400
+    code = "invalid_artifact"
+
+
+class UnusableModel(FlightDelayError):
+    """An uploaded model was read but cannot serve (no predict, wrong inputs, bad predictions)."""
+
+    status = 422
+    code = "unusable_model"
+
+
+class HistoryUnavailable(FlightDelayError):
+    """The prediction history cannot be written or read, so nothing may be served."""
+
+    status = 503
+    code = "history_unavailable"

@@ -1,0 +1,22 @@
+"""The app's extensions and services, created unbound here and bound in create_app."""
+
+from flask_smorest import Api
+
+from flight_delay.api.schemas import ErrorSchema
+from flight_delay.history.database import Database
+from flight_delay.history.service import HistoryService
+from flight_delay.serving.predictions import PredictionService
+from flight_delay.serving.registry import ModelRegistry
+
+
+class FlightDelayApi(Api):
+    """flask-smorest's Api documenting our one error shape for every error response."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+api = FlightDelayApi()
+db = Database()
+registry = ModelRegistry()
+predictions = PredictionService(registry, db)
+history = HistoryService(db)

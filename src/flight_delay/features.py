@@ -1,0 +1,205 @@
+"""The dataset's columns and the feature contract shared by training and serving.
+
+Training and the API both turn flights into model inputs through `FeatureContract.encode`, so the
+numbers a model saw in training are the numbers it sees online. The Spark pipeline builds the same
+features with Spark expressions and a parity test holds the two together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+TARGET = "arr_delay"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the flights dataset: its name, value type and whether it may be null."""
+
+    name: str
+    kind: str  # "int", "float" or "str"
+    nullable: bool = False
+
+
+# The case's columns, in the case's order. Nullable exactly where the data has nulls.
+DATASET_COLUMNS: tuple[Column, ...] = (
+    Column("id", "int"),
+    Column("year", "int"),
+    Column("month", "int"),
+    Column("day", "int"),
+    Column("dep_time", "int", nullable=True),
+    Column("sched_dep_time", "int"),
+    Column("dep_delay", "float", nullable=True),
+    Column("arr_time", "int", nullable=True),
+    Column("sched_arr_time", "int"),
+    Column("arr_delay", "float", nullable=True),
+    Column("carrier", "str"),
+    Column("flight", "int"),
+    Column("tailnum", "str", nullable=True),
+    Column("origin", "str"),
+    Column("dest", "str"),
+    Column("air_time", "float", nullable=True),
+    Column("distance", "float"),
+    Column("hour", "int"),
+    Column("minute", "int"),
+    Column("time_hour", "str"),
+    Column("name", "str"),
+)
+COLUMNS_BY_NAME: dict[str, Column] = {column.name: column for column in DATASET_COLUMNS}
+NUMERIC_COLUMNS: frozenset[str] = frozenset(column.name for column in DATASET_COLUMNS if column.kind != "str")
+
+# A real flight (row 0 of the dataset): every model must score it with a finite number before
+# it is allowed to serve.
+REFERENCE_FLIGHT: dict[str, Any] = {
+    "id": 0,
+    "year": 2013,
+    "month": 1,
+    "day": 1,
+    "dep_time": 517,
+    "sched_dep_time": 515,
+    "dep_delay": 2.0,
+    "arr_time": 830,
+    "sched_arr_time": 819,
+    "arr_delay": 11.0,
+    "carrier": "UA",
+    "flight": 1545,
+    "tailnum": "N14228",
+    "origin": "EWR",
+    "dest": "IAH",
+    "air_time": 227.0,
+    "distance": 1400.0,
+    "hour": 5,
+    "minute": 15,
+    "time_hour": "2013-01-01T10:00:00Z",
+    "name": "United Air Lines Inc.",
+}
+
+CATEGORICAL_FIELDS: tuple[str, ...] = ("carrier", "origin", "dest")
+
+
+def hhmm_to_minutes(hhmm: np.ndarray) -> np.ndarray:
+    """Converts clock times written as hhmm (e.g. 1345) to minutes after midnight."""
+    return (hhmm // 100) * 60 + hhmm % 100
+
+
+def day_of_week(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Returns the ISO weekday counted from 0 (Monday) to 6 (Sunday) for each date."""
+    months = (year - 1970) * 12 + (month - 1)
+    dates = months.astype("datetime64[M]").astype("datetime64[D]") + (day - 1).astype("timedelta64[D]")
+    # 1970-01-01, day 0 of the epoch, was a Thursday (3 when Monday is 0).
+    return (dates.astype(np.int64) + 3) % 7
+
+
+@dataclass(frozen=True)
+class FeatureContract:
+    """What a model reads from a flight and how each raw field becomes a model feature.
+
+    The inputs are the flight as known when it leaves the gate: schedule, route, carrier and the
+    departure delay (null before departure). Nothing measured after take-off (air_time,
+    arr_time) is an input, so the model cannot peek at its own target.
+    """
+
+    categories: Mapping[str, tuple[str, ...]]
+    version: int = 1
+    feature_names: tuple[str, ...] = (
+        "month",
+        "day_of_week",
+        "sched_dep_minute",
+        "sched_arr_minute",
+        "dep_delay",
+        "distance",
+        "carrier",
+        "origin",
+        "dest",
+    )
+    input_fields: tuple[str, ...] = (
+        "year",
+        "month",
+        "day",
+        "sched_dep_time",
+        "sched_arr_time",
+        "dep_delay",
+        "distance",
+        "carrier",
+        "origin",
+        "dest",
+    )
+    _codes: dict[str, dict[str, int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Indexes each vocabulary so that encoding a category is a dict lookup."""
+        codes = {
+            name: {value: i for i, value in enumerate(values)} for name, values in self.categories.items()
+        }
+        object.__setattr__(self, "_codes", codes)
+
+    @classmethod
+    def fit(cls, columns: Mapping[str, Sequence[Any]]) -> FeatureContract:
+        """Learns the category vocabularies from training data."""
+        categories = {
+            name: tuple(sorted({str(v) for v in columns[name] if v is not None and v == v}))
+            for name in CATEGORICAL_FIELDS
+        }
+        return cls(categories=categories)
+
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        """Names the features LightGBM must treat as categories."""
+        return CATEGORICAL_FIELDS
+
+    @property
+    def nullable_fields(self) -> tuple[str, ...]:
+        """Input fields that may be null (the model reads null as missing)."""
+        return tuple(f for f in self.input_fields if COLUMNS_BY_NAME[f].nullable)
+
+    def encode_category(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        """Maps category values to their codes; a value unseen in training becomes NaN."""
+        codes = self._codes[name]
+        return np.array([codes.get(v, np.nan) for v in values], dtype=np.float64)
+
+    def encode(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """Builds the feature matrix (rows x feature_names) from raw flight columns."""
+        as_int = {
+            name: np.asarray(columns[name], dtype=np.int64)
+            for name in ("year", "month", "day", "sched_dep_time", "sched_arr_time")
+        }
+        features = {
+            "month": as_int["month"],
+            "day_of_week": day_of_week(as_int["year"], as_int["month"], as_int["day"]),
+            "sched_dep_minute": hhmm_to_minutes(as_int["sched_dep_time"]),
+            "sched_arr_minute": hhmm_to_minutes(as_int["sched_arr_time"]),
+            "dep_delay": _as_float(columns["dep_delay"]),
+            "distance": _as_float(columns["distance"]),
+        }
+        for name in CATEGORICAL_FIELDS:
+            features[name] = self.encode_category(name, columns[name])
+        return np.column_stack([np.asarray(features[n], dtype=np.float64) for n in self.feature_names])
+
+    def encode_flights(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Builds the feature matrix from flights given as one mapping per flight."""
+        return self.encode(flights_to_columns(flights, self.input_fields))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Describes the contract as plain JSON-ready data."""
+        return {
+            "version": self.version,
+            "input_fields": list(self.input_fields),
+            "nullable_fields": list(self.nullable_fields),
+            "feature_names": list(self.feature_names),
+            "categorical_features": list(self.categorical_features),
+            "categories": {k: list(v) for k, v in self.categories.items()},
+        }
+
+
+def _as_float(values: Sequence[Any]) -> np.ndarray:
+    """Converts numbers to float64 with None (null) as NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def flights_to_columns(flights: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Turns a list of flight mappings into one list per field (absent fields read as None)."""
+    return {name: [flight.get(name) for flight in flights] for name in names}

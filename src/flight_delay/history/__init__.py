@@ -1,0 +1,1 @@
+"""The prediction history and the model registry's records: SQLAlchemy models, engine, queries."""

@@ -1,0 +1,86 @@
+"""The database extension: one engine per process, short sessions, SQLite tuned for concurrent workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def prepare_sqlite_path(url: str) -> None:
+    """Creates the folder of a SQLite database file so that the first connection can create it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL") -> Engine:
+    """Creates an engine; on SQLite every connection gets WAL, a busy timeout and foreign keys."""
+    prepare_sqlite_path(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        """Sets the pragmas that let several gunicorn workers share one file safely."""
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+class Database:
+    """Holds the engine and session factory; created unbound, bound by `init_app` or `bind`."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    def init_app(self, app: Flask) -> None:
+        """Binds to the app's DATABASE_URL."""
+        self.bind(
+            app.config["DATABASE_URL"],
+            busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
+            synchronous=app.config["SQLITE_SYNCHRONOUS"],
+        )
+        app.extensions["flight_delay.db"] = self
+
+    def bind(self, url: str, **engine_options: Any) -> Database:
+        """Creates the engine and session factory for a database URL."""
+        self.engine = make_engine(url, **engine_options)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        return self
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Yields a session inside one transaction: committed on success, rolled back on error."""
+        if self._sessions is None:
+            raise RuntimeError("Database is not bound: call init_app or bind first")
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def ping(self) -> bool:
+        """Tells whether the database answers a trivial query."""
+        try:
+            with self.transaction() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:  # any failure means "down" for health purposes
+            return False
+        return True
+
+    def dispose(self) -> None:
+        """Closes pooled connections (after a fork or at shutdown)."""
+        if self.engine is not None:
+            self.engine.dispose()

@@ -1,0 +1,87 @@
+"""Tables of the service: every prediction served, every model version, every activation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    """Returns the current time in UTC, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database (SQLite stores no zone, so we add it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Refuses naive datetimes and stores aware ones in UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: give a timezone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Reads timestamps back as aware UTC datetimes."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata Alembic migrates."""
+
+
+class ModelVersion(Base):
+    """A model artifact accepted by /model/load/, stored content-addressed by its sha256."""
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ModelActivation(Base):
+    """One switch of the serving model; the newest row names the active model for every worker."""
+
+    __tablename__ = "model_activations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    activated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Prediction(Base):
+    """One flight scored: the payload as received, the output, the model that produced it."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_model_version_id", "model_version", "id"),
+        Index("ix_predictions_created_at", "created_at"),
+        Index("ix_predictions_request_id", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    request_id: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    input: Mapped[dict[str, Any]] = mapped_column(Json)
+    arr_delay: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,77 @@
+"""Runs the app under gunicorn: migrations and the start-up model first, then the workers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from flight_delay.history.database import Database
+from flight_delay.history.migrate import upgrade
+from flight_delay.serving.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+# Which worker (pid) served which request (id), and how long it took.
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s request_id=%({x-request-id}o)s'
+
+
+class GunicornServer(BaseApplication):
+    """A gunicorn application whose workers each build the app with create_app after forking."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.app_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Applies bind address, workers, threads and timeouts from our configuration."""
+        config = self.app_config
+        options = {
+            "bind": f"{config['ML_API_HOST']}:{config['ML_API_PORT']}",
+            "workers": config["ML_API_WORKERS"],
+            "threads": config["ML_API_THREADS"],
+            "worker_class": "gthread",
+            "timeout": config["ML_API_TIMEOUT"],
+            "graceful_timeout": 20,
+            "keepalive": 5,
+            "accesslog": "-",
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "errorlog": "-",
+            "loglevel": config["LOG_LEVEL"].lower(),
+            "proc_name": "flight-delay",
+            "preload_app": False,
+            # The default control socket is one path per user: two servers would collide on it.
+            "control_socket_disable": True,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        """Builds the app inside a worker."""
+        from flight_delay.api import create_app
+
+        return create_app(self.app_config)
+
+
+def prepare(config: dict[str, Any]) -> str | None:
+    """Migrates the database and activates the start-up model; returns the active version."""
+    upgrade(config["DATABASE_URL"])
+    db = Database().bind(
+        config["DATABASE_URL"],
+        busy_timeout_ms=config["SQLITE_BUSY_TIMEOUT_MS"],
+        synchronous=config["SQLITE_SYNCHRONOUS"],
+    )
+    try:
+        registry = ModelRegistry().configure(config["MODEL_STORE_DIR"], db)
+        return registry.bootstrap(config["DEFAULT_MODEL_PATH"])
+    finally:
+        db.dispose()
+
+
+def serve(config: dict[str, Any]) -> None:
+    """Prepares the database and model once, then runs gunicorn (which forks the workers)."""
+    version = prepare(config)
+    log.info("active model at start: %s", version or "none (load one with POST /model/load/)")
+    GunicornServer(config).run()

@@ -1,0 +1,1 @@
+"""Serving: turning uploaded artifacts into models, keeping the active one, scoring flights."""

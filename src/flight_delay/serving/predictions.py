@@ -1,0 +1,123 @@
+"""Scores flights with the active model and records every prediction before it is returned."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+
+from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlight
+from flight_delay.history.database import Database
+from flight_delay.history.models import utcnow
+from flight_delay.history.repository import record_predictions
+from flight_delay.serving.adapters import ServingModel
+from flight_delay.serving.registry import ModelRegistry
+
+
+@dataclass(frozen=True)
+class FlightInput:
+    """A validated flight and the payload exactly as the client sent it."""
+
+    values: dict[str, Any]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoredFlights:
+    """The outcome of one predict request: the model used and one prediction per flight."""
+
+    model_version: str
+    request_id: str
+    predictions: list[dict[str, Any]]
+
+
+def missing_fields(model: ServingModel, flights: Sequence[FlightInput]) -> dict[int, dict[str, list[str]]]:
+    """Finds, per flight, the model's input fields that are absent or null where null is not allowed."""
+    nullable = set(model.nullable_fields)
+    problems: dict[int, dict[str, list[str]]] = {}
+    for index, flight in enumerate(flights):
+        for name in model.input_fields:
+            value = flight.values.get(name)
+            if name not in flight.values:
+                problems.setdefault(index, {})[name] = ["Missing data for required field."]
+            elif value is None and name not in nullable:
+                problems.setdefault(index, {})[name] = ["Field may not be null."]
+    return problems
+
+
+class PredictionService:
+    """Predicts with the registry's active model and writes the history in the same request."""
+
+    def __init__(self, registry: ModelRegistry, db: Database) -> None:
+        self.registry = registry
+        self.db = db
+
+    def predict(
+        self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
+    ) -> ScoredFlights:
+        """Scores the flights and records them; raises if they cannot be scored or recorded."""
+        active = self.registry.active()
+        problems = missing_fields(active.model, flights)
+        if problems:
+            raise InvalidInput(
+                f"The flight lacks fields that model {active.version[:12]} reads.",
+                problems[0] if single else {"flights": problems},
+            )
+        values = [flight.values for flight in flights]
+        try:
+            predicted = np.asarray(active.model.predict(values), dtype=np.float64)
+        except Exception as exc:  # the model's own code: report, never crash the worker
+            raise UnscorableFlight(
+                f"The model could not score the flights: {type(exc).__name__}: {exc}"
+            ) from exc
+        if predicted.shape != (len(flights),):
+            raise UnscorableFlight(f"The model returned {predicted.shape} values for {len(flights)} flights.")
+        bad = np.flatnonzero(~np.isfinite(predicted))
+        if bad.size:
+            raise UnscorableFlight(
+                "The model returned a non-finite prediction.",
+                {"flights": {int(i): ["Prediction is not a finite number."] for i in bad[:100]}},
+            )
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        ids = self._record(active.version, request_id, flights, predicted, latency_ms)
+        return ScoredFlights(
+            model_version=active.version,
+            request_id=request_id,
+            predictions=[
+                {"history_id": i, "arr_delay": float(p)} for i, p in zip(ids, predicted, strict=True)
+            ],
+        )
+
+    def _record(
+        self,
+        version: str,
+        request_id: str,
+        flights: Sequence[FlightInput],
+        predicted: np.ndarray,
+        latency_ms: float,
+    ) -> list[int]:
+        """Writes one history row per flight and commits; a failure means nothing is served."""
+        created_at = utcnow()
+        rows = [
+            {
+                "created_at": created_at,
+                "request_id": request_id,
+                "model_version": version,
+                "input": flight.payload,
+                "arr_delay": float(value),
+                "latency_ms": latency_ms,
+            }
+            for flight, value in zip(flights, predicted.tolist(), strict=True)
+        ]
+        try:
+            with self.db.transaction() as session:
+                return record_predictions(session, rows)
+        except SQLAlchemyError as exc:
+            raise HistoryUnavailable(
+                "The prediction could not be recorded in the history, so it is not served: "
+                f"{type(exc).__name__}."
+            ) from exc

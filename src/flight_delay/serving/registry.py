@@ -1,0 +1,194 @@
+"""The model registry: artifacts stored content-addressed, the active one named in the database.
+
+Every worker asks the database which version is active before it scores, so a model loaded
+through one worker is the model all of them serve from the next request on. Each worker keeps
+the models it has read in memory, keyed by version.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+from flight_delay.errors import ModelNotLoaded
+from flight_delay.history.database import Database
+from flight_delay.history.models import ModelActivation, ModelVersion, utcnow
+from flight_delay.serving.adapters import ServingModel
+from flight_delay.serving.loader import artifact_version, check_artifact
+
+HOW_TO_LOAD = (
+    "No model is loaded. Upload one: curl -F file=@model.pkl http://HOST:PORT/model/load/ "
+    "(a model can be made with: python src/model_dummy.py --out model.pkl)."
+)
+MODELS_KEPT_IN_MEMORY = 2
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """The model a worker serves, with its registry record and when it was made active."""
+
+    version: str
+    model: ServingModel
+    record: dict[str, Any]
+    loaded_at: datetime
+
+    def info(self) -> dict[str, Any]:
+        """Returns the metadata /model/ shows."""
+        described = self.model.describe()
+        return {
+            **self.record,
+            "version": self.version,
+            "kind": self.model.kind,
+            "input_fields": list(self.model.input_fields),
+            "nullable_fields": list(self.model.nullable_fields),
+            "metrics": described.get("metrics") or None,
+            "training": described.get("training") or None,
+            "contract": described.get("contract"),
+            "loaded_at": self.loaded_at,
+        }
+
+
+class ModelRegistry:
+    """Stores artifacts under MODEL_STORE_DIR and records which one is active."""
+
+    def __init__(self) -> None:
+        self.store_dir: Path | None = None
+        self.db: Database | None = None
+        self._cache: dict[str, tuple[ServingModel, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def init_app(self, app: Flask, db: Database) -> None:
+        """Binds to the app's model store and database."""
+        self.configure(Path(app.config["MODEL_STORE_DIR"]), db)
+
+    def configure(self, store_dir: Path, db: Database) -> ModelRegistry:
+        """Binds to a model store folder and a database."""
+        self.store_dir = Path(store_dir)
+        self.db = db
+        self._cache.clear()
+        return self
+
+    def artifact_path(self, version: str) -> Path:
+        """Returns where an artifact of this version lives in the store."""
+        assert self.store_dir is not None, "ModelRegistry is not configured"
+        return self.store_dir / f"{version}.pkl"
+
+    def activate_upload(self, data: bytes, filename: str | None) -> ActiveModel:
+        """Checks an upload, stores it, records it as the active model and returns it."""
+        checked = check_artifact(data)
+        self._store(checked.version, data)
+        with self.db.transaction() as session:
+            record = session.get(ModelVersion, checked.version)
+            if record is None:
+                record = ModelVersion(
+                    version=checked.version,
+                    kind=checked.model.kind,
+                    filename=filename,
+                    size_bytes=checked.size_bytes,
+                    details=_json_safe(checked.model.describe()),
+                    created_at=utcnow(),
+                )
+                session.add(record)
+                session.flush()
+            activation = ModelActivation(version=checked.version, activated_at=utcnow())
+            session.add(activation)
+        model, record_info = self._remember(checked.version, checked.model, record)
+        return ActiveModel(checked.version, model, record_info, activation.activated_at)
+
+    def active(self) -> ActiveModel:
+        """Returns the model every worker must serve now; raises ModelNotLoaded if there is none."""
+        with self.db.transaction() as session:
+            row = session.execute(
+                select(ModelActivation.version, ModelActivation.activated_at)
+                .order_by(ModelActivation.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                raise ModelNotLoaded(HOW_TO_LOAD)
+            cached = self._cache.get(row.version)
+            if cached is None:
+                cached = self._load_stored(session.get(ModelVersion, row.version))
+        return ActiveModel(row.version, cached[0], cached[1], row.activated_at)
+
+    def active_version(self) -> str | None:
+        """Names the active version without loading it (None when no model was ever loaded)."""
+        with self.db.transaction() as session:
+            return session.execute(
+                select(ModelActivation.version).order_by(ModelActivation.id.desc()).limit(1)
+            ).scalar()
+
+    def bootstrap(self, default_path: Path | None) -> str | None:
+        """At start: keeps the last active model, else activates the file at default_path if any."""
+        current = self.active_version()
+        if current is not None or default_path is None or not Path(default_path).is_file():
+            return current
+        return self.activate_upload(Path(default_path).read_bytes(), Path(default_path).name).version
+
+    def _load_stored(self, record: ModelVersion) -> tuple[ServingModel, dict[str, Any]]:
+        """Reads an active model from the store, checking it is the artifact that was accepted."""
+        path = self.artifact_path(record.version)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelNotLoaded(
+                f"The active model {record.version} is not in the model store ({exc.strerror}); "
+                "load a model again."
+            ) from exc
+        if artifact_version(data) != record.version:
+            raise ModelNotLoaded(f"The stored artifact {path.name} does not match its sha256.")
+        return self._remember(record.version, check_artifact(data).model, record)
+
+    def _remember(
+        self, version: str, model: ServingModel, record: ModelVersion
+    ) -> tuple[ServingModel, dict[str, Any]]:
+        """Caches a loaded model in this worker, evicting the oldest beyond a couple."""
+        entry = (
+            model,
+            {
+                "filename": record.filename,
+                "size_bytes": record.size_bytes,
+                "created_at": record.created_at,
+            },
+        )
+        with self._lock:
+            self._cache[version] = entry
+            while len(self._cache) > MODELS_KEPT_IN_MEMORY:
+                self._cache.pop(next(iter(self._cache)))
+        return entry
+
+    def _store(self, version: str, data: bytes) -> None:
+        """Writes an artifact into the store atomically (temporary file, fsync, rename)."""
+        path = self.artifact_path(version)
+        if path.is_file() and artifact_version(path.read_bytes()) == version:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _json_safe(value: Any) -> Any:
+    """Makes metadata storable as JSON (non-finite floats become None)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

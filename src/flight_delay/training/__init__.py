@@ -1,0 +1,1 @@
+"""Training LightGBM models on flights held in memory (the Spark pipeline feeds the same code)."""

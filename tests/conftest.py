@@ -1,0 +1,69 @@
+"""Fixtures: a migrated SQLite file per test, the app, its client, and tiny models in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flight_delay.api import create_app
+from flight_delay.history.migrate import upgrade
+from tests.factories import tiny_model, write_pickle
+
+
+@pytest.fixture
+def app_config(tmp_path: Path) -> dict[str, Any]:
+    """Configuration for one test: its own data folder, SQLite file and model store."""
+    database_url = f"sqlite:///{tmp_path / 'data' / 'flight_delay.db'}"
+    upgrade(database_url)
+    return {
+        "ENV": "testing",
+        "DATA_DIR": tmp_path / "data",
+        "DATABASE_URL": database_url,
+        "MODEL_STORE_DIR": tmp_path / "data" / "models",
+        "DEFAULT_MODEL_PATH": tmp_path / "data" / "absent.pkl",
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any]) -> Flask:
+    """The app over a fresh, migrated database with no model loaded."""
+    return create_app(app_config)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """Writes (once per seed) a tiny project artifact and returns its path."""
+    folder = tmp_path_factory.mktemp("models")
+    made: dict[int, Path] = {}
+
+    def make(seed: int = 0) -> Path:
+        if seed not in made:
+            made[seed] = write_pickle(tiny_model(seed), folder / f"model-{seed}.pkl")
+        return made[seed]
+
+    return make
+
+
+def upload(client: FlaskClient, path: Path) -> Any:
+    """Loads a model file through /model/load/ as multipart and returns the response."""
+    with path.open("rb") as handle:
+        return client.post("/model/load/", data={"file": (handle, path.name)})
+
+
+@pytest.fixture
+def loaded_client(client: FlaskClient, model_files: Callable[[int], Path]) -> FlaskClient:
+    """A client whose app serves the tiny model of seed 0."""
+    response = upload(client, model_files(0))
+    assert response.status_code == 201, response.get_json()
+    return client

@@ -1,0 +1,98 @@
+"""Every path with or without its trailing slash, one error shape everywhere, the OpenAPI document."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from flight_delay.serving.registry import ModelRegistry
+from tests.factories import minimal_flight
+
+PATHS = [
+    ("get", "/health/", None),
+    ("get", "/model/", None),
+    ("get", "/model/history/", None),
+    ("post", "/model/predict/", minimal_flight()),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), PATHS)
+@pytest.mark.parametrize("slash", [True, False])
+def test_paths_answer_with_or_without_slash_and_never_redirect(
+    loaded_client: FlaskClient, method: str, path: str, body: dict | None, slash: bool
+) -> None:
+    url = path if slash else path.rstrip("/")
+    response = getattr(loaded_client, method)(url, json=body)
+
+    assert response.status_code == 200, (url, response.get_json())
+    assert "Location" not in response.headers
+
+
+def test_load_without_slash_is_not_redirected(client: FlaskClient) -> None:
+    response = client.post("/model/load", data=b"x", content_type="application/octet-stream")
+
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("get", "/nowhere/", 404, "not_found"),
+        ("get", "/model/predict/", 405, "method_not_allowed"),
+        ("delete", "/model/history/", 405, "method_not_allowed"),
+    ],
+)
+def test_http_errors_share_the_json_shape(
+    client: FlaskClient, method: str, path: str, status: int, code: str
+) -> None:
+    response = getattr(client, method)(path)
+
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["message"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_unexpected_errors_are_500_without_a_trace(
+    loaded_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: ModelRegistry) -> None:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(ModelRegistry, "active", broken)
+    response = loaded_client.post("/model/predict/", json=minimal_flight())
+
+    assert response.status_code == 500
+    assert response.get_json()["message"] == "Internal server error."
+    assert "secret" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_request_id_is_made_when_absent_or_unsafe(client: FlaskClient) -> None:
+    made = client.get("/health/").headers["X-Request-ID"]
+    unsafe = client.get("/health/", headers={"X-Request-ID": "bad id <script>"})
+    too_long = client.get("/health/", headers={"X-Request-ID": "x" * 129})
+
+    assert len(made) == 32
+    assert len(unsafe.headers["X-Request-ID"]) == 32
+    assert len(too_long.headers["X-Request-ID"]) == 32
+
+
+def test_openapi_document_describes_every_endpoint(client: FlaskClient) -> None:
+    spec = client.get("/openapi.json").get_json()
+
+    assert spec["openapi"].startswith("3.")
+    assert {"/health/", "/model/", "/model/predict/", "/model/load/", "/model/history/"} <= set(spec["paths"])
+    load_body = spec["paths"]["/model/load/"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/octet-stream"} <= set(load_body)
+    assert "Flight" in spec["components"]["schemas"]
+
+
+def test_swagger_ui_is_served(client: FlaskClient) -> None:
+    response = client.get("/docs")
+
+    assert response.status_code == 200
+    assert "swagger" in response.get_data(as_text=True).lower()

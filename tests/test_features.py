@@ -1,0 +1,94 @@
+"""The feature contract: the encodings training and serving share."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from flight_delay.features import (
+    DATASET_COLUMNS,
+    REFERENCE_FLIGHT,
+    FeatureContract,
+    day_of_week,
+    hhmm_to_minutes,
+)
+from tests.factories import minimal_flight, synthetic_flights
+
+
+def test_dataset_columns_are_the_case_columns_in_order() -> None:
+    assert [c.name for c in DATASET_COLUMNS] == [
+        "id", "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
+        "sched_arr_time", "arr_delay", "carrier", "flight", "tailnum", "origin", "dest",
+        "air_time", "distance", "hour", "minute", "time_hour", "name",
+    ]  # fmt: skip
+
+
+def test_hhmm_becomes_minutes_after_midnight() -> None:
+    assert hhmm_to_minutes(np.array([0, 59, 100, 1345, 2359, 2400])).tolist() == [
+        0, 59, 60, 825, 1439, 1440,
+    ]  # fmt: skip
+
+
+def test_day_of_week_matches_the_calendar_for_every_day_of_2013_and_a_leap_day() -> None:
+    dates = [dt.date(2013, 1, 1) + dt.timedelta(days=i) for i in range(365)] + [dt.date(2024, 2, 29)]
+    years, months, days = (np.array([getattr(d, a) for d in dates]) for a in ("year", "month", "day"))
+
+    assert day_of_week(years, months, days).tolist() == [d.weekday() for d in dates]
+    assert calendar.day_name[int(day_of_week(np.array([2013]), np.array([1]), np.array([1]))[0])] == "Tuesday"
+
+
+def test_fit_learns_sorted_vocabularies_without_nulls() -> None:
+    contract = FeatureContract.fit(
+        {"carrier": ["UA", "AA", None, "UA"], "origin": ["JFK"], "dest": ["SEA", np.nan]}
+    )
+
+    assert contract.categories == {"carrier": ("AA", "UA"), "origin": ("JFK",), "dest": ("SEA",)}
+
+
+def test_encode_reference_flight() -> None:
+    contract = FeatureContract.fit(synthetic_flights(50))
+    [row] = contract.encode_flights([REFERENCE_FLIGHT])
+    features = dict(zip(contract.feature_names, row.tolist(), strict=True))
+
+    assert features == {
+        "month": 1.0,
+        "day_of_week": 1.0,  # 2013-01-01 was a Tuesday
+        "sched_dep_minute": 315.0,
+        "sched_arr_minute": 499.0,
+        "dep_delay": 2.0,
+        "distance": 1400.0,
+        "carrier": float(contract.categories["carrier"].index("UA")),
+        "origin": float(contract.categories["origin"].index("EWR")),
+        "dest": float(contract.categories["dest"].index("IAH")),
+    }
+
+
+def test_unknown_category_and_null_delay_become_missing() -> None:
+    contract = FeatureContract.fit(synthetic_flights(50))
+    [row] = contract.encode_flights([minimal_flight(carrier="ZZ", dep_delay=None)])
+    features = dict(zip(contract.feature_names, row.tolist(), strict=True))
+
+    assert np.isnan(features["carrier"])
+    assert np.isnan(features["dep_delay"])
+
+
+def test_batch_encoding_equals_row_by_row_encoding() -> None:
+    frame = synthetic_flights(64, seed=3)
+    contract = FeatureContract.fit(frame)
+    flights = frame.to_dict("records")
+
+    batch = contract.encode(frame)
+    one_by_one = np.vstack([contract.encode_flights([flight]) for flight in flights])
+
+    np.testing.assert_array_equal(batch, one_by_one)
+
+
+@pytest.mark.parametrize("missing", ["carrier", "sched_dep_time"])
+def test_contract_lists_what_it_reads(missing: str) -> None:
+    contract = FeatureContract.fit(synthetic_flights(20))
+
+    assert missing in contract.input_fields
+    assert contract.nullable_fields == ("dep_delay",)

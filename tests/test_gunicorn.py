@@ -1,0 +1,90 @@
+"""`flight-delay serve` under gunicorn: several workers, one model, a history that matches."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.factories import minimal_flight
+from tests.servers import serve
+
+pytestmark = pytest.mark.slow
+
+
+def load(url: str, path: Path) -> str:
+    """Uploads a model over HTTP and returns its version."""
+    with path.open("rb") as handle:
+        response = requests.post(f"{url}/model/load/", files={"file": handle}, timeout=30)
+    assert response.status_code == 201, response.text
+    return response.json()["version"]
+
+
+def test_a_model_loaded_through_one_worker_is_served_by_all(
+    tmp_path: Path, model_files: Callable[[int], Path]
+) -> None:
+    with serve(tmp_path / "data", workers=2) as server:
+        version_a = load(server.url, model_files(0))
+        version_b = load(server.url, model_files(1))
+        assert version_a != version_b
+
+        served = []
+        for i in range(50):
+            response = requests.post(
+                f"{server.url}/model/predict/",
+                json=minimal_flight(dep_delay=float(i)),
+                headers={"X-Request-ID": f"after-b-{i}", "Connection": "close"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            served.append(response.json())
+
+        assert {body["model_version"] for body in served} == {version_b}
+        history = requests.get(f"{server.url}/model/history/?page_size=50", timeout=30).json()
+        assert history["total"] == 50
+        assert [item["request_id"] for item in history["items"]] == [
+            f"after-b-{i}" for i in reversed(range(50))
+        ]
+        assert {item["model_version"] for item in history["items"]} == {version_b}
+        by_id = {item["id"]: item for item in history["items"]}
+        for body in served:
+            [prediction] = body["predictions"]
+            assert by_id[prediction["history_id"]]["arr_delay"] == prediction["arr_delay"]
+
+        pids = set(
+            re.findall(
+                r'"POST /model/predict/ HTTP/1.1" 200 .* pid=<(\d+)> request_id=after-b-',
+                server.log(),
+            )
+        )
+        assert len(pids) == 2, "both workers must have served predictions after the load"
+
+
+def test_restart_keeps_the_model_and_history(tmp_path: Path, model_files: Callable[[int], Path]) -> None:
+    with serve(tmp_path / "data", workers=2) as server:
+        version = load(server.url, model_files(1))
+        requests.post(f"{server.url}/model/predict/", json=minimal_flight(), timeout=30).raise_for_status()
+
+    with serve(tmp_path / "data", workers=2) as server:
+        health = requests.get(f"{server.url}/health/", timeout=30).json()
+        history = requests.get(f"{server.url}/model/history/", timeout=30).json()
+
+    assert health["status"] == "ok"
+    assert health["model"]["version"] == version
+    assert history["total"] == 1
+
+
+def test_start_activates_the_default_model_when_none_is_active(
+    tmp_path: Path, model_files: Callable[[int], Path]
+) -> None:
+    default = tmp_path / "default.pkl"
+    default.write_bytes(model_files(0).read_bytes())
+
+    with serve(tmp_path / "data", workers=1, DEFAULT_MODEL_PATH=str(default)) as server:
+        health = requests.get(f"{server.url}/health/", timeout=30).json()
+
+    assert health["status"] == "ok"
+    assert health["model"]["loaded"] is True
