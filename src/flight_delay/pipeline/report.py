@@ -1,0 +1,95 @@
+"""Presenting the pipeline's results in the notebook: the questions, tables and plots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+QUESTIONS: dict[str, str] = {
+    "q1": "Total number of flights.",
+    "q2": "How many flights were cancelled (dep_time and arr_time both null)?",
+    "q3": "Mean departure delay (dep_delay).",
+    "q4": "The 5 airports with the most landings.",
+    "q5": "The most frequent route (origin–dest pair).",
+    "q6": "The 5 airlines with the largest mean arrival delay.",
+    "q7": "The day of the week with the most flights.",
+    "q8": "Per month, the percentage of flights whose departure delay exceeded 30 minutes.",
+    "q9": "The most common origin of flights that landed in Seattle (SEA).",
+    "q10": "The mean departure delay for each day of the week.",
+    "q11": "The route with the largest mean flight time (air_time).",
+    "q12": "For each origin airport, the most common destination.",
+    "q13": "The 3 routes with the largest variation of flight time (air_time).",
+    "q14": "The mean arrival delay of flights whose departure delay exceeded 1 hour.",
+    "q15": "The mean number of daily flights for each month.",
+    "q16": "The 3 most common routes among flights that arrived more than 30 minutes late.",
+    "q17": "For each origin, the main destination.",
+    "final": "The 5 flights with the largest arrival delay, with the wind at origin and destination.",
+}
+
+
+def answer_frame(answer: Any) -> pd.DataFrame:
+    """Shows any answer shape (scalar, record, list of records) as a small table."""
+    if isinstance(answer, list):
+        return pd.DataFrame(answer)
+    if isinstance(answer, dict):
+        return pd.DataFrame([answer])
+    return pd.DataFrame({"answer": [answer]})
+
+
+def answer_markdown(key: str, answers: dict[str, Any], readings: dict[str, str]) -> str:
+    """Renders one question, how it was read, and a scalar answer inline, as Markdown."""
+    number = "Final question" if key == "final" else f"Question {key[1:]}"
+    text = f"**{number}.** {QUESTIONS[key]}\n\n*Reading:* {readings.get(key, '')}"
+    answer = answers[key]
+    if not isinstance(answer, list | dict):
+        shown = f"{answer:,.2f}" if isinstance(answer, float) else f"{answer:,}"
+        text += f"\n\n**Answer: {shown}**"
+    return text
+
+
+def show_answer(key: str, answers: dict[str, Any], readings: dict[str, str]) -> None:
+    """Displays a question, its reading and its answer in a notebook."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(answer_markdown(key, answers, readings)))
+    if isinstance(answers[key], list | dict):
+        display(answer_frame(answers[key]))
+
+
+def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Lays the model's test metrics next to the baselines' in one table."""
+    rows = {"model": metrics["test"], **{f"baseline: {k}": v for k, v in metrics["baselines"].items()}}
+    return pd.DataFrame(rows).T[["mae", "rmse", "r2", "rows"]]
+
+
+def importance_frame(booster: Any) -> pd.DataFrame:
+    """Returns the booster's gain importance per feature, largest first."""
+    gains = booster.feature_importance(importance_type="gain")
+    frame = pd.DataFrame({"feature": booster.feature_name(), "gain": gains})
+    return frame.sort_values("gain", ascending=False, ignore_index=True)
+
+
+def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, limit: float = 300) -> Any:
+    """Scatters predicted against actual arrival delays with the identity line."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 6))
+    axis.scatter(actual, predicted, s=2, alpha=0.15)
+    axis.plot([-limit / 4, limit], [-limit / 4, limit], color="black", linewidth=1)
+    axis.set(xlim=(-limit / 4, limit), ylim=(-limit / 4, limit), xlabel="actual arr_delay (min)",
+             ylabel="predicted arr_delay (min)", title="Test split (Nov–Dec): predicted vs actual")  # fmt: skip
+    return figure
+
+
+def plot_importance(importance: pd.DataFrame) -> Any:
+    """Draws the gain importance of each feature as horizontal bars."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    ordered = importance.iloc[::-1]
+    axis.barh(ordered["feature"], ordered["gain"])
+    axis.set(xlabel="total gain", title="Feature importance (gain)")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,117 @@
+"""Training in Spark: the same features as serving, an honest split, an artifact the API serves."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from flask.testing import FlaskClient
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from flight_delay.features import FeatureContract
+from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, conform_types
+from flight_delay.pipeline.features import fit_contract, with_features
+from flight_delay.pipeline.training import null_report, split_by_time, train_on_flights, trainable
+from flight_delay.training.dummy import save_model
+from tests.conftest import upload
+from tests.factories import minimal_flight, synthetic_flights
+
+
+def spark_flights(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
+    """Turns a pandas flights table into a Spark DataFrame with the dataset's schema."""
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    as_text = spark.createDataFrame(
+        [{k: (None if v is None else str(v)) for k, v in row.items()} for row in rows],
+        schema=", ".join(f"{f.name} string" for f in FLIGHTS_SCHEMA.fields),
+    )
+    numeric = [f.name for f in FLIGHTS_SCHEMA.fields if f.dataType.typeName() in ("integer", "double")]
+    return as_text.select(
+        *[(as_text[c].cast("double") if c in numeric else as_text[c]).alias(c) for c in as_text.columns]
+    ).transform(conform_types)
+
+
+@pytest.fixture(scope="module")
+def flights_frame() -> pd.DataFrame:
+    """Synthetic flights with the awkward cases: unseen categories, nulls, cancelled, diverted."""
+    frame = synthetic_flights(600, seed=7)
+    frame.loc[0, ["dep_time", "arr_time", "dep_delay", "arr_delay", "air_time"]] = None  # cancelled
+    frame.loc[1, ["arr_delay", "air_time"]] = None  # diverted
+    frame.loc[2, "dep_delay"] = None
+    frame.loc[3, "sched_dep_time"] = 0
+    frame.loc[4, "sched_arr_time"] = 2359
+    return frame
+
+
+def test_spark_features_equal_serving_features(spark: SparkSession, flights_frame: pd.DataFrame) -> None:
+    flights = spark_flights(spark, flights_frame)
+    contract = FeatureContract.fit(flights_frame[flights_frame["month"] <= 6])  # some values unseen
+    records = flights_frame.astype(object).where(flights_frame.notna(), None).to_dict("records")
+
+    served = contract.encode_flights(records)
+    expected = spark.createDataFrame(
+        [
+            (int(i), *[None if math.isnan(v) else float(v) for v in row])
+            for i, row in zip(flights_frame["id"], served, strict=True)
+        ],
+        schema=", ".join(["id long", *[f"{n} double" for n in contract.feature_names]]),
+    )
+    trained = flights.transform(with_features(contract, keep=("id",))).withColumn(
+        "id", flights["id"].cast("long")
+    )
+
+    assert np.isnan(served).any(), "the sample must exercise nulls and unseen categories"
+    assertDataFrameEqual(trained, expected)
+
+
+def test_contract_fitted_in_spark_equals_contract_fitted_in_python(
+    spark: SparkSession, flights_frame: pd.DataFrame
+) -> None:
+    assert fit_contract(spark_flights(spark, flights_frame)) == FeatureContract.fit(flights_frame)
+
+
+def test_cleaning_drops_only_flights_without_a_target(
+    spark: SparkSession, flights_frame: pd.DataFrame
+) -> None:
+    flights = spark_flights(spark, flights_frame)
+    report = null_report(flights)
+
+    assert report["outcomes"] == {"cancelled": 1, "diverted": 1, "arrived": 598}
+    assert report["nulls_in_arrived"]["dep_delay"] == 1
+    assert flights.transform(trainable).count() == 598
+
+
+def test_split_is_by_time(spark: SparkSession, flights_frame: pd.DataFrame) -> None:
+    train, test = split_by_time(spark_flights(spark, flights_frame))
+
+    assert {r["month"] for r in train.select("month").distinct().collect()} == set(range(1, 11))
+    assert {r["month"] for r in test.select("month").distinct().collect()} == {11, 12}
+
+
+def test_trained_artifact_carries_metrics_and_serves(
+    spark: SparkSession, flights_frame: pd.DataFrame, client: FlaskClient, tmp_path: Path
+) -> None:
+    model = train_on_flights(
+        spark_flights(spark, flights_frame),
+        rounds=30,
+        params={"num_leaves": 7, "min_data_in_leaf": 5},
+        source={"file": "synthetic"},
+    )
+    path = save_model(model, tmp_path / "model.pkl")
+
+    metrics = model.metrics
+    assert set(metrics) == {"test", "baselines"}
+    assert set(metrics["baselines"]) == {"train_mean", "dep_delay"}
+    assert metrics["test"]["mae"] < metrics["baselines"]["train_mean"]["mae"]
+    assert model.training["data"]["rows"] == 598
+    assert model.training["data"]["file"] == "synthetic"
+    assert pickle.loads(path.read_bytes()).contract == model.contract
+    assert upload(client, path).status_code == 201
+    response = client.post("/model/predict/", json=minimal_flight())
+    assert response.status_code == 200
+    expected = model.predict([minimal_flight()])[0]
+    assert response.get_json()["predictions"][0]["arr_delay"] == pytest.approx(expected)
