@@ -88,3 +88,23 @@ def test_start_activates_the_default_model_when_none_is_active(
 
     assert health["status"] == "ok"
     assert health["model"]["loaded"] is True
+
+
+def test_operator_load_command_switches_the_running_server(
+    tmp_path: Path, model_files: Callable[[int], Path]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    with serve(tmp_path / "data", workers=2) as server:
+        version_a = load(server.url, model_files(0))
+        command = [str(Path(sys.executable).parent / "flight-delay"), "load", str(model_files(1))]
+        env = {**os.environ, "DATA_DIR": str(tmp_path / "data")}
+        env.pop("DATABASE_URL", None)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
+        version_b = done.stdout.strip().splitlines()[-1]
+        body = requests.post(f"{server.url}/model/predict/", json=minimal_flight(), timeout=30).json()
+
+    assert version_a not in version_b
+    assert body["model_version"] in version_b

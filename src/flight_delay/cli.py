@@ -75,3 +75,15 @@ def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
     )
     save_model(model, out)
     click.echo(json.dumps({"artifact": str(out), **model.metrics, "training": model.training}, indent=2))
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load(artifact: Path) -> None:
+    """Checks a model file and makes it the active model (as POST /model/load/ does), for operators."""
+    from flight_delay.server import open_registry
+
+    config = load_config()
+    with open_registry(config) as registry:
+        active = registry.activate_upload(artifact.read_bytes(), artifact.name)
+    click.echo(json.dumps({"version": active.version, "kind": active.model.kind}))

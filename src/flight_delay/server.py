@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
@@ -55,8 +57,9 @@ class GunicornServer(BaseApplication):
         return create_app(self.app_config)
 
 
-def prepare(config: dict[str, Any]) -> str | None:
-    """Migrates the database and activates the start-up model; returns the active version."""
+@contextmanager
+def open_registry(config: dict[str, Any]) -> Iterator[ModelRegistry]:
+    """Opens the model registry outside the app (start-up, operator commands), migrating first."""
     upgrade(config["DATABASE_URL"])
     db = Database().bind(
         config["DATABASE_URL"],
@@ -64,10 +67,15 @@ def prepare(config: dict[str, Any]) -> str | None:
         synchronous=config["SQLITE_SYNCHRONOUS"],
     )
     try:
-        registry = ModelRegistry().configure(config["MODEL_STORE_DIR"], db)
-        return registry.bootstrap(config["DEFAULT_MODEL_PATH"])
+        yield ModelRegistry().configure(config["MODEL_STORE_DIR"], db)
     finally:
         db.dispose()
+
+
+def prepare(config: dict[str, Any]) -> str | None:
+    """Migrates the database and activates the start-up model; returns the active version."""
+    with open_registry(config) as registry:
+        return registry.bootstrap(config["DEFAULT_MODEL_PATH"])
 
 
 def serve(config: dict[str, Any]) -> None:

@@ -50,9 +50,7 @@ def feature_columns(contract: FeatureContract) -> dict[str, Column]:
     return {name: expressions[name] for name in contract.feature_names}
 
 
-def with_features(
-    contract: FeatureContract, keep: tuple[str, ...] = ()
-) -> Callable[[DataFrame], DataFrame]:
+def with_features(contract: FeatureContract, keep: tuple[str, ...] = ()) -> Callable[[DataFrame], DataFrame]:
     """Returns a transformation selecting the `keep` columns plus the contract's features."""
 
     def transform(flights: DataFrame) -> DataFrame:

@@ -1,0 +1,1 @@
+# Docker targets: see docker.mk (containers issue).
