@@ -14,7 +14,8 @@ from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, read_flights
 
 HEADER = ",".join(c.name for c in DATASET_COLUMNS)
 ROWS = [
-    "0,2013,1,1,517.0,515,2.0,830.0,819,11.0,UA,1545,N14228,EWR,IAH,227.0,1400.0,5,15,2013-01-01T10:00:00Z,United Air Lines Inc.",
+    "0,2013,1,1,517.0,515,2.0,830.0,819,11.0,UA,1545,N14228,EWR,IAH,227.0,1400.0,5,15,"
+    "2013-01-01T10:00:00Z,United Air Lines Inc.",
     "1,2013,1,1,,1630,,,1815,,EV,4308,,EWR,RDU,,416.0,16,30,2013-01-01T21:00:00Z,ExpressJet Airlines Inc.",
 ]
 

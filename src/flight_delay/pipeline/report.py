@@ -78,8 +78,13 @@ def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, limit: f
     figure, axis = plt.subplots(figsize=(6, 6))
     axis.scatter(actual, predicted, s=2, alpha=0.15)
     axis.plot([-limit / 4, limit], [-limit / 4, limit], color="black", linewidth=1)
-    axis.set(xlim=(-limit / 4, limit), ylim=(-limit / 4, limit), xlabel="actual arr_delay (min)",
-             ylabel="predicted arr_delay (min)", title="Test split (Nov–Dec): predicted vs actual")  # fmt: skip
+    axis.set(
+        xlim=(-limit / 4, limit),
+        ylim=(-limit / 4, limit),
+        xlabel="actual arr_delay (min)",
+        ylabel="predicted arr_delay (min)",
+        title="Test split (Nov–Dec): predicted vs actual",
+    )
     return figure
 
 

@@ -40,7 +40,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "mae": float(np.mean(np.abs(errors))),
         "rmse": float(np.sqrt(np.mean(errors**2))),
         "r2": float(1.0 - np.sum(errors**2) / total) if total > 0 else float("nan"),
-        "rows": int(len(y_true)),
+        "rows": len(y_true),
     }
 
 
@@ -117,8 +117,8 @@ def train_model(
     model.training = {
         "seed": seed,
         "rounds": rounds,
-        "train_rows": int(len(train)),
-        "test_rows": int(len(test)),
+        "train_rows": len(train),
+        "test_rows": len(test),
         "libraries": library_versions(),
         **(training_info or {}),
     }
