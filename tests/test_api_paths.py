@@ -96,3 +96,13 @@ def test_swagger_ui_is_served(client: FlaskClient) -> None:
 
     assert response.status_code == 200
     assert "swagger" in response.get_data(as_text=True).lower()
+
+
+def test_oversized_body_is_a_json_413(app_config: dict) -> None:
+    from flight_delay.api import create_app
+
+    client = create_app({**app_config, "MAX_CONTENT_LENGTH": 1024}).test_client()
+    response = client.post("/model/load/", data=b"\x80" * 4096, content_type="application/octet-stream")
+
+    assert response.status_code == 413
+    assert response.get_json()["code"] == "request_entity_too_large"
