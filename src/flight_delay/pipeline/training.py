@@ -124,3 +124,10 @@ def train_on_flights(
         return model
     finally:
         usable.unpersist()
+
+
+def holdout_predictions(model: FlightDelayModel, flights: DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the actual and predicted arrival delays of the test months' flights."""
+    _, test = split_by_time(flights.transform(trainable))
+    arrays = feature_arrays(test, model.contract)
+    return arrays["label"], model.predict_features(arrays["features"])
