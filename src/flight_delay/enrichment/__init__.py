@@ -1,0 +1,1 @@
+"""Wind enrichment for the final question: airport coordinates, daily wind, the join in Spark."""
