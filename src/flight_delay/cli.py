@@ -87,3 +87,26 @@ def load(artifact: Path) -> None:
     with open_registry(config) as registry:
         active = registry.activate_upload(artifact.read_bytes(), artifact.name)
     click.echo(json.dumps({"version": active.version, "kind": active.model.kind}))
+
+
+@main.command()
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object: q1..q17 and final")
+def answers(data: Path, as_json: bool) -> None:
+    """Answers the case's 17 questions and the final one (wind) with Spark."""
+    from flight_delay.enrichment.sources import wind_source_from_env
+    from flight_delay.enrichment.wind import top_delayed_with_wind
+    from flight_delay.pipeline.answers import READINGS, answers_to_json
+    from flight_delay.pipeline.dataset import read_flights
+    from flight_delay.pipeline.report import QUESTIONS
+    from flight_delay.pipeline.spark import get_spark
+
+    flights = read_flights(get_spark("flight-delay-answers"), data).cache()
+    result = answers_to_json(flights)
+    result["final"] = top_delayed_with_wind(flights, wind_source_from_env())
+    if as_json:
+        click.echo(json.dumps(result, default=str))
+        return
+    for key, answer in result.items():
+        click.echo(f"{key}. {QUESTIONS[key]}\n   reading: {READINGS.get(key, '-')}")
+        click.echo(f"   {json.dumps(answer, default=str)}")

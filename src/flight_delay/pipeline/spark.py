@@ -16,7 +16,7 @@ def get_spark(app_name: str = "flight-delay", *, shuffle_partitions: int = 8) ->
     master = os.environ.get("SPARK_MASTER", "local[*]")
     # Local mode talks to itself only: keep the driver on loopback, not the first interface.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    return (
+    spark = (
         SparkSession.builder.appName(app_name)
         .master(master)
         .config("spark.sql.session.timeZone", "UTC")
@@ -26,5 +26,8 @@ def get_spark(app_name: str = "flight-delay", *, shuffle_partitions: int = 8) ->
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "4g"))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")  # progress bars drown notebook outputs
         .getOrCreate()
     )
+    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "ERROR"))
+    return spark

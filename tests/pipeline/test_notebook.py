@@ -1,0 +1,58 @@
+"""The notebook runs end to end on the full data and shows the answers and an honest model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from flight_delay.pipeline.dataset import write_dataset
+from flight_delay.pipeline.notebook import execute_notebook
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebook" / "flight_delay.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+def summary_of(notebook: nbformat.NotebookNode) -> dict:
+    """Finds the JSON summary the last code cell prints."""
+    last = [cell for cell in notebook.cells if cell.cell_type == "code"][-1]
+    text = "".join(output.get("text", "") for output in last.outputs if output.output_type == "stream")
+    return json.loads(text)
+
+
+def test_committed_notebook_is_executed_with_outputs() -> None:
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+    assert all(cell.execution_count for cell in code_cells)
+    assert not [o for cell in code_cells for o in cell.outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for cell in code_cells for o in cell.outputs)
+
+
+def test_notebook_runs_end_to_end_on_the_full_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = write_dataset(tmp_path / "airports-database.csv")
+    notebook_copy = tmp_path / "notebook" / NOTEBOOK.name
+    notebook_copy.parent.mkdir()
+    shutil.copy(NOTEBOOK, notebook_copy)
+    monkeypatch.setenv("FLIGHT_DELAY_DATA", str(data))
+    monkeypatch.setenv("FLIGHT_DELAY_MODEL_OUT", str(tmp_path / "model.pkl"))
+    for key in ("AIRPORTDB_API_TOKEN", "WEATHERBIT_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+
+    executed = nbformat.read(execute_notebook(notebook_copy), as_version=4)
+    summary = summary_of(executed)
+
+    answers = summary["answers"]
+    assert answers["q1"] == 336_776
+    assert answers["q2"] == 8_255
+    assert set(answers) == {f"q{i}" for i in range(1, 18)} | {"final"}
+    assert len(answers["final"]) == 5
+    assert summary["beats_best_baseline"] is True
+    assert (tmp_path / "model.pkl").is_file()
+    assert os.path.getsize(tmp_path / "model.pkl") > 10_000
