@@ -1,0 +1,63 @@
+"""The pipeline's commands: dataset, answers --json, train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pyspark.sql import SparkSession
+
+from flight_delay.cli import main
+from flight_delay.features import DATASET_COLUMNS
+from tests.factories import synthetic_flights
+
+
+@pytest.fixture
+def flights_csv(tmp_path: Path) -> Path:
+    """A small flights file in the case's format."""
+    path = tmp_path / "airports-database.csv"
+    synthetic_flights(400, seed=11).to_csv(path, index=False)
+    return path
+
+
+def test_dataset_writes_the_case_file(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "airports-database.csv"
+    result = CliRunner().invoke(main, ["dataset", "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == ",".join(c.name for c in DATASET_COLUMNS)
+    assert len(lines) == 336_776 + 1
+    assert lines[1].startswith("0,2013,1,1,517,515,2.0,830,819,11.0,UA,1545,N14228,EWR,IAH,")
+
+
+def test_answers_json_has_every_key(spark: SparkSession, flights_csv: Path, monkeypatch) -> None:
+    monkeypatch.delenv("WEATHERBIT_API_KEY", raising=False)
+    result = CliRunner().invoke(main, ["answers", "--data", str(flights_csv), "--json"])
+
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.output.strip().splitlines()[-1])
+    assert set(answers) == {f"q{i}" for i in range(1, 18)} | {"final"}
+    assert answers["q1"] == 400
+    assert [f["arr_delay"] for f in answers["final"]] == sorted(
+        (f["arr_delay"] for f in answers["final"]), reverse=True
+    )
+
+
+def test_train_writes_an_artifact_and_prints_metrics(
+    spark: SparkSession, flights_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model.pkl"
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(flights_csv), "--out", str(out), "--rounds", "20"]
+    )
+
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output[result.output.index("{") :])
+    assert printed["artifact"] == str(out)
+    assert set(printed["baselines"]) == {"train_mean", "dep_delay"}
+    assert printed["training"]["data"]["file"] == "airports-database.csv"
+    assert len(printed["training"]["data"]["sha256"]) == 64
+    assert out.stat().st_size > 1000
