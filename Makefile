@@ -40,11 +40,11 @@ dataset: $(DATASET)
 
 ## answers: the 17 answers and the final question, as JSON, computed with Spark
 answers: $(STAMP) $(DATASET)
-	$(BIN)/flight-delay answers --data $(DATASET) --json
+	@$(BIN)/flight-delay answers --data $(DATASET) --json
 
 ## train: trains with Spark into $(MODEL) and prints the metrics
 train: $(STAMP) $(DATASET)
-	$(BIN)/flight-delay train --data $(DATASET) --out $(MODEL)
+	@$(BIN)/flight-delay train --data $(DATASET) --out $(MODEL)
 
 ## notebook: re-executes notebook/flight_delay.ipynb in place on the full data
 notebook: $(STAMP) $(DATASET)
