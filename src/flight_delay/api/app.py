@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from flight_delay import __version__
-from flight_delay.api import errors
+from flight_delay.api import docs, errors
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.model import blp as model_blp
 from flight_delay.api.schemas import FlightSchema, PredictRequestSchema
@@ -32,7 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
     )
     app.json.sort_keys = False
     # Every path answers with or without its trailing slash, never with a redirect.
@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
+    docs.init_app(app)
     errors.init_app(app)
     app.before_request(_start_request)
     app.after_request(_tag_response)
