@@ -65,7 +65,8 @@ def serve(data_dir: Path, workers: int = 2, **env: str) -> Iterator[RunningServe
         "ML_API_WORKERS": str(workers),
         **env,
     }
-    environment.pop("DATABASE_URL", None) if "DATABASE_URL" not in env else None
+    if "DATABASE_URL" not in env:
+        environment.pop("DATABASE_URL", None)  # the server's SQLite file lives in data_dir
     command = [str(Path(sys.executable).parent / "flight-delay"), "serve"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)

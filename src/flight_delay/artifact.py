@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import lightgbm as lgb
 import numpy as np
 
@@ -49,3 +51,13 @@ class FlightDelayModel:
             "metrics": self.metrics,
             "training": self.training,
         }
+
+
+def save_artifact(model: FlightDelayModel, out: Path) -> Path:
+    """Writes the model as a cloudpickle artifact (atomically), creating the folder if needed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(cloudpickle.dumps(model))
+    tmp.replace(out)
+    return out

@@ -61,10 +61,10 @@ def dataset(out: Path) -> None:
 @click.option("--rounds", type=int, default=None, help="boosting rounds (default: the pipeline's)")
 def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
     """Trains the model with Spark on the flights file, writes the artifact, prints the metrics as JSON."""
+    from flight_delay.artifact import save_artifact
     from flight_delay.pipeline.dataset import read_flights
     from flight_delay.pipeline.spark import get_spark
     from flight_delay.pipeline.training import DEFAULT_ROUNDS, file_sha256, train_on_flights
-    from flight_delay.training.dummy import save_model
 
     spark = get_spark("flight-delay-train")
     model = train_on_flights(
@@ -73,7 +73,7 @@ def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
         rounds=rounds or DEFAULT_ROUNDS,
         source={"file": data.name, "sha256": file_sha256(data)},
     )
-    save_model(model, out)
+    save_artifact(model, out)
     click.echo(json.dumps({"artifact": str(out), **model.metrics, "training": model.training}, indent=2))
 
 

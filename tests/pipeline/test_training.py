@@ -13,11 +13,11 @@ from flask.testing import FlaskClient
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
+from flight_delay.artifact import save_artifact
 from flight_delay.features import FeatureContract
 from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, conform_types
 from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.pipeline.training import null_report, split_by_time, train_on_flights, trainable
-from flight_delay.training.dummy import save_model
 from tests.conftest import upload
 from tests.factories import minimal_flight, synthetic_flights
 
@@ -101,7 +101,7 @@ def test_trained_artifact_carries_metrics_and_serves(
         params={"num_leaves": 7, "min_data_in_leaf": 5},
         source={"file": "synthetic"},
     )
-    path = save_model(model, tmp_path / "model.pkl")
+    path = save_artifact(model, tmp_path / "model.pkl")
 
     metrics = model.metrics
     assert set(metrics) == {"test", "baselines"}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cloudpickle
-
-from flight_delay.artifact import FlightDelayModel
+from flight_delay.artifact import FlightDelayModel, save_artifact
 from flight_delay.data.nycflights import build_dataset
 from flight_delay.training.lightgbm_trainer import train_model
 
@@ -26,15 +24,6 @@ def train_dummy(seed: int = 0, sample_rows: int = SAMPLE_ROWS) -> FlightDelayMod
     )
 
 
-def save_model(model: FlightDelayModel, out: Path) -> Path:
-    """Writes the model as a cloudpickle artifact, creating the folder if needed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(cloudpickle.dumps(model))
-    tmp.replace(out)
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parses `--out PATH [--seed N]`, trains the dummy model and writes it."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -42,6 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="another seed gives another model")
     args = parser.parse_args(argv)
     model = train_dummy(seed=args.seed)
-    save_model(model, args.out)
+    save_artifact(model, args.out)
     test = model.metrics["test"]
     print(f"wrote {args.out} (seed {args.seed}): test MAE {test['mae']:.2f} min, RMSE {test['rmse']:.2f}")
