@@ -1,0 +1,85 @@
+# flight-delay: the scoring API (Flask under gunicorn) with only its serving dependencies.
+#
+#   make docker/install                     # docker build --target runtime -t flight-delay:latest .
+#   make docker/install BASE_IMAGE=flight-delay-base:bookworm   # a local base (scripts/docker_base.sh)
+#   make docker/test                        # the test suite inside the image (--target test)
+#
+# Stages: base (python, libgomp1, the user) -> builder (a venv with requirements.txt, then the project
+# with --no-deps) -> app (the venv and what the service reads) -> test, runtime (the default: last).
+# BASE_IMAGE: any Debian-based image with python3.11 and its venv module.
+# Few layers after the venv is copied: every layer is a full copy on some storage drivers (vfs).
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS base
+ENV LANG=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH \
+    VIRTUAL_ENV=/opt/venv \
+    MIGRATIONS_DIR=/app/migrations \
+    DATA_DIR=/data \
+    ML_API_HOST=0.0.0.0 \
+    ML_API_PORT=8000
+ARG APP_UID=10001
+# LightGBM needs the OpenMP runtime (libgomp1), which slim images lack; a debootstrap base has it.
+# The service runs as `app`, which owns /data (the volume: SQLite file, model store).
+RUN if ! dpkg -s libgomp1 >/dev/null 2>&1; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends libgomp1 \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && groupadd --system --gid "${APP_UID}" app \
+    && useradd --system --uid "${APP_UID}" --gid app --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin app \
+    && mkdir -p /data /app \
+    && chown app:app /data
+WORKDIR /app
+
+FROM base AS builder
+RUN python3 -m venv /opt/venv
+# The pinned serving dependencies first: this layer is rebuilt only when requirements.txt changes.
+COPY requirements.txt /build/
+RUN pip install --require-virtualenv -r /build/requirements.txt
+COPY pyproject.toml README.md /build/
+COPY src/ /build/src/
+# The project itself (no extras: no Spark, no Jupyter); then what the service never imports:
+# third-party test suites (about 100 MB) and the installers.
+RUN pip install --require-virtualenv --no-deps /build \
+    && pip check \
+    && flight-delay --version \
+    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests \
+        \( -path '*/pandas/*' -o -path '*/scipy/*' -o -path '*/numpy/*' -o -path '*/sklearn/*' \) \
+        -exec rm -rf {} + \
+    && python -m pip uninstall --yes --quiet setuptools wheel pip
+
+FROM base AS app
+COPY migrations/ migrations/
+COPY src/model_dummy.py src/model_dummy.py
+COPY docker/entrypoint.sh docker/healthcheck.py docker/
+VOLUME /data
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/app/docker/healthcheck.py"]
+# flight-delay serve migrates once, activates the start-up model, then becomes gunicorn's master:
+# the entrypoint execs it, so gunicorn is PID 1 and gets docker stop's SIGTERM.
+ENTRYPOINT ["/bin/sh", "/app/docker/entrypoint.sh"]
+CMD []
+USER app
+COPY --from=builder /opt/venv /opt/venv
+
+# `docker build --target test`: the suite without the Spark pipeline tests (no Spark in the image).
+FROM app AS test
+USER root
+COPY requirements.txt pyproject.toml ./
+RUN python -m ensurepip --default-pip >/dev/null \
+    && pip install --require-virtualenv -c requirements.txt \
+        pytest==9.2.0 pytest-timeout==2.4.0 requests==2.34.2
+COPY tests/ tests/
+USER app
+CMD ["python", "-m", "pytest", "-p", "no:cacheprovider", "--ignore=tests/pipeline", \
+     "--ignore=tests/test_docker_files.py"]
+
+# The service: the default target.
+FROM app AS runtime
