@@ -79,6 +79,19 @@ REFERENCE_FLIGHT: dict[str, Any] = {
 }
 
 CATEGORICAL_FIELDS: tuple[str, ...] = ("carrier", "origin", "dest")
+# The flight fields the project's model reads: what is known when the flight leaves the gate.
+INPUT_FIELDS: tuple[str, ...] = (
+    "year",
+    "month",
+    "day",
+    "sched_dep_time",
+    "sched_arr_time",
+    "dep_delay",
+    "distance",
+    "carrier",
+    "origin",
+    "dest",
+)
 
 
 def hhmm_to_minutes(hhmm: np.ndarray) -> np.ndarray:
@@ -116,18 +129,7 @@ class FeatureContract:
         "origin",
         "dest",
     )
-    input_fields: tuple[str, ...] = (
-        "year",
-        "month",
-        "day",
-        "sched_dep_time",
-        "sched_arr_time",
-        "dep_delay",
-        "distance",
-        "carrier",
-        "origin",
-        "dest",
-    )
+    input_fields: tuple[str, ...] = INPUT_FIELDS
     _codes: dict[str, dict[str, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -89,7 +89,7 @@ def most_delayed(flights: DataFrame, n: int) -> DataFrame:
 
 def top_delayed_with_wind(flights: DataFrame, source: WindSource, n: int = 5) -> list[dict[str, Any]]:
     """The final question: the n most delayed flights with the wind at both ends, as records."""
-    top = flights.transform(lambda f: most_delayed(f, n)).cache()
+    top = most_delayed(flights, n).cache()
     try:
         enriched = enrich_flights(top, source).orderBy(F.desc("arr_delay"), "id")
         return [row.asDict() for row in enriched.select(*FINAL_FIELDS).collect()]

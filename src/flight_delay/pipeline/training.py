@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from flight_delay.artifact import FlightDelayModel
-from flight_delay.features import TARGET, FeatureContract
+from flight_delay.features import INPUT_FIELDS, TARGET, FeatureContract
 from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.training.lightgbm_trainer import fit_booster, holdout_metrics, library_versions
 
@@ -38,10 +38,9 @@ def null_report(flights: DataFrame) -> dict[str, Any]:
     """Counts flights per outcome and, among arrived flights, the nulls left in each input."""
     labelled = flights.transform(with_outcome)
     outcomes = {row["outcome"]: row["count"] for row in labelled.groupBy("outcome").count().collect()}
-    inputs = FeatureContract(categories={}).input_fields
     arrived = labelled.where(F.col("outcome") == "arrived")
-    nulls = arrived.agg(*[F.sum(F.col(c).isNull().cast("int")).alias(c) for c in inputs]).first()
-    return {"outcomes": outcomes, "nulls_in_arrived": {c: int(nulls[c] or 0) for c in inputs}}
+    nulls = arrived.agg(*[F.sum(F.col(c).isNull().cast("int")).alias(c) for c in INPUT_FIELDS]).first()
+    return {"outcomes": outcomes, "nulls_in_arrived": {c: int(nulls[c] or 0) for c in INPUT_FIELDS}}
 
 
 def trainable(flights: DataFrame) -> DataFrame:
