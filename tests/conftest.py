@@ -16,9 +16,14 @@ from tests.factories import tiny_model, write_pickle
 
 
 @pytest.fixture
-def app_config(tmp_path: Path) -> dict[str, Any]:
-    """Configuration for one test: its own data folder, SQLite file and model store."""
-    database_url = f"sqlite:///{tmp_path / 'data' / 'flight_delay.db'}"
+def database_url(tmp_path: Path) -> str:
+    """A fresh, empty database for one test, on the backend under test (SQLite file by default)."""
+    return f"sqlite:///{tmp_path / 'data' / 'flight_delay.db'}"
+
+
+@pytest.fixture
+def app_config(tmp_path: Path, database_url: str) -> dict[str, Any]:
+    """Configuration for one test: its own data folder, migrated database and model store."""
     upgrade(database_url)
     return {
         "ENV": "testing",
