@@ -28,9 +28,11 @@ $(DUMMY_MODEL): | $(STAMP)
 model_dummy: $(STAMP)
 	$(BIN)/python src/model_dummy.py --out $(DUMMY_MODEL) --seed $(SEED)
 
-## run: serves the API with SQLite under $(DATA_DIR), making a dummy model first if none exists
+## run: serves the API with SQLite under $(DATA_DIR), making a dummy model first if none exists.
+## Development mode: POST /model/load/ is open unless ML_API_ADMIN_TOKEN is set (the log says so).
 run: $(STAMP) $(DUMMY_MODEL)
-	DATA_DIR=$(DATA_DIR) DEFAULT_MODEL_PATH=$(DUMMY_MODEL) $(BIN)/flight-delay serve
+	DATA_DIR=$(DATA_DIR) DEFAULT_MODEL_PATH=$(DUMMY_MODEL) FLIGHT_DELAY_ENV=$${FLIGHT_DELAY_ENV:-development} \
+		$(BIN)/flight-delay serve
 
 $(DATASET): | $(STAMP)
 	$(BIN)/flight-delay dataset --out $(DATASET)

@@ -13,7 +13,9 @@
 # Variables: BASE_IMAGE (python:3.11-slim), DOCKER_IMAGE (flight-delay:latest), ML_API_PORT (8000),
 # DB=postgres (the history in PostgreSQL 16: compose profile + docker/compose.postgres.yml),
 # DOCKER_BUILD_NETWORK (e.g. host, for daemons without a default bridge), COMPOSE_PROJECT (flight-delay),
-# DOCKER_WAIT (seconds docker/run waits for healthy, 180), SEED (the dummy model's seed, from the Makefile).
+# DOCKER_WAIT (seconds docker/run waits for healthy, 180), SEED (the dummy model's seed, from the Makefile),
+# ADMIN_TOKEN_FILE (var/admin_token: the bearer token POST /model/load/ demands; made on first docker/run
+# with 32 random bytes unless ML_API_ADMIN_TOKEN is given), ML_API_MODEL_SIGNING_KEY (optional).
 
 BASE_IMAGE ?= python:3.11-slim
 DOCKER ?= docker
@@ -26,10 +28,14 @@ ML_API_PORT ?= 8000
 DB ?= sqlite
 SEED ?= 0
 LOCAL_BASE_IMAGE ?= flight-delay-base:bookworm
+ADMIN_TOKEN_FILE ?= var/admin_token
+# Read when a recipe runs, so a token file made by this very make run is seen.
+ML_API_ADMIN_TOKEN ?= $(shell cat $(ADMIN_TOKEN_FILE) 2>/dev/null)
 
 COMPOSE_BIN ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo docker-compose)
 COMPOSE_FILES := -f docker-compose.yml $(if $(filter postgres,$(DB)),-f docker/compose.postgres.yml --profile postgres)
-COMPOSE_ENV = ML_API_PORT=$(ML_API_PORT) BASE_IMAGE=$(BASE_IMAGE) FLIGHT_DELAY_IMAGE=$(DOCKER_IMAGE)
+COMPOSE_ENV = ML_API_PORT=$(ML_API_PORT) BASE_IMAGE=$(BASE_IMAGE) FLIGHT_DELAY_IMAGE=$(DOCKER_IMAGE) \
+	ML_API_ADMIN_TOKEN=$(ML_API_ADMIN_TOKEN)
 COMPOSE = $(COMPOSE_ENV) $(COMPOSE_BIN) -p $(COMPOSE_PROJECT) $(COMPOSE_FILES)
 # stop, clean and logs see every service, whichever DB the stack was started with.
 COMPOSE_ALL = $(COMPOSE_ENV) $(COMPOSE_BIN) -p $(COMPOSE_PROJECT) -f docker-compose.yml \
@@ -46,10 +52,17 @@ docker/install:
 	@$(DOCKER) image inspect -f '$(DOCKER_IMAGE): {{.Size}} bytes' $(DOCKER_IMAGE)
 
 ## docker/run: starts the stack in the background and waits until the api's health check passes
-docker/run: docker/install
+docker/run: docker/install $(ADMIN_TOKEN_FILE)
 	$(COMPOSE) up -d
 	@bash scripts/docker_wait_healthy.sh "$$($(COMPOSE) ps -q api)" $(DOCKER_WAIT)
 	@echo "flight-delay API: http://127.0.0.1:$(ML_API_PORT)  (docs: http://127.0.0.1:$(ML_API_PORT)/docs)"
+	@echo "POST /model/load/ needs: Authorization: Bearer \$$(cat $(ADMIN_TOKEN_FILE))"
+
+# The production container refuses to start with open model upload: it gets a random admin token.
+$(ADMIN_TOKEN_FILE):
+	@mkdir -p $(dir $@)
+	@umask 077 && python3 -c "import secrets; print(secrets.token_hex(32))" >$@
+	@echo "made an admin token for POST /model/load/ in $@"
 
 ## docker/model_dummy: trains the dummy model inside the running api, then makes it the active model
 docker/model_dummy:

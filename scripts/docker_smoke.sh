@@ -6,7 +6,8 @@
 #                 unreachable; SMOKE_BASE_IMAGE=python:3.11-slim uses that instead
 #   4. build:     make docker/install with that base (builds use the host network)
 #   5. smoke:     make docker/run, then over 127.0.0.1 only: health, make docker/model_dummy, predict
-#                 one and a batch of 3, the history, a bad upload refused, a restart that keeps the model
+#                 one and a batch of 3, the history, an upload without the admin token refused (401), a bad
+#                 upload refused (400), a restart that keeps the model
 #                 and the history; non-root, gunicorn as PID 1, docker's health check healthy
 # Cleans up what it started (its compose project's containers, network and volumes; a dockerd it
 # started, unless KEEP_DOCKERD=1), keeps the images as a cache, exits non-zero on the first failure.
@@ -244,7 +245,11 @@ check history1 200 'body["total"] == 4 and sorted(i["id"] for i in body["items"]
     and sorted(i["request_id"] for i in body["items"]) == ["smoke-1", "smoke-2", "smoke-2", "smoke-2"]'
 
 echo "not a model" >"$WORK/not-a-model.pkl"
-request badload POST /model/load/ -H 'X-Request-ID: smoke-bad' -F "file=@$WORK/not-a-model.pkl"
+request noauth POST /model/load/ -F "file=@$WORK/not-a-model.pkl"
+check noauth 401 'body["status"] == 401 and body["code"] == "unauthorized"'
+TOKEN=$(cat var/admin_token)
+request badload POST /model/load/ -H 'X-Request-ID: smoke-bad' -H "Authorization: Bearer $TOKEN" \
+    -F "file=@$WORK/not-a-model.pkl"
 check badload 400 'body["status"] == 400 and body["code"] == "invalid_artifact" and body["request_id"] == "smoke-bad"'
 request model1 GET /model/
 check model1 200 'body["version"] == state["version"]'

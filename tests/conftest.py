@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from flight_delay.api import create_app
 from flight_delay.history.migrate import upgrade
-from tests.factories import tiny_model, write_pickle
+from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN, tiny_model, write_pickle
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def app_config(tmp_path: Path, database_url: str) -> dict[str, Any]:
         "DATABASE_URL": database_url,
         "MODEL_STORE_DIR": tmp_path / "data" / "models",
         "DEFAULT_MODEL_PATH": tmp_path / "data" / "absent.pkl",
+        "ML_API_ADMIN_TOKEN": ADMIN_TOKEN,
     }
 
 
@@ -63,7 +64,7 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Pat
 def upload(client: FlaskClient, path: Path) -> Any:
     """Loads a model file through /model/load/ as multipart and returns the response."""
     with path.open("rb") as handle:
-        return client.post("/model/load/", data={"file": (handle, path.name)})
+        return client.post("/model/load/", data={"file": (handle, path.name)}, headers=ADMIN_HEADERS)
 
 
 @pytest.fixture

@@ -77,6 +77,11 @@ def write_pickle(obj: Any, path: Path) -> Path:
     return path
 
 
+# The admin token every test server and app is configured with.
+ADMIN_TOKEN = "test-admin-token"  # noqa: S105 - a test fixture, not a secret
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 def tiny_regressor(features: list[str], seed: int = 0) -> lgb.LGBMRegressor:
     """Fits a bare LGBMRegressor on the given dataset columns (as a DataFrame, so names are kept)."""
     frame = synthetic_flights(300, seed)

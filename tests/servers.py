@@ -15,6 +15,8 @@ from pathlib import Path
 
 import requests
 
+from tests.factories import ADMIN_TOKEN
+
 
 def free_port() -> int:
     """Asks the kernel for a free TCP port on 127.0.0.1."""
@@ -63,6 +65,7 @@ def serve(data_dir: Path, workers: int = 2, **env: str) -> Iterator[RunningServe
         "ML_API_HOST": "127.0.0.1",
         "ML_API_PORT": str(port),
         "ML_API_WORKERS": str(workers),
+        "ML_API_ADMIN_TOKEN": ADMIN_TOKEN,
         **env,
     }
     if "DATABASE_URL" not in env:

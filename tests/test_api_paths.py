@@ -6,7 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from flight_delay.serving.registry import ModelRegistry
-from tests.factories import minimal_flight
+from tests.factories import ADMIN_HEADERS, minimal_flight
 
 PATHS = [
     ("get", "/health/", None),
@@ -29,7 +29,9 @@ def test_paths_answer_with_or_without_slash_and_never_redirect(
 
 
 def test_load_without_slash_is_not_redirected(client: FlaskClient) -> None:
-    response = client.post("/model/load", data=b"x", content_type="application/octet-stream")
+    response = client.post(
+        "/model/load", data=b"x", content_type="application/octet-stream", headers=ADMIN_HEADERS
+    )
 
     assert response.status_code == 400
     assert "Location" not in response.headers
@@ -106,7 +108,7 @@ def test_oversized_body_is_a_json_413(app_config: dict) -> None:
     from flight_delay.api import create_app
 
     client = create_app({**app_config, "MAX_CONTENT_LENGTH": 1024}).test_client()
-    response = client.post("/model/load/", data=b"\x80" * 4096, content_type="application/octet-stream")
+    response = client.post("/model/predict/", data=b"[" * 4096, content_type="application/json")
 
     assert response.status_code == 413
     assert response.get_json()["code"] == "request_entity_too_large"

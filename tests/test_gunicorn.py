@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.factories import minimal_flight
+from tests.factories import ADMIN_HEADERS, minimal_flight
 from tests.servers import serve
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 def load(url: str, path: Path) -> str:
     """Uploads a model over HTTP and returns its version."""
     with path.open("rb") as handle:
-        response = requests.post(f"{url}/model/load/", files={"file": handle}, timeout=30)
+        response = requests.post(
+            f"{url}/model/load/", files={"file": handle}, headers=ADMIN_HEADERS, timeout=30
+        )
     assert response.status_code == 201, response.text
     return response.json()["version"]
 

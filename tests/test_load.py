@@ -13,11 +13,17 @@ import pytest
 from flask.testing import FlaskClient
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder
 
 from flight_delay.api import create_app
 from tests.conftest import upload
-from tests.factories import minimal_flight, reference_flight, synthetic_flights, tiny_regressor
+from tests.factories import (
+    ADMIN_HEADERS,
+    minimal_flight,
+    reference_flight,
+    synthetic_flights,
+    tiny_regressor,
+)
 
 
 def active_version(client: FlaskClient) -> str | None:
@@ -28,7 +34,9 @@ def active_version(client: FlaskClient) -> str | None:
 
 def load_bytes(client: FlaskClient, data: bytes) -> object:
     """Uploads raw bytes as an application/octet-stream body."""
-    return client.post("/model/load/", data=data, content_type="application/octet-stream")
+    return client.post(
+        "/model/load/", data=data, content_type="application/octet-stream", headers=ADMIN_HEADERS
+    )
 
 
 def test_multipart_upload_is_stored_and_activated(
@@ -137,13 +145,11 @@ def test_sklearn_pipeline_ending_in_lightgbm_is_accepted(client: FlaskClient) ->
 
 
 def _pipeline_that_fails_on_predict() -> Pipeline:
-    """A fitted pipeline whose first step then raises on every input."""
-    frame = synthetic_flights(200)
-    pipeline = Pipeline(
-        [("step", FunctionTransformer()), ("model", tiny_regressor(["dep_delay"]).set_params())]
-    )
-    pipeline.fit(frame[["dep_delay", "distance"]], frame["arr_delay"])
-    pipeline.steps[0][1].func = np.linalg.inv  # one flight is a 1x2 matrix: inv raises
+    """A fitted pipeline whose encoder has never seen the reference flight's carrier and refuses it."""
+    frame = synthetic_flights(200).assign(carrier="ZZ")
+    encode = ColumnTransformer([("carrier", OneHotEncoder(handle_unknown="error"), ["carrier"])])
+    pipeline = Pipeline([("encode", encode), ("model", tiny_regressor(["dep_delay"]).set_params())])
+    pipeline.fit(frame[["carrier", "dep_delay"]], frame["arr_delay"])
     return pipeline
 
 
@@ -162,12 +168,12 @@ class PredictsSomethingElse:
     ("data", "status", "message"),
     [
         (b"", 400, "empty"),
-        (b"this is not a pickle at all", 400, "not a pickle"),
-        (b"PK\x03\x04zipped", 400, "not a pickle"),
-        (pickle.dumps({"weights": [1, 2, 3]})[:-5], 400, "could not be unpickled"),
+        (b"this is not a pickle at all", 400, "not a readable pickle"),
+        (b"PK\x03\x04zipped", 400, "zip archive"),
+        (pickle.dumps({"weights": [1, 2, 3]})[:-5], 400, "not a readable pickle"),
         (pickle.dumps({"weights": [1, 2, 3]}), 422, "no predict method"),
-        (pickle.dumps(HasNoPredict()), 422, "no predict method"),
-        (pickle.dumps(PredictsSomethingElse()), 422, "accepted are"),
+        (pickle.dumps(HasNoPredict()), 400, "tests.test_load.HasNoPredict, which is not allowed"),
+        (pickle.dumps(PredictsSomethingElse()), 400, "not allowed"),
         (pickle.dumps(lgb.Booster), 422, "accepted are"),
     ],
     ids=[
@@ -176,8 +182,8 @@ class PredictsSomethingElse:
         "zip",
         "truncated",
         "dict",
-        "object-without-predict",
-        "unsupported-predict",
+        "unknown-class",
+        "unknown-class-with-predict",
         "class-not-instance",
     ],
 )
@@ -241,14 +247,16 @@ def test_unfitted_regressor_is_refused(loaded_client: FlaskClient) -> None:
 
 
 def test_wrong_content_type_is_a_415(loaded_client: FlaskClient) -> None:
-    response = loaded_client.post("/model/load/", json={"model": "base64..."})
+    response = loaded_client.post("/model/load/", json={"model": "base64..."}, headers=ADMIN_HEADERS)
 
     assert response.status_code == 415
     assert "multipart/form-data" in response.get_json()["message"]
 
 
 def test_multipart_without_file_field_is_refused(loaded_client: FlaskClient) -> None:
-    response = loaded_client.post("/model/load/", data={"model": "x"}, content_type="multipart/form-data")
+    response = loaded_client.post(
+        "/model/load/", data={"model": "x"}, content_type="multipart/form-data", headers=ADMIN_HEADERS
+    )
 
     assert response.status_code == 422
     assert response.get_json()["errors"] == {"file": ["Missing data for required field."]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,13 @@ import numpy as np
 from flight_delay.features import FeatureContract
 
 ARTIFACT_FORMAT = "flight-delay/lightgbm"
+# The pickle-free form: LightGBM's own text model with the contract and metadata as JSON.
+BUNDLE_FORMAT = "flight-delay/lightgbm-text"
+BUNDLE_SUFFIX = ".lgbm.json"
+LIGHTGBM_TEXT_PREFIX = b"tree\n"
+MAX_METADATA_NODES = 10_000
+MAX_METADATA_DEPTH = 16
+MAX_METADATA_STRING = 10_000
 
 
 @dataclass
@@ -53,11 +62,102 @@ class FlightDelayModel:
         }
 
 
+def plain_metadata(value: Any, where: str) -> Any:
+    """Copies JSON-like metadata (str keys, lists, numbers, short strings), bounded in size and depth."""
+    budget = [MAX_METADATA_NODES]
+
+    def copy(item: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"{where} is too large or too deeply nested")
+        if isinstance(item, str) and len(item) > MAX_METADATA_STRING:
+            raise ValueError(f"{where} holds a string longer than {MAX_METADATA_STRING} characters")
+        if item is None or isinstance(item, bool | str):
+            return item
+        if isinstance(item, numbers.Integral):
+            return int(item)
+        if isinstance(item, numbers.Real):
+            return float(item)
+        if isinstance(item, Mapping) and all(isinstance(k, str) for k in item):
+            return {k: copy(v, depth + 1) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [copy(v, depth + 1) for v in item]
+        raise ValueError(f"{where} holds a {type(item).__name__}, which is not plain data")
+
+    return copy(value, 0)
+
+
+def checked_model(model: FlightDelayModel) -> FlightDelayModel:
+    """Rebuilds a model read from a file from its validated parts; raises ValueError naming the fault."""
+    if not isinstance(model.booster, lgb.Booster) or not isinstance(model.contract, FeatureContract):
+        raise ValueError("the artifact must hold a lightgbm.Booster and a FeatureContract")
+    try:
+        contract = FeatureContract.from_dict(model.contract.to_dict())
+    except (AttributeError, TypeError, KeyError) as exc:
+        raise ValueError(f"the artifact's contract is malformed ({type(exc).__name__})") from exc
+    if tuple(model.booster.feature_name()) != contract.feature_names:
+        raise ValueError(f"the booster's features must be the contract's {list(contract.feature_names)}")
+    if model.format != ARTIFACT_FORMAT:
+        raise ValueError(f"the artifact format must be {ARTIFACT_FORMAT!r}")
+    return FlightDelayModel(
+        booster=model.booster,
+        contract=contract,
+        metrics=plain_metadata(model.metrics, "metrics") or {},
+        training=plain_metadata(model.training, "training") or {},
+    )
+
+
+def to_bundle(model: FlightDelayModel) -> bytes:
+    """Serialises the model without pickle: the booster's text model beside the contract, as JSON."""
+    return json.dumps(
+        {
+            "format": BUNDLE_FORMAT,
+            "booster": model.booster.model_to_string(num_iteration=-1),
+            "contract": model.contract.to_dict(),
+            "metrics": model.metrics,
+            "training": model.training,
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def from_bundle(data: bytes) -> FlightDelayModel:
+    """Reads a bundle written by `to_bundle`: parsed, never executed; raises ValueError naming the fault."""
+    try:
+        bundle = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"the bundle is not valid JSON ({str(exc)[:100]})") from exc
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f'the bundle must be a JSON object with "format": "{BUNDLE_FORMAT}"')
+    text = bundle.get("booster")
+    if not isinstance(text, str) or not text.encode().startswith(LIGHTGBM_TEXT_PREFIX):
+        raise ValueError('"booster" must be LightGBM\'s text model (Booster.model_to_string())')
+    return checked_model(
+        FlightDelayModel(
+            booster=lgb.Booster(model_str=text),
+            contract=FeatureContract.from_dict(bundle.get("contract")),
+            metrics=bundle.get("metrics") or {},
+            training=bundle.get("training") or {},
+        )
+    )
+
+
+def bundle_path(pickle_path: Path) -> Path:
+    """Names the pickle-free bundle written beside a .pkl artifact (model.pkl -> model.lgbm.json)."""
+    return Path(pickle_path).with_suffix(BUNDLE_SUFFIX)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes a file through a temporary sibling so that a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
 def save_artifact(model: FlightDelayModel, out: Path) -> Path:
-    """Writes the model as a cloudpickle artifact (atomically), creating the folder if needed."""
+    """Writes the model as a .pkl (cloudpickle) and, beside it, as a pickle-free .lgbm.json bundle."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(cloudpickle.dumps(model))
-    tmp.replace(out)
+    _write_atomically(out, cloudpickle.dumps(model))
+    _write_atomically(bundle_path(out), to_bundle(model))
     return out

@@ -10,6 +10,7 @@ import click
 
 from flight_delay import __version__
 from flight_delay.config import load_config
+from flight_delay.errors import FlightDelayError, UnsafeConfiguration
 
 
 @click.group()
@@ -29,7 +30,10 @@ def serve(port: int | None, host: str | None, workers: int | None) -> None:
     from flight_delay.server import serve as run_server
 
     overrides = {"ML_API_PORT": port, "ML_API_HOST": host, "ML_API_WORKERS": workers}
-    run_server(load_config(**{k: v for k, v in overrides.items() if v is not None}))
+    try:
+        run_server(load_config(**{k: v for k, v in overrides.items() if v is not None}))
+    except UnsafeConfiguration as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()
@@ -61,7 +65,7 @@ def dataset(out: Path) -> None:
 @click.option("--rounds", type=int, default=None, help="boosting rounds (default: the pipeline's)")
 def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
     """Trains the model with Spark on the flights file, writes the artifact, prints the metrics as JSON."""
-    from flight_delay.artifact import save_artifact
+    from flight_delay.artifact import bundle_path, save_artifact
     from flight_delay.pipeline.dataset import read_flights
     from flight_delay.pipeline.spark import get_spark
     from flight_delay.pipeline.training import DEFAULT_ROUNDS, file_sha256, train_on_flights
@@ -74,7 +78,8 @@ def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
         source={"file": data.name, "sha256": file_sha256(data)},
     )
     save_artifact(model, out)
-    click.echo(json.dumps({"artifact": str(out), **model.metrics, "training": model.training}, indent=2))
+    summary = {"artifact": str(out), "bundle": str(bundle_path(out)), **model.metrics}
+    click.echo(json.dumps({**summary, "training": model.training}, indent=2))
 
 
 @main.command()
@@ -84,9 +89,24 @@ def load(artifact: Path) -> None:
     from flight_delay.server import open_registry
 
     config = load_config()
-    with open_registry(config) as registry:
-        active = registry.activate_upload(artifact.read_bytes(), artifact.name)
+    try:
+        with open_registry(config) as registry:
+            active = registry.activate_upload(artifact.read_bytes(), artifact.name)
+    except FlightDelayError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     click.echo(json.dumps({"version": active.version, "kind": active.model.kind}))
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def sign(artifact: Path) -> None:
+    """Prints the X-Model-Signature header value of a model file under ML_API_MODEL_SIGNING_KEY."""
+    from flight_delay.serving.signing import sign as signature_of
+
+    key = load_config()["ML_API_MODEL_SIGNING_KEY"]
+    if not key:
+        raise click.ClickException("Set ML_API_MODEL_SIGNING_KEY to the key the server checks with.")
+    click.echo(signature_of(artifact.read_bytes(), key))
 
 
 @main.command()

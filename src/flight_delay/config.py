@@ -21,6 +21,16 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    """Reads a true/false variable, naming it in the error when it is neither."""
+    raw = (environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("1", "true", "yes", "on")
+
+
 def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Builds the app configuration from environment variables; keyword overrides win."""
     env = os.environ if environ is None else environ
@@ -40,6 +50,10 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         "SQLITE_BUSY_TIMEOUT_MS": _int(env, "SQLITE_BUSY_TIMEOUT_MS", 5000),
         "SQLITE_SYNCHRONOUS": env.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+        "ML_API_ADMIN_TOKEN": env.get("ML_API_ADMIN_TOKEN") or None,
+        "ML_API_ALLOW_UPLOAD": _bool(env, "ML_API_ALLOW_UPLOAD", True),
+        "ML_API_MODEL_SIGNING_KEY": env.get("ML_API_MODEL_SIGNING_KEY") or None,
+        "MAX_MODEL_BYTES": _int(env, "MAX_MODEL_BYTES", 64 * 1024 * 1024),
     }
     config.update(overrides)
     if config["ENV"] not in ENVIRONMENTS:

@@ -10,6 +10,7 @@ class FlightDelayError(Exception):
 
     status = 500
     code = "internal_error"
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, errors: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -57,3 +58,36 @@ class HistoryUnavailable(FlightDelayError):
 
     status = 503
     code = "history_unavailable"
+
+
+class Unauthorized(FlightDelayError):
+    """The request lacks the admin token, or carries a wrong one."""
+
+    status = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="flight-delay"'}
+
+
+class UploadDisabled(FlightDelayError):
+    """Model upload over HTTP is switched off on this server."""
+
+    status = 403
+    code = "upload_disabled"
+
+
+class SignatureRejected(FlightDelayError):
+    """A signing key is configured and the upload's signature is missing or does not match."""
+
+    status = 403
+    code = "invalid_signature"
+
+
+class ModelTooLarge(FlightDelayError):
+    """The uploaded model file is larger than MAX_MODEL_BYTES."""
+
+    status = 413
+    code = "model_too_large"
+
+
+class UnsafeConfiguration(ValueError):
+    """The service refuses to start with a configuration that would expose it."""

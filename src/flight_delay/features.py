@@ -79,6 +79,9 @@ REFERENCE_FLIGHT: dict[str, Any] = {
 }
 
 CATEGORICAL_FIELDS: tuple[str, ...] = ("carrier", "origin", "dest")
+# Bounds on a contract read from a file: the real vocabularies have at most ~100 short values.
+MAX_CATEGORIES = 10_000
+MAX_CATEGORY_LENGTH = 64
 # The flight fields the project's model reads: what is known when the flight leaves the gate.
 INPUT_FIELDS: tuple[str, ...] = (
     "year",
@@ -184,6 +187,27 @@ class FeatureContract:
     def encode_flights(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Builds the feature matrix from flights given as one mapping per flight."""
         return self.encode(flights_to_columns(flights, self.input_fields))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FeatureContract:
+        """Rebuilds a contract from `to_dict` output, refusing anything this code cannot encode."""
+        if not isinstance(data, Mapping):
+            raise ValueError("the contract must be an object")
+        expected = cls(categories={})
+        for name in ("feature_names", "input_fields", "categorical_features"):
+            if list(data.get(name, ())) != list(getattr(expected, name)):
+                raise ValueError(f"contract {name} must be {list(getattr(expected, name))}")
+        if data.get("version") != expected.version:
+            raise ValueError(f"contract version must be {expected.version}")
+        categories = data.get("categories")
+        if not isinstance(categories, Mapping) or sorted(categories) != sorted(CATEGORICAL_FIELDS):
+            raise ValueError(f"contract categories must name exactly {list(CATEGORICAL_FIELDS)}")
+        for name, values in categories.items():
+            if not isinstance(values, list | tuple) or len(values) > MAX_CATEGORIES:
+                raise ValueError(f"contract categories.{name} must be a list of at most {MAX_CATEGORIES}")
+            if not all(isinstance(v, str) and len(v) <= MAX_CATEGORY_LENGTH for v in values):
+                raise ValueError(f"contract categories.{name} must hold short strings")
+        return cls(categories={name: tuple(values) for name, values in categories.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """Describes the contract as plain JSON-ready data."""

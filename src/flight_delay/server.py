@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from flight_delay.api.auth import check_upload_policy
 from flight_delay.history.database import Database
 from flight_delay.history.migrate import upgrade
 from flight_delay.serving.registry import ModelRegistry
@@ -80,6 +81,7 @@ def prepare(config: dict[str, Any]) -> str | None:
 
 def serve(config: dict[str, Any]) -> None:
     """Prepares the database and model once, then runs gunicorn (which forks the workers)."""
+    check_upload_policy(config)
     version = prepare(config)
     log.info("active model at start: %s", version or "none (load one with POST /model/load/)")
     GunicornServer(config).run()

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from pyspark.sql import SparkSession
 
 from flight_delay.cli import main
-from flight_delay.features import DATASET_COLUMNS
+from flight_delay.features import DATASET_COLUMNS, REFERENCE_FLIGHT
+from flight_delay.serving.loader import read_model
 from tests.factories import synthetic_flights
 
 
@@ -61,3 +62,7 @@ def test_train_writes_an_artifact_and_prints_metrics(
     assert printed["training"]["data"]["file"] == "airports-database.csv"
     assert len(printed["training"]["data"]["sha256"]) == 64
     assert out.stat().st_size > 1000
+    assert printed["bundle"] == str(out.with_suffix(".lgbm.json"))
+    bundled, _ = read_model(out.with_suffix(".lgbm.json").read_bytes())
+    pickled, _ = read_model(out.read_bytes())
+    assert bundled.predict([REFERENCE_FLIGHT]) == pytest.approx(pickled.predict([REFERENCE_FLIGHT]))

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from flight_delay.artifact import save_artifact
+from flight_delay.artifact import bundle_path, save_artifact
 from flight_delay.features import FeatureContract
 from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, conform_types
 from flight_delay.pipeline.features import fit_contract, with_features
@@ -113,5 +113,9 @@ def test_trained_artifact_carries_metrics_and_serves(
     assert upload(client, path).status_code == 201
     response = client.post("/model/predict/", json=minimal_flight())
     assert response.status_code == 200
+    assert upload(client, bundle_path(path)).get_json()["kind"] == "flight-delay/lightgbm"
+    from_bundle = client.post("/model/predict/", json=minimal_flight())
+    bundled_delay = from_bundle.get_json()["predictions"][0]["arr_delay"]
+    assert bundled_delay == pytest.approx(response.get_json()["predictions"][0]["arr_delay"])
     expected = model.predict([minimal_flight()])[0]
     assert response.get_json()["predictions"][0]["arr_delay"] == pytest.approx(expected)

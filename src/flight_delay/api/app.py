@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 
 from flight_delay import __version__
 from flight_delay.api import docs, errors
+from flight_delay.api.auth import check_upload_policy
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.model import blp as model_blp
 from flight_delay.api.schemas import FlightSchema, PredictRequestSchema
@@ -25,6 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Builds the app from the environment's configuration, with `config` overriding it."""
     app = Flask("flight_delay")
     app.config.update(load_config(**dict(config or {})))
+    check_upload_policy(app.config)
     app.config.update(
         API_TITLE="flight-delay",
         API_VERSION=__version__,
@@ -43,6 +45,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # The predict body is documented as oneOf these two, so they are named components.
     api.spec.components.schema("Flight", schema=FlightSchema)
     api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
+    api.spec.components.security_scheme(
+        "adminToken", {"type": "http", "scheme": "bearer", "description": "ML_API_ADMIN_TOKEN"}
+    )
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
     docs.init_app(app)

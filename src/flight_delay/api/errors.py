@@ -14,20 +14,24 @@ from flight_delay.errors import FlightDelayError
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, code: str, message: str, errors: Any = None) -> tuple[Response, int]:
+def error_response(
+    status: int, code: str, message: str, errors: Any = None, headers: dict[str, str] | None = None
+) -> tuple[Response, int]:
     """Builds the error body every endpoint uses: status, code, message, errors, request_id."""
     body: dict[str, Any] = {"status": status, "code": code, "message": message}
     if errors:
         body["errors"] = errors
     body["request_id"] = g.get("request_id")
-    return jsonify(body), status
+    response = jsonify(body)
+    response.headers.update(headers or {})
+    return response, status
 
 
 def handle_domain_error(exc: FlightDelayError) -> tuple[Response, int]:
     """Answers a domain error with the status and code it carries."""
     if exc.status >= 500:
         log.warning("%s: %s", exc.code, exc.message, exc_info=exc.__cause__)
-    return error_response(exc.status, exc.code, exc.message, exc.errors)
+    return error_response(exc.status, exc.code, exc.message, exc.errors, exc.headers)
 
 
 def handle_http_error(exc: HTTPException) -> tuple[Response, int]:

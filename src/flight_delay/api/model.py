@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import g, request, url_for
+from flask import current_app, g, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
+from flight_delay.api.auth import require_admin
 from flight_delay.api.schemas import (
     ErrorSchema,
     HistoryPageSchema,
@@ -18,10 +19,11 @@ from flight_delay.api.schemas import (
     PredictRequestSchema,
     PredictResponseSchema,
 )
-from flight_delay.errors import InvalidInput
+from flight_delay.errors import InvalidInput, ModelTooLarge
 from flight_delay.extensions import history, predictions, registry
 from flight_delay.history.repository import HistoryQuery
 from flight_delay.serving.predictions import FlightInput
+from flight_delay.serving.signing import verify
 
 blp = Blueprint("model", __name__, url_prefix="/model", description="Predictions and models")
 
@@ -55,8 +57,25 @@ PREDICT_DOC = {
 }
 
 
+# Room for the multipart envelope around a file of exactly MAX_MODEL_BYTES.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
 def read_model_upload() -> tuple[bytes, str | None]:
-    """Reads the uploaded artifact: multipart field `file`, or the raw octet-stream body."""
+    """Reads the uploaded file (multipart `file`, or the octet-stream body) within MAX_MODEL_BYTES."""
+    limit = current_app.config["MAX_MODEL_BYTES"]
+    request.max_content_length = limit + MULTIPART_OVERHEAD_BYTES
+    try:
+        data, filename = _read_body()
+    except RequestEntityTooLarge as exc:
+        raise ModelTooLarge(f"The model file is larger than MAX_MODEL_BYTES ({limit} bytes).") from exc
+    if len(data) > limit:
+        raise ModelTooLarge(f"The model file is {len(data)} bytes; MAX_MODEL_BYTES is {limit}.")
+    return data, filename
+
+
+def _read_body() -> tuple[bytes, str | None]:
+    """Returns the file's bytes and name from a multipart form, or the bytes of an octet-stream body."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
@@ -91,14 +110,26 @@ class Predict(MethodView):
 class Load(MethodView):
     """Model upload."""
 
-    @blp.doc(requestBody=UPLOAD_DOC)
+    @blp.doc(requestBody=UPLOAD_DOC, security=[{"adminToken": []}])
     @blp.response(201, ModelInfoSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="Not a readable model file")
+    @blp.alt_response(400, schema=ErrorSchema, description="Not a model file, or names what is not allowed")
+    @blp.alt_response(401, schema=ErrorSchema, description="Missing or wrong admin token")
+    @blp.alt_response(403, schema=ErrorSchema, description="Upload disabled, or signature missing or wrong")
+    @blp.alt_response(413, schema=ErrorSchema, description="Larger than MAX_MODEL_BYTES")
     @blp.alt_response(415, schema=ErrorSchema, description="Wrong content type")
     @blp.alt_response(422, schema=ErrorSchema, description="A model that cannot serve")
     def post(self) -> dict[str, Any]:
-        """Checks an uploaded .pkl and makes it the model every worker serves."""
+        """Checks an uploaded model file and makes it the model every worker serves.
+
+        Accepted: a pickle (.pkl) whose every global is on the allowlist, the pickle-free .lgbm.json
+        bundle `flight-delay train` writes, or a LightGBM text model. Needs the admin token when one is
+        configured, and an X-Model-Signature when ML_API_MODEL_SIGNING_KEY is set.
+        """
+        require_admin()
         data, filename = read_model_upload()
+        signing_key = current_app.config["ML_API_MODEL_SIGNING_KEY"]
+        if signing_key:
+            verify(data, request.headers.get("X-Model-Signature"), signing_key)
         return registry.activate_upload(data, filename).info()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from flight_delay.artifact import FlightDelayModel
+from flight_delay.artifact import FlightDelayModel, checked_model
 from flight_delay.errors import UnusableModel
 from flight_delay.features import COLUMNS_BY_NAME, NUMERIC_COLUMNS, TARGET, flights_to_columns
 
@@ -44,8 +44,11 @@ class ProjectModel(ServingModel):
     kind = "flight-delay/lightgbm"
 
     def __init__(self, model: FlightDelayModel) -> None:
-        self.model = model
-        self.input_fields = model.input_fields
+        try:
+            self.model = checked_model(model)
+        except ValueError as exc:
+            raise UnusableModel(f"The project artifact is inconsistent: {exc}.") from exc
+        self.input_fields = self.model.input_fields
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encodes the flights through the contract and runs the booster."""

@@ -1,19 +1,34 @@
-"""Reads an uploaded artifact and proves it can serve before anything is replaced."""
+"""Reads an uploaded model file (pickle through the allowlist, or pickle-free) and proves it can serve."""
 
 from __future__ import annotations
 
 import hashlib
-import io
-import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 
+from flight_delay.artifact import BUNDLE_SUFFIX, LIGHTGBM_TEXT_PREFIX, from_bundle
 from flight_delay.errors import InvalidArtifact, UnusableModel
 from flight_delay.features import REFERENCE_FLIGHT
-from flight_delay.serving.adapters import ServingModel, adapt
+from flight_delay.serving.adapters import BoosterModel, ProjectModel, ServingModel, adapt
+from flight_delay.serving.safe_pickle import restricted_loads
 
-PICKLE_PROTOCOL_2_PLUS = b"\x80"
+# Containers and compressions people upload by mistake, named so that the refusal says what it saw.
+FOREIGN_FORMATS = {
+    b"PK\x03\x04": "a zip archive",
+    b"\x1f\x8b": "gzip-compressed data",
+    b"\xfd7zXZ\x00": "xz-compressed data",
+    b"BZh": "bzip2-compressed data",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed data",
+    b"\x93NUMPY": "a .npy array",
+    **dict.fromkeys((b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"), "zlib-compressed data (joblib?)"),
+}
+ACCEPTED_FORMATS = (
+    "a pickled model (.pkl), a flight-delay .lgbm.json bundle, or a LightGBM text model (Booster.save_model)"
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +38,7 @@ class CheckedModel:
     version: str
     model: ServingModel
     size_bytes: int
+    suffix: str
 
 
 def artifact_version(data: bytes) -> str:
@@ -30,20 +46,27 @@ def artifact_version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def unpickle(data: bytes) -> object:
-    """Unpickles an artifact, turning every failure into a clear refusal.
-
-    This trusts the uploader: unpickling can run code. The upload endpoint is therefore to be
-    exposed only to operators until the allowlisting unpickler (hardening issue) replaces this.
-    """
+def read_model(data: bytes) -> tuple[ServingModel, str]:
+    """Reads any accepted format into a ServingModel; returns it with the format's file suffix."""
     if not data:
         raise InvalidArtifact("The upload is empty.")
-    if not data.startswith(PICKLE_PROTOCOL_2_PLUS):
-        raise InvalidArtifact("The upload is not a pickle (protocol 2 or later) file.")
+    for magic, what in FOREIGN_FORMATS.items():
+        if data.startswith(magic):
+            raise InvalidArtifact(f"The upload is {what}, not a model file; send {ACCEPTED_FORMATS}.")
+    if data.lstrip()[:1] in (b"{", b"["):  # JSON; neither byte is a pickle opcode
+        return ProjectModel(_parsed(from_bundle, data)), BUNDLE_SUFFIX
+    if data.startswith(LIGHTGBM_TEXT_PREFIX):
+        booster = _parsed(lambda text: lgb.Booster(model_str=text.decode()), data)
+        return BoosterModel(booster, "lightgbm.Booster (text)"), ".txt"
+    return adapt(restricted_loads(data)), ".pkl"
+
+
+def _parsed(parse: Callable[[bytes], Any], data: bytes) -> Any:
+    """Runs a parser of a pickle-free format, turning its failures into a clear refusal."""
     try:
-        return pickle.load(io.BytesIO(data))
-    except Exception as exc:  # truncated files, missing classes, anything the bytes trigger
-        raise InvalidArtifact(f"The upload could not be unpickled: {type(exc).__name__}: {exc}") from exc
+        return parse(data)
+    except (ValueError, UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
+        raise InvalidArtifact(f"The model file is malformed: {exc}") from exc
 
 
 def check_reference_prediction(model: ServingModel) -> None:
@@ -60,6 +83,6 @@ def check_reference_prediction(model: ServingModel) -> None:
 
 def check_artifact(data: bytes) -> CheckedModel:
     """Unpickles, adapts and test-scores an artifact; raises InvalidArtifact or UnusableModel."""
-    model = adapt(unpickle(data))
+    model, suffix = read_model(data)
     check_reference_prediction(model)
-    return CheckedModel(version=artifact_version(data), model=model, size_bytes=len(data))
+    return CheckedModel(version=artifact_version(data), model=model, size_bytes=len(data), suffix=suffix)

@@ -26,10 +26,12 @@ from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.loader import artifact_version, check_artifact
 
 HOW_TO_LOAD = (
-    "No model is loaded. Upload one: curl -F file=@model.pkl http://HOST:PORT/model/load/ "
-    "(a model can be made with: python src/model_dummy.py --out model.pkl)."
+    "No model is loaded. Upload one: curl -H 'Authorization: Bearer <ML_API_ADMIN_TOKEN>' "
+    "-F file=@model.lgbm.json http://HOST:PORT/model/load/ (python src/model_dummy.py --out model.pkl "
+    "writes model.pkl and model.lgbm.json)."
 )
 MODELS_KEPT_IN_MEMORY = 2
+STORED_SUFFIXES = (".pkl", ".lgbm.json", ".txt")
 
 
 @dataclass(frozen=True)
@@ -77,15 +79,23 @@ class ModelRegistry:
         self._cache.clear()
         return self
 
-    def artifact_path(self, version: str) -> Path:
-        """Returns where an artifact of this version lives in the store."""
+    def artifact_path(self, version: str, suffix: str = ".pkl") -> Path:
+        """Returns where an artifact of this version and format lives in the store."""
         assert self.store_dir is not None, "ModelRegistry is not configured"
-        return self.store_dir / f"{version}.pkl"
+        return self.store_dir / f"{version}{suffix}"
+
+    def stored_path(self, version: str) -> Path:
+        """Finds the stored artifact of a version, whichever format it was uploaded in."""
+        for suffix in STORED_SUFFIXES:
+            path = self.artifact_path(version, suffix)
+            if path.is_file():
+                return path
+        return self.artifact_path(version)
 
     def activate_upload(self, data: bytes, filename: str | None) -> ActiveModel:
         """Checks an upload, stores it, records it as the active model and returns it."""
         checked = check_artifact(data)
-        self._store(checked.version, data)
+        self._store(self.artifact_path(checked.version, checked.suffix), data)
         with self.db.transaction() as session:
             record = session.get(ModelVersion, checked.version)
             if record is None:
@@ -135,7 +145,7 @@ class ModelRegistry:
 
     def _load_stored(self, record: ModelVersion) -> tuple[ServingModel, dict[str, Any]]:
         """Reads an active model from the store, checking it is the artifact that was accepted."""
-        path = self.artifact_path(record.version)
+        path = self.stored_path(record.version)
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -165,10 +175,9 @@ class ModelRegistry:
                 self._cache.pop(next(iter(self._cache)))
         return entry
 
-    def _store(self, version: str, data: bytes) -> None:
+    def _store(self, path: Path, data: bytes) -> None:
         """Writes an artifact into the store atomically (temporary file, fsync, rename)."""
-        path = self.artifact_path(version)
-        if path.is_file() and artifact_version(path.read_bytes()) == version:
+        if path.is_file() and path.read_bytes() == data:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
