@@ -27,6 +27,9 @@ def main() -> None:
 @click.option("--workers", type=int, help="overrides ML_API_WORKERS (default 2)")
 def serve(port: int | None, host: str | None, workers: int | None) -> None:
     """Migrates the database, activates the start-up model and runs the API under gunicorn."""
+    from flight_delay.observability.multiprocess import use_fresh_metrics_dir
+
+    use_fresh_metrics_dir()  # before anything imports prometheus_client, so workers share counts
     from flight_delay.server import serve as run_server
 
     overrides = {"ML_API_PORT": port, "ML_API_HOST": host, "ML_API_WORKERS": workers}

@@ -14,10 +14,12 @@ from flight_delay import __version__
 from flight_delay.api import docs, errors
 from flight_delay.api.auth import check_upload_policy
 from flight_delay.api.health import blp as health_blp
+from flight_delay.api.metrics import blp as metrics_blp
 from flight_delay.api.model import blp as model_blp
 from flight_delay.api.schemas import FlightSchema, PredictRequestSchema
 from flight_delay.config import load_config
 from flight_delay.extensions import api, db, registry
+from flight_delay.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -50,10 +52,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
+    api.register_blueprint(metrics_blp)
     docs.init_app(app)
     errors.init_app(app)
     app.before_request(_start_request)
     app.after_request(_tag_response)
+    app.after_request(_observe_response)
     return app
 
 
@@ -68,4 +72,13 @@ def _tag_response(response: Response) -> Response:
     """Echoes the request id and forbids caching of API answers."""
     response.headers["X-Request-ID"] = g.get("request_id", "")
     response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _observe_response(response: Response) -> Response:
+    """Counts the response and its latency under its route's pattern (never the raw path)."""
+    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    if "started" in g:
+        HTTP_LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - g.started)
     return response

@@ -14,6 +14,7 @@ from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlig
 from flight_delay.history.database import Database
 from flight_delay.history.models import utcnow
 from flight_delay.history.repository import record_predictions
+from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.registry import ModelRegistry
 
@@ -115,9 +116,12 @@ class PredictionService:
         ]
         try:
             with self.db.transaction() as session:
-                return record_predictions(session, rows)
+                ids = record_predictions(session, rows)
         except SQLAlchemyError as exc:
+            HISTORY_WRITE_FAILURES.inc()
             raise HistoryUnavailable(
                 "The prediction could not be recorded in the history, so it is not served: "
                 f"{type(exc).__name__}."
             ) from exc
+        PREDICTIONS.labels(version).inc(len(ids))
+        return ids

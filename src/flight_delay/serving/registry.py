@@ -19,9 +19,10 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from flight_delay.errors import ModelNotLoaded
+from flight_delay.errors import FlightDelayError, ModelNotLoaded
 from flight_delay.history.database import Database
 from flight_delay.history.models import ModelActivation, ModelVersion, utcnow
+from flight_delay.observability.metrics import MODEL_LOADS
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.loader import artifact_version, check_artifact
 
@@ -94,7 +95,11 @@ class ModelRegistry:
 
     def activate_upload(self, data: bytes, filename: str | None) -> ActiveModel:
         """Checks an upload, stores it, records it as the active model and returns it."""
-        checked = check_artifact(data)
+        try:
+            checked = check_artifact(data)
+        except FlightDelayError as exc:
+            MODEL_LOADS.labels("refused", exc.code).inc()
+            raise
         self._store(self.artifact_path(checked.version, checked.suffix), data)
         with self.db.transaction() as session:
             record = session.get(ModelVersion, checked.version)
@@ -112,6 +117,7 @@ class ModelRegistry:
             activation = ModelActivation(version=checked.version, activated_at=utcnow())
             session.add(activation)
         model, record_info = self._remember(checked.version, checked.model, record)
+        MODEL_LOADS.labels("accepted", "").inc()
         return ActiveModel(checked.version, model, record_info, activation.activated_at)
 
     def active(self) -> ActiveModel:

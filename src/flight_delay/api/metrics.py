@@ -1,0 +1,22 @@
+"""GET /metrics: Prometheus text exposition of every worker's counters."""
+
+from __future__ import annotations
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from flight_delay.observability.metrics import exposition
+
+blp = Blueprint("metrics", __name__, url_prefix="/metrics", description="Prometheus metrics")
+
+
+@blp.route("/")
+class Metrics(MethodView):
+    """The service's metrics."""
+
+    @blp.response(200, content_type="text/plain", description="Prometheus text (or OpenMetrics) format")
+    def get(self) -> Response:
+        """Requests and latency per endpoint and status, predictions per model, loads, history failures."""
+        body, content_type = exposition(request.headers.get("Accept"))
+        return Response(body, content_type=content_type)

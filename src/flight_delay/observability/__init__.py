@@ -1,0 +1,1 @@
+"""Prometheus metrics: the multiprocess set-up (importable before prometheus_client) and the instruments."""

@@ -1,0 +1,34 @@
+"""The service's instruments and their exposition, correct under several gunicorn workers."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from flight_delay.observability.multiprocess import multiprocess_enabled
+
+HTTP_REQUESTS = Counter(
+    "flight_delay_http_requests", "HTTP requests answered", ["endpoint", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "flight_delay_http_request_duration_seconds",
+    "Time from the request's arrival in the app to its response",
+    ["endpoint", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+PREDICTIONS = Counter("flight_delay_predictions", "Flights scored and recorded", ["model_version"])
+MODEL_LOADS = Counter("flight_delay_model_loads", "Model uploads by outcome", ["outcome", "code"])
+HISTORY_WRITE_FAILURES = Counter(
+    "flight_delay_history_write_failures", "Predictions refused because the history could not be written"
+)
+
+
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """Renders every metric in the format the scraper accepts: all workers' in multiprocess mode."""
+    encode, content_type = choose_encoder(accept or "")
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return encode(registry), content_type
+    return encode(REGISTRY), content_type
