@@ -1,4 +1,5 @@
-# flight-delay: `make run` serves the API on http://127.0.0.1:8000, `make test` runs the tests.
+# flight-delay: `make run` serves the API on http://127.0.0.1:8000, `make test` runs the tests
+# (on SQLite, then on PostgreSQL). PYTEST_ARGS passes options to pytest, e.g. PYTEST_ARGS="-k history".
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,11 +7,12 @@ DATA_DIR ?= var
 DUMMY_MODEL ?= $(DATA_DIR)/model_dummy.pkl
 SEED ?= 0
 STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
 
 DATASET ?= $(DATA_DIR)/airports-database.csv
 MODEL ?= $(DATA_DIR)/model.pkl
 
-.PHONY: install run test lint format model_dummy migrate clean dataset answers train notebook
+.PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train notebook
 
 install: $(STAMP)
 
@@ -55,8 +57,17 @@ notebook: $(STAMP) $(DATASET)
 migrate: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(BIN)/flight-delay migrate
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+## test: the whole suite on SQLite, then every database test again on a throwaway PostgreSQL server
+test: test-sqlite test-postgres
+
+## test-sqlite: the whole suite (Spark pipeline included) over SQLite files
+test-sqlite: $(STAMP)
+	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-postgres: the suite but the Spark pipeline's, each test on its own database of a PostgreSQL
+## server that scripts/with_postgres.sh starts on 127.0.0.1 (installing Debian's postgresql if missing)
+test-postgres: $(STAMP)
+	bash scripts/with_postgres.sh $(BIN)/python -m pytest --ignore=tests/pipeline $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations

@@ -1,24 +1,59 @@
-"""Fixtures: a migrated SQLite file per test, the app, its client, and tiny models in tmp_path."""
+"""Fixtures: a fresh migrated database per test (SQLite or PostgreSQL), the app, its client, tiny models."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 
 from flight_delay.api import create_app
 from flight_delay.history.migrate import upgrade
+from tests.databases import SERVER_URL, backend_under_test, connect_server, create_database, drop_database
 from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN, tiny_model, write_pickle
+
+# A marker naming one backend: its tests exercise that backend itself and run only on it.
+BACKEND_MARKERS = {"sqlite_only": "sqlite", "postgresql_only": "postgresql"}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Says which database the run uses, at the top of pytest's output."""
+    return f"database under test: {backend_under_test()}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skips the tests marked for another backend than the one under test (they run in its own run)."""
+    backend = backend_under_test()
+    for item in items:
+        for marker, only in BACKEND_MARKERS.items():
+            if item.get_closest_marker(marker) and backend != only:
+                item.add_marker(pytest.mark.skip(reason=f"{only} only; this run is on {backend}"))
+
+
+@pytest.fixture(scope="session")
+def database_server() -> Iterator[Engine | None]:
+    """An AUTOCOMMIT engine on the database server under test, or None when testing SQLite files."""
+    if not SERVER_URL:
+        yield None
+        return
+    server = connect_server(SERVER_URL)
+    yield server
+    server.dispose()
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def database_url(tmp_path: Path, database_server: Engine | None) -> Iterator[str]:
     """A fresh, empty database for one test, on the backend under test (SQLite file by default)."""
-    return f"sqlite:///{tmp_path / 'data' / 'flight_delay.db'}"
+    if database_server is None:
+        yield f"sqlite:///{tmp_path / 'data' / 'flight_delay.db'}"
+        return
+    url = create_database(database_server)
+    yield url
+    drop_database(database_server, url)
 
 
 @pytest.fixture

@@ -54,8 +54,8 @@ def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: f
 
 
 @contextmanager
-def serve(data_dir: Path, workers: int = 2, **env: str) -> Iterator[RunningServer]:
-    """Runs `flight-delay serve` over data_dir on a free port until the block ends."""
+def serve(data_dir: Path, database_url: str, workers: int = 2, **env: str) -> Iterator[RunningServer]:
+    """Runs `flight-delay serve` over data_dir and the given database on a free port until the block ends."""
     port = free_port()
     log_path = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -66,10 +66,10 @@ def serve(data_dir: Path, workers: int = 2, **env: str) -> Iterator[RunningServe
         "ML_API_PORT": str(port),
         "ML_API_WORKERS": str(workers),
         "ML_API_ADMIN_TOKEN": ADMIN_TOKEN,
+        # The backend under test (the `database_url` fixture), never one the environment names.
+        "DATABASE_URL": database_url,
         **env,
     }
-    if "DATABASE_URL" not in env:
-        environment.pop("DATABASE_URL", None)  # the server's SQLite file lives in data_dir
     command = [str(Path(sys.executable).parent / "flight-delay"), "serve"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)

@@ -26,9 +26,9 @@ def load(url: str, path: Path) -> str:
 
 
 def test_a_model_loaded_through_one_worker_is_served_by_all(
-    tmp_path: Path, model_files: Callable[[int], Path]
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
 ) -> None:
-    with serve(tmp_path / "data", workers=2) as server:
+    with serve(tmp_path / "data", database_url, workers=2) as server:
         version_a = load(server.url, model_files(0))
         version_b = load(server.url, model_files(1))
         assert version_a != version_b
@@ -65,12 +65,14 @@ def test_a_model_loaded_through_one_worker_is_served_by_all(
         assert len(pids) == 2, "both workers must have served predictions after the load"
 
 
-def test_restart_keeps_the_model_and_history(tmp_path: Path, model_files: Callable[[int], Path]) -> None:
-    with serve(tmp_path / "data", workers=2) as server:
+def test_restart_keeps_the_model_and_history(
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
+) -> None:
+    with serve(tmp_path / "data", database_url, workers=2) as server:
         version = load(server.url, model_files(1))
         requests.post(f"{server.url}/model/predict/", json=minimal_flight(), timeout=30).raise_for_status()
 
-    with serve(tmp_path / "data", workers=2) as server:
+    with serve(tmp_path / "data", database_url, workers=2) as server:
         health = requests.get(f"{server.url}/health/", timeout=30).json()
         history = requests.get(f"{server.url}/model/history/", timeout=30).json()
 
@@ -80,12 +82,12 @@ def test_restart_keeps_the_model_and_history(tmp_path: Path, model_files: Callab
 
 
 def test_start_activates_the_default_model_when_none_is_active(
-    tmp_path: Path, model_files: Callable[[int], Path]
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
 ) -> None:
     default = tmp_path / "default.pkl"
     default.write_bytes(model_files(0).read_bytes())
 
-    with serve(tmp_path / "data", workers=1, DEFAULT_MODEL_PATH=str(default)) as server:
+    with serve(tmp_path / "data", database_url, workers=1, DEFAULT_MODEL_PATH=str(default)) as server:
         health = requests.get(f"{server.url}/health/", timeout=30).json()
 
     assert health["status"] == "ok"
@@ -93,17 +95,16 @@ def test_start_activates_the_default_model_when_none_is_active(
 
 
 def test_operator_load_command_switches_the_running_server(
-    tmp_path: Path, model_files: Callable[[int], Path]
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
 ) -> None:
     import os
     import subprocess
     import sys
 
-    with serve(tmp_path / "data", workers=2) as server:
+    with serve(tmp_path / "data", database_url, workers=2) as server:
         version_a = load(server.url, model_files(0))
         command = [str(Path(sys.executable).parent / "flight-delay"), "load", str(model_files(1))]
-        env = {**os.environ, "DATA_DIR": str(tmp_path / "data")}
-        env.pop("DATABASE_URL", None)
+        env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url}
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
         version_b = done.stdout.strip().splitlines()[-1]
         body = requests.post(f"{server.url}/model/predict/", json=minimal_flight(), timeout=30).json()

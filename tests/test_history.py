@@ -53,7 +53,9 @@ def test_item_carries_payload_output_version_time_request_and_latency(
     assert len(item["model_version"]) == 64
     assert isinstance(item["arr_delay"], float)
     assert item["latency_ms"] > 0
-    assert datetime.fromisoformat(item["created_at"]) >= before - timedelta(seconds=1)
+    created_at = datetime.fromisoformat(item["created_at"])
+    assert created_at >= before - timedelta(seconds=1)
+    assert created_at.utcoffset() == timedelta(0), "times are answered in UTC whatever the database's zone"
 
 
 def test_filter_by_model_version(loaded_client: FlaskClient, model_files: Callable[[int], Path]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import lightgbm as lgb
@@ -54,9 +55,20 @@ def test_multipart_upload_is_stored_and_activated(
     assert "carrier" in info["input_fields"]
     assert info["nullable_fields"] == ["dep_delay"]
     assert set(info["metrics"]) == {"test", "baselines"}
-    assert info["loaded_at"]
+    for moment in (info["created_at"], info["loaded_at"]):
+        assert datetime.fromisoformat(moment).utcoffset() == timedelta(0)
     assert (app_config["MODEL_STORE_DIR"] / f"{version}.pkl").read_bytes() == path.read_bytes()
     assert client.get("/model/").get_json() == info
+
+
+def test_a_long_file_name_is_kept_shortened(client: FlaskClient, model_files: Callable[[int], Path]) -> None:
+    name = "m" * 300 + ".pkl"
+    with model_files(0).open("rb") as handle:
+        response = client.post("/model/load/", data={"file": (handle, name)})
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["filename"] == name[:255]
+    assert client.get("/model/").get_json()["filename"] == name[:255]
 
 
 def test_octet_stream_upload_is_accepted(client: FlaskClient, model_files: Callable[[int], Path]) -> None:

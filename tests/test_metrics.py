@@ -10,11 +10,11 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 
 from flight_delay.extensions import db
 from flight_delay.observability.multiprocess import ENV_VAR, use_fresh_metrics_dir
 from tests.conftest import upload
+from tests.databases import refuse_inserts
 from tests.factories import ADMIN_HEADERS, minimal_flight
 from tests.servers import serve
 
@@ -76,12 +76,7 @@ def test_predictions_requests_and_loads_are_counted(
 def test_history_write_failures_are_counted(loaded_client: FlaskClient) -> None:
     before = scrape(loaded_client)
     with db.transaction() as session:
-        session.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON predictions "
-                "BEGIN SELECT RAISE(ABORT, 'disk is full'); END"
-            )
-        )
+        refuse_inserts(session, "predictions", "disk is full")
 
     assert loaded_client.post("/model/predict/", json=minimal_flight()).status_code == 503
     after = scrape(loaded_client)
@@ -114,9 +109,11 @@ def test_a_fresh_metrics_dir_drops_a_previous_runs_files(
 
 
 @pytest.mark.slow
-def test_counts_add_up_across_gunicorn_workers(tmp_path: Path, model_files: Callable[[int], Path]) -> None:
+def test_counts_add_up_across_gunicorn_workers(
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
+) -> None:
     sent = 120
-    with serve(tmp_path / "data", workers=4, DEFAULT_MODEL_PATH=str(model_files(0))) as server:
+    with serve(tmp_path / "data", database_url, workers=4, DEFAULT_MODEL_PATH=str(model_files(0))) as server:
         version = requests.get(f"{server.url}/model/", timeout=30).json()["version"]
         for i in range(sent):
             response = requests.post(

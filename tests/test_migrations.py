@@ -1,45 +1,56 @@
-"""Alembic migrations: upgrade, downgrade, and the committed revisions match the models."""
+"""Alembic migrations, on the backend under test: upgrade, downgrade, and the revisions match the models."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-from flight_delay.history.migrate import alembic_config, downgrade, upgrade
+from flight_delay.history.migrate import downgrade, migrations_dir, upgrade
 from flight_delay.history.models import Base
 
 TABLES = {"model_versions", "model_activations", "predictions", "alembic_version"}
 
 
-def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'nested' / 'm.db'}"
-    upgrade(url)
-    assert set(inspect(create_engine(url)).get_table_names()) == TABLES
+def schema(url: str) -> dict[str, set[str]]:
+    """Lists the database's tables, indexes and sequences (PostgreSQL's id sequences included)."""
+    engine = create_engine(url)
+    try:
+        inspector = inspect(engine)
+        tables = set(inspector.get_table_names())
+        indexes = {index["name"] for table in tables for index in inspector.get_indexes(table)}
+        # SQLite has no sequences; PostgreSQL's must go with their tables on downgrade.
+        sequences = set(inspector.get_sequence_names()) if engine.dialect.supports_sequences else set()
+    finally:
+        engine.dispose()
+    return {"tables": tables, "indexes": indexes, "sequences": sequences}
 
-    downgrade(url, "base")
-    assert set(inspect(create_engine(url)).get_table_names()) == {"alembic_version"}
 
-    upgrade(url)
-    assert set(inspect(create_engine(url)).get_table_names()) == TABLES
+def test_upgrade_downgrade_upgrade(database_url: str) -> None:
+    upgrade(database_url)
+    at_head = schema(database_url)
+    assert at_head["tables"] == TABLES
+    assert {"ix_predictions_created_at", "ix_predictions_model_version_id"} <= at_head["indexes"]
+
+    downgrade(database_url, "base")
+    assert schema(database_url) == {"tables": {"alembic_version"}, "indexes": set(), "sequences": set()}
+
+    upgrade(database_url)
+    assert schema(database_url) == at_head
 
 
-def test_migrations_match_the_models(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    upgrade(url)
-    with create_engine(url).connect() as connection:
+def test_migrations_match_the_models(database_url: str) -> None:
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
 
     assert differences == []
 
 
-def test_single_head(tmp_path: Path) -> None:
-    from alembic.script import ScriptDirectory
-
-    heads = ScriptDirectory.from_config(alembic_config(f"sqlite:///{tmp_path / 'm.db'}")).get_heads()
+def test_single_head() -> None:
+    heads = ScriptDirectory(str(migrations_dir())).get_heads()
 
     assert len(heads) == 1
-    assert command is not None

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from flight_delay.api import create_app
+from flight_delay.extensions import db
 from flight_delay.serving.adapters import ProjectModel
+from tests.conftest import upload
+from tests.databases import refuse_inserts, write_lock
 from tests.factories import minimal_flight, reference_flight
 
 
@@ -98,6 +105,8 @@ def test_same_model_same_flight_same_prediction(loaded_client: FlaskClient) -> N
         (minimal_flight(departure="now"), "departure", "Unknown field."),
         (minimal_flight(time_hour="yesterday"), "time_hour", "ISO 8601"),
         (minimal_flight(dep_delay=10**9), "dep_delay", "less than or equal to 10080"),
+        (minimal_flight(name="Air\u0000line"), "name", "printable text"),
+        (minimal_flight(name="Air\ud800line"), "name", "printable text"),
     ],
 )
 def test_invalid_flight_names_the_field(
@@ -212,18 +221,9 @@ def test_a_non_finite_prediction_is_a_422_naming_the_flight(
     assert history_rows(loaded_client) == []
 
 
-def test_history_write_failure_serves_nothing(loaded_client: FlaskClient, app) -> None:
-    from sqlalchemy import text
-
-    from flight_delay.extensions import db
-
+def test_history_write_failure_serves_nothing(loaded_client: FlaskClient) -> None:
     with db.transaction() as session:
-        session.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON predictions "
-                "BEGIN SELECT RAISE(ABORT, 'disk is full'); END"
-            )
-        )
+        refuse_inserts(session, "predictions", "disk is full")
     response = loaded_client.post("/model/predict/", json=minimal_flight())
 
     assert response.status_code == 503
@@ -231,3 +231,19 @@ def test_history_write_failure_serves_nothing(loaded_client: FlaskClient, app) -
     assert body["code"] == "history_unavailable"
     assert "predictions" not in body
     assert history_rows(loaded_client) == []
+
+
+def test_a_locked_history_is_a_503_not_a_hung_request(
+    app_config: dict[str, Any], database_url: str, model_files: Callable[[int], Path]
+) -> None:
+    short_waits = {"SQLITE_BUSY_TIMEOUT_MS": 200, "POSTGRES_LOCK_TIMEOUT_MS": 200}
+    client = create_app({**app_config, **short_waits}).test_client()
+    assert upload(client, model_files(0)).status_code == 201
+
+    with write_lock(database_url, "predictions"):
+        response = client.post("/model/predict/", json=minimal_flight())
+
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "history_unavailable"
+    assert history_rows(client) == []
+    assert client.post("/model/predict/", json=minimal_flight()).status_code == 200, "served once unlocked"

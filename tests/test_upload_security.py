@@ -168,11 +168,13 @@ def test_max_model_bytes_is_independent_of_the_json_body_limit(app_config: dict,
 
 
 @pytest.mark.slow
-def test_chunked_upload_over_the_limit_is_a_413_from_the_real_server(tmp_path: Path) -> None:
+def test_chunked_upload_over_the_limit_is_a_413_from_the_real_server(
+    tmp_path: Path, database_url: str
+) -> None:
     def chunks() -> Iterator[bytes]:
         yield from (b"\x80" * 65536 for _ in range(40))  # 2.5 MiB, no Content-Length
 
-    with serve(tmp_path / "data", workers=1, MAX_MODEL_BYTES="1048576") as server:
+    with serve(tmp_path / "data", database_url, workers=1, MAX_MODEL_BYTES="1048576") as server:
         response = requests.post(
             f"{server.url}/model/load/",
             data=chunks(),

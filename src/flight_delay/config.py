@@ -49,6 +49,8 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 64 * 1024 * 1024),
         "SQLITE_BUSY_TIMEOUT_MS": _int(env, "SQLITE_BUSY_TIMEOUT_MS", 5000),
         "SQLITE_SYNCHRONOUS": env.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
+        "POSTGRES_LOCK_TIMEOUT_MS": _int(env, "POSTGRES_LOCK_TIMEOUT_MS", 5000),
+        "POSTGRES_CONNECT_TIMEOUT_S": _int(env, "POSTGRES_CONNECT_TIMEOUT_S", 10),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
         "ML_API_ADMIN_TOKEN": env.get("ML_API_ADMIN_TOKEN") or None,
         "ML_API_ALLOW_UPLOAD": _bool(env, "ML_API_ALLOW_UPLOAD", True),

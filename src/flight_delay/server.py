@@ -11,7 +11,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from flight_delay.api.auth import check_upload_policy
-from flight_delay.history.database import Database
+from flight_delay.history.database import Database, engine_options
 from flight_delay.history.migrate import upgrade
 from flight_delay.serving.registry import ModelRegistry
 
@@ -62,11 +62,7 @@ class GunicornServer(BaseApplication):
 def open_registry(config: dict[str, Any]) -> Iterator[ModelRegistry]:
     """Opens the model registry outside the app (start-up, operator commands), migrating first."""
     upgrade(config["DATABASE_URL"])
-    db = Database().bind(
-        config["DATABASE_URL"],
-        busy_timeout_ms=config["SQLITE_BUSY_TIMEOUT_MS"],
-        synchronous=config["SQLITE_SYNCHRONOUS"],
-    )
+    db = Database().bind(config["DATABASE_URL"], **engine_options(config))
     try:
         yield ModelRegistry().configure(config["MODEL_STORE_DIR"], db)
     finally:

@@ -42,6 +42,12 @@ def _validate_iso_datetime(value: str) -> None:
         raise ma.ValidationError("Must be an ISO 8601 date-time, e.g. 2013-01-01T10:00:00Z.") from exc
 
 
+def _validate_printable(value: str) -> None:
+    """Refuses control characters and lone surrogates, which PostgreSQL cannot store as text."""
+    if not value.isprintable():
+        raise ma.ValidationError("Must be printable text.")
+
+
 # Bounds wide enough for any real flight and tight enough to refuse nonsense before the model.
 COLUMN_VALIDATORS: dict[str, list[Any]] = {
     "id": [validate.Range(min=0, max=2**63 - 1)],
@@ -60,7 +66,7 @@ COLUMN_VALIDATORS: dict[str, list[Any]] = {
     "hour": [validate.Range(min=0, max=23)],
     "minute": [validate.Range(min=0, max=59)],
     "time_hour": [validate.Length(max=40), _validate_iso_datetime],
-    "name": [validate.Length(min=1, max=128)],
+    "name": [validate.Length(min=1, max=128), _validate_printable],
     **{name: [_validate_hhmm] for name in HHMM_COLUMNS},
 }
 

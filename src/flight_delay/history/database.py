@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -20,10 +20,40 @@ def prepare_sqlite_path(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL") -> Engine:
-    """Creates an engine; on SQLite every connection gets WAL, a busy timeout and foreign keys."""
+def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Picks make_engine's options from the app configuration."""
+    return {
+        "busy_timeout_ms": config["SQLITE_BUSY_TIMEOUT_MS"],
+        "synchronous": config["SQLITE_SYNCHRONOUS"],
+        "lock_timeout_ms": config["POSTGRES_LOCK_TIMEOUT_MS"],
+        "connect_timeout_s": config["POSTGRES_CONNECT_TIMEOUT_S"],
+    }
+
+
+def postgres_connect_args(url: URL, lock_timeout_ms: int, connect_timeout_s: int) -> dict[str, Any]:
+    """Bounds how long connecting, or waiting for a lock, can hold a request; the URL's own settings win."""
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        args["connect_timeout"] = connect_timeout_s
+    if "options" not in url.query:
+        args["options"] = f"-c lock_timeout={int(lock_timeout_ms)}"
+    return args
+
+
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = 5000,
+    synchronous: str = "FULL",
+    lock_timeout_ms: int = 5000,
+    connect_timeout_s: int = 10,
+) -> Engine:
+    """Creates an engine; SQLite gets WAL, a busy timeout and foreign keys, PostgreSQL a lock timeout."""
     prepare_sqlite_path(url)
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = postgres_connect_args(parsed, lock_timeout_ms, connect_timeout_s)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
@@ -50,16 +80,12 @@ class Database:
 
     def init_app(self, app: Flask) -> None:
         """Binds to the app's DATABASE_URL."""
-        self.bind(
-            app.config["DATABASE_URL"],
-            busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
-            synchronous=app.config["SQLITE_SYNCHRONOUS"],
-        )
+        self.bind(app.config["DATABASE_URL"], **engine_options(app.config))
         app.extensions["flight_delay.db"] = self
 
-    def bind(self, url: str, **engine_options: Any) -> Database:
+    def bind(self, url: str, **options: Any) -> Database:
         """Creates the engine and session factory for a database URL."""
-        self.engine = make_engine(url, **engine_options)
+        self.engine = make_engine(url, **options)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         return self
 

@@ -13,6 +13,8 @@ from sqlalchemy.types import TypeDecorator
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
+# PostgreSQL enforces VARCHAR lengths (SQLite does not): longer upload names are cut to fit.
+FILENAME_LENGTH = 255
 
 
 def utcnow() -> datetime:
@@ -36,9 +38,12 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         """Reads timestamps back as aware UTC datetimes."""
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value
+        # PostgreSQL answers in the session's TimeZone (the server's unless set): bring it to UTC.
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -52,7 +57,7 @@ class ModelVersion(Base):
 
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
-    filename: Mapped[str | None] = mapped_column(String(255))
+    filename: Mapped[str | None] = mapped_column(String(FILENAME_LENGTH))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     details: Mapped[dict[str, Any]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from flight_delay.errors import FlightDelayError, ModelNotLoaded
 from flight_delay.history.database import Database
-from flight_delay.history.models import ModelActivation, ModelVersion, utcnow
+from flight_delay.history.models import FILENAME_LENGTH, ModelActivation, ModelVersion, utcnow
 from flight_delay.observability.metrics import MODEL_LOADS
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.loader import artifact_version, check_artifact
@@ -107,7 +107,7 @@ class ModelRegistry:
                 record = ModelVersion(
                     version=checked.version,
                     kind=checked.model.kind,
-                    filename=filename,
+                    filename=filename[:FILENAME_LENGTH] if filename else filename,
                     size_bytes=checked.size_bytes,
                     details=_json_safe(checked.model.describe()),
                     created_at=utcnow(),
