@@ -64,7 +64,7 @@ def test_multipart_upload_is_stored_and_activated(
 def test_a_long_file_name_is_kept_shortened(client: FlaskClient, model_files: Callable[[int], Path]) -> None:
     name = "m" * 300 + ".pkl"
     with model_files(0).open("rb") as handle:
-        response = client.post("/model/load/", data={"file": (handle, name)})
+        response = client.post("/model/load/", data={"file": (handle, name)}, headers=ADMIN_HEADERS)
 
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["filename"] == name[:255]
