@@ -7,12 +7,12 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select
 
 from flight_delay.history.migrate import alembic_config, downgrade, upgrade
-from flight_delay.history.models import Base
+from flight_delay.history.models import Base, Heartbeat
 
-TABLES = {"model_versions", "model_activations", "predictions", "alembic_version"}
+TABLES = {"model_versions", "model_activations", "predictions", "heartbeat", "alembic_version"}
 
 
 def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
@@ -25,6 +25,19 @@ def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
 
     upgrade(url)
     assert set(inspect(create_engine(url)).get_table_names()) == TABLES
+
+
+def test_heartbeat_revision_down_and_up(database_url: str) -> None:
+    upgrade(database_url)
+    engine = create_engine(database_url)
+
+    downgrade(database_url, "0001")
+    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat"}
+
+    upgrade(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(select(Heartbeat.id)).scalars().all() == [1]
+    engine.dispose()
 
 
 def test_migrations_match_the_models(tmp_path: Path) -> None:
