@@ -8,14 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from tests.factories import ADMIN_TOKEN
+from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN
 
 
 def free_port() -> int:
@@ -37,6 +37,23 @@ class RunningServer:
         """Returns everything the server logged so far."""
         return self.log_path.read_text(errors="replace")
 
+    def worker_pids(self) -> set[int]:
+        """Lists the gunicorn workers: the children of the master, which is the process started."""
+        return child_pids(self.process.pid)
+
+
+def child_pids(parent: int) -> set[int]:
+    """Finds the processes whose parent is `parent`, from /proc (Linux)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[1]) == parent:
+            children.add(int(stat.parent.name))
+    return children
+
 
 def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
     """Polls /health/ until it answers, failing early if the server exits."""
@@ -47,15 +64,24 @@ def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: f
         try:
             if requests.get(f"{url}/health/", timeout=2).status_code in (200, 503):
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its workers are still booting on a busy machine
         time.sleep(0.2)
     raise TimeoutError(f"server not healthy in {timeout}s:\n{log_path.read_text()}")
 
 
 @contextmanager
-def serve(data_dir: Path, database_url: str, workers: int = 2, **env: str) -> Iterator[RunningServer]:
-    """Runs `flight-delay serve` over data_dir and the given database on a free port until the block ends."""
+def serve(
+    data_dir: Path,
+    database_url: str,
+    workers: int = 2,
+    before_exec: Callable[[], None] | None = None,
+    **env: str,
+) -> Iterator[RunningServer]:
+    """Runs `flight-delay serve` over data_dir and the given database on a free port until the block ends.
+
+    before_exec runs in the child just before the server starts (e.g. to drop privileges).
+    """
     port = free_port()
     log_path = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +98,9 @@ def serve(data_dir: Path, database_url: str, workers: int = 2, **env: str) -> It
     }
     command = [str(Path(sys.executable).parent / "flight-delay"), "serve"]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=environment, stdout=log, stderr=subprocess.STDOUT, preexec_fn=before_exec
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, log_path)
@@ -84,3 +112,13 @@ def serve(data_dir: Path, database_url: str, workers: int = 2, **env: str) -> It
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def upload_model(url: str, path: Path) -> str:
+    """Loads a model file through POST /model/load/ (multipart, as an operator) and returns its version."""
+    with path.open("rb") as handle:
+        response = requests.post(
+            f"{url}/model/load/", files={"file": handle}, headers=ADMIN_HEADERS, timeout=60
+        )
+    assert response.status_code == 201, response.text
+    return response.json()["version"]

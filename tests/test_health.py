@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, delete, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from flight_delay import __version__
 from flight_delay.api import create_app
+from flight_delay.extensions import db
+from flight_delay.history.models import Heartbeat
 from tests.databases import drop_database
 
 
@@ -49,6 +53,7 @@ def test_health_reports_an_unreachable_database(app_config: dict, tmp_path: Path
     body = response.get_json()
     assert body["status"] == "unavailable"
     assert body["database"]["ok"] is False
+    assert body["database"]["reason"] == "unable to open database file"
     assert body["model"]["loaded"] is False
 
 
@@ -64,5 +69,55 @@ def test_health_reports_a_database_dropped_under_the_app(
     assert response.status_code == 503
     body = response.get_json()
     assert body["status"] == "unavailable"
-    assert body["database"] == {"ok": False, "backend": "postgresql"}
+    assert body["database"]["ok"] is False
+    assert body["database"]["backend"] == "postgresql"
     assert body["model"] == {"loaded": False, "reason": "The database is unavailable."}
+
+
+def heartbeat_at(database_url: str) -> datetime:
+    """Reads when the health probe last wrote the heartbeat row."""
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            return session.execute(select(Heartbeat.beat_at)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_health_proves_the_database_takes_a_write(client: FlaskClient, database_url: str) -> None:
+    before = heartbeat_at(database_url)
+
+    response = client.get("/health/")
+
+    assert response.status_code == 200
+    assert heartbeat_at(database_url) > before
+
+
+def test_health_recreates_a_deleted_heartbeat_row(client: FlaskClient, database_url: str) -> None:
+    with db.transaction() as session:
+        session.execute(delete(Heartbeat))
+    deleted_at = datetime.now(UTC)
+
+    response = client.get("/health/")
+
+    assert response.status_code == 200
+    assert heartbeat_at(database_url) >= deleted_at, "the probe wrote the row again"
+
+
+@pytest.mark.sqlite_only
+def test_health_reports_a_database_that_refuses_writes(loaded_client: FlaskClient) -> None:
+    with db.transaction() as session:
+        session.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON heartbeat "
+                "BEGIN SELECT RAISE(ABORT, 'no writes today'); END"
+            )
+        )
+
+    response = loaded_client.get("/health/")
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "unavailable"
+    assert body["database"] == {"ok": False, "backend": "sqlite", "reason": "no writes today"}
+    assert body["model"]["loaded"] is True, "reads still work: the model is known"

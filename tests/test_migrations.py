@@ -5,12 +5,12 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select
 
 from flight_delay.history.migrate import downgrade, migrations_dir, upgrade
-from flight_delay.history.models import Base
+from flight_delay.history.models import Base, Heartbeat
 
-TABLES = {"model_versions", "model_activations", "predictions", "alembic_version"}
+TABLES = {"model_versions", "model_activations", "predictions", "heartbeat", "alembic_version"}
 
 
 def schema(url: str) -> dict[str, set[str]]:
@@ -38,6 +38,19 @@ def test_upgrade_downgrade_upgrade(database_url: str) -> None:
 
     upgrade(database_url)
     assert schema(database_url) == at_head
+
+
+def test_heartbeat_revision_down_and_up(database_url: str) -> None:
+    upgrade(database_url)
+    engine = create_engine(database_url)
+
+    downgrade(database_url, "0001")
+    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat"}
+
+    upgrade(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(select(Heartbeat.id)).scalars().all() == [1]
+    engine.dispose()
 
 
 def test_migrations_match_the_models(database_url: str) -> None:

@@ -224,12 +224,29 @@ class HistoryPageSchema(ma.Schema):
     next = ma.fields.String(allow_none=True, required=True, metadata={"description": "next page"})
 
 
+class DatabaseHealthSchema(ma.Schema):
+    """Whether the database took a write just now."""
+
+    ok = ma.fields.Boolean(
+        required=True, metadata={"description": "a heartbeat row was written and committed"}
+    )
+    backend = ma.fields.String(required=True, metadata={"description": "sqlite, postgresql, ..."})
+    reason = ma.fields.String(metadata={"description": "why the write failed; absent when ok"})
+
+    @ma.post_dump
+    def drop_empty_reason(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """Leaves `reason` out when there is none."""
+        if data.get("reason") is None:
+            data.pop("reason", None)
+        return data
+
+
 class HealthSchema(ma.Schema):
     """The service's health."""
 
     status = ma.fields.String(required=True, metadata={"description": "ok, no_model or unavailable"})
     version = ma.fields.String(required=True, metadata={"description": "application version"})
-    database = ma.fields.Dict(required=True)
+    database = ma.fields.Nested(DatabaseHealthSchema, required=True)
     model = ma.fields.Dict(required=True)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -40,6 +40,13 @@ def postgres_connect_args(url: URL, lock_timeout_ms: int, connect_timeout_s: int
     return args
 
 
+def database_error_reason(exc: BaseException) -> str:
+    """Says in one line why the database failed: the driver's message, without the SQL or its values."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
 def make_engine(
     url: str,
     *,
@@ -67,6 +74,23 @@ def make_engine(
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _discard_read_only_connections(context: ExceptionContext) -> None:
+        """Treats a read-only connection as dead, so the pool reopens it once the file is writable.
+
+        SQLite opens a file it cannot write read-only and keeps that connection read-only for good:
+        without this, a worker would refuse every prediction until restarted.
+        """
+        name = getattr(context.original_exception, "sqlite_errorname", "")
+        if not name.startswith("SQLITE_READONLY"):
+            return
+        # SQLAlchemy leaves a dead connection's cursor open; the traceback keeps it alive, and an open
+        # statement would keep the closed connection's read-only -shm shared with every new one.
+        cursor = getattr(context.execution_context, "cursor", None)
+        if cursor is not None:
+            cursor.close()
+        context.is_disconnect = True
 
     return engine
 
@@ -96,15 +120,6 @@ class Database:
             raise RuntimeError("Database is not bound: call init_app or bind first")
         with self._sessions() as session, session.begin():
             yield session
-
-    def ping(self) -> bool:
-        """Tells whether the database answers a trivial query."""
-        try:
-            with self.transaction() as session:
-                session.execute(text("SELECT 1"))
-        except Exception:  # any failure means "down" for health purposes
-            return False
-        return True
 
     def dispose(self) -> None:
         """Closes pooled connections (after a fork or at shutdown)."""

@@ -90,3 +90,12 @@ class Prediction(Base):
     input: Mapped[dict[str, Any]] = mapped_column(Json)
     arr_delay: Mapped[float] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
+
+
+class Heartbeat(Base):
+    """One row that /health/ rewrites and commits, proving the database takes writes, not just reads."""
+
+    __tablename__ = "heartbeat"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    beat_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from flight_delay.history.models import Prediction
+from flight_delay.history.models import Heartbeat, Prediction
+
+HEARTBEAT_ID = 1
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,10 @@ def find_predictions(session: Session, query: HistoryQuery) -> HistoryPage:
     has_more = len(rows) > query.page_size
     items = rows[: query.page_size]
     return HistoryPage(items=items, total=total, next_before_id=items[-1].id if has_more else None)
+
+
+def beat(session: Session, now: datetime) -> None:
+    """Rewrites the heartbeat row (recreating it if it was deleted)."""
+    updated = session.execute(update(Heartbeat).where(Heartbeat.id == HEARTBEAT_ID).values(beat_at=now))
+    if updated.rowcount == 0:
+        session.add(Heartbeat(id=HEARTBEAT_ID, beat_at=now))

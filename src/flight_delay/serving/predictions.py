@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlight
-from flight_delay.history.database import Database
+from flight_delay.history.database import Database, database_error_reason
 from flight_delay.history.models import utcnow
 from flight_delay.history.repository import record_predictions
 from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS
@@ -121,7 +121,7 @@ class PredictionService:
             HISTORY_WRITE_FAILURES.inc()
             raise HistoryUnavailable(
                 "The prediction could not be recorded in the history, so it is not served: "
-                f"{type(exc).__name__}."
+                f"{database_error_reason(exc)}."
             ) from exc
         PREDICTIONS.labels(version).inc(len(ids))
         return ids
