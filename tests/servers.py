@@ -45,8 +45,8 @@ def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: f
         try:
             if requests.get(f"{url}/health/", timeout=2).status_code in (200, 503):
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or listening while the workers still boot (slow under load)
         time.sleep(0.2)
     raise TimeoutError(f"server not healthy in {timeout}s:\n{log_path.read_text()}")
 

@@ -7,11 +7,10 @@ from typing import Any
 import marshmallow as ma
 from flask import g, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from werkzeug.exceptions import UnsupportedMediaType
 
+from flight_delay.api.blueprint import INTERNAL_ERROR, TOO_LARGE, ApiBlueprint
 from flight_delay.api.schemas import (
-    ErrorSchema,
     HistoryPageSchema,
     HistoryQuerySchema,
     ModelInfoSchema,
@@ -20,10 +19,11 @@ from flight_delay.api.schemas import (
 )
 from flight_delay.errors import InvalidInput
 from flight_delay.extensions import history, predictions, registry
+from flight_delay.features import INPUT_FIELDS, REFERENCE_FLIGHT
 from flight_delay.history.repository import HistoryQuery
 from flight_delay.serving.predictions import FlightInput
 
-blp = Blueprint("model", __name__, url_prefix="/model", description="Predictions and models")
+blp = ApiBlueprint("model", __name__, url_prefix="/model", description="Predictions and models")
 
 UPLOAD_DOC = {
     "required": True,
@@ -40,6 +40,9 @@ UPLOAD_DOC = {
 }
 
 
+# A real flight with the fields the project's model reads: what Swagger UI offers to send.
+EXAMPLE_FLIGHT = {name: REFERENCE_FLIGHT[name] for name in INPUT_FIELDS}
+
 # The body is a bare flight or a batch; the schema wraps the first into the second.
 PREDICT_DOC = {
     "content": {
@@ -49,7 +52,14 @@ PREDICT_DOC = {
                     {"$ref": "#/components/schemas/Flight"},
                     {"$ref": "#/components/schemas/PredictRequest"},
                 ]
-            }
+            },
+            "examples": {
+                "flight": {"summary": "One flight", "value": EXAMPLE_FLIGHT},
+                "batch": {
+                    "summary": "A batch, one flight not yet departed",
+                    "value": {"flights": [EXAMPLE_FLIGHT, {**EXAMPLE_FLIGHT, "dep_delay": None}]},
+                },
+            },
         }
     }
 }
@@ -79,8 +89,16 @@ class Predict(MethodView):
     @blp.arguments(PredictRequestSchema, description='One flight, or {"flights": [...]}')
     @blp.doc(requestBody=PREDICT_DOC)
     @blp.response(200, PredictResponseSchema)
-    @blp.alt_response(422, schema=ErrorSchema, description="Invalid or unscorable flight")
-    @blp.alt_response(503, schema=ErrorSchema, description="No model, or history unavailable")
+    @blp.error_responses(
+        {
+            400: "The body is not valid JSON",
+            **TOO_LARGE,
+            415: "The body is not application/json",
+            422: "Invalid or unscorable flight",
+            503: "No model, or history unavailable",
+            **INTERNAL_ERROR,
+        }
+    )
     def post(self, body: dict[str, Any]) -> Any:
         """Predicts the arrival delay (minutes) of each flight and records it in the history."""
         flights = [FlightInput(**flight) for flight in body["flights"]]
@@ -93,9 +111,16 @@ class Load(MethodView):
 
     @blp.doc(requestBody=UPLOAD_DOC)
     @blp.response(201, ModelInfoSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="Not a readable model file")
-    @blp.alt_response(415, schema=ErrorSchema, description="Wrong content type")
-    @blp.alt_response(422, schema=ErrorSchema, description="A model that cannot serve")
+    @blp.error_responses(
+        {
+            400: "Not a readable model file",
+            **TOO_LARGE,
+            415: "Wrong content type",
+            422: "A model that cannot serve",
+            503: "The database is unavailable",
+            **INTERNAL_ERROR,
+        }
+    )
     def post(self) -> dict[str, Any]:
         """Checks an uploaded .pkl and makes it the model every worker serves."""
         data, filename = read_model_upload()
@@ -107,7 +132,7 @@ class ActiveModelInfo(MethodView):
     """The active model."""
 
     @blp.response(200, ModelInfoSchema)
-    @blp.alt_response(503, schema=ErrorSchema, description="No model loaded")
+    @blp.error_responses({503: "No model loaded, or the database is unavailable", **INTERNAL_ERROR})
     def get(self) -> dict[str, Any]:
         """Returns the active model's version, kind, input fields, metrics and load time."""
         return registry.active().info()
@@ -119,6 +144,9 @@ class History(MethodView):
 
     @blp.arguments(HistoryQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, HistoryPageSchema)
+    @blp.error_responses(
+        {422: "Invalid filters or cursor", 503: "The history cannot be read", **INTERNAL_ERROR}
+    )
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Lists every prediction served, newest first, a page at a time."""
         cursor = args.get("cursor")
