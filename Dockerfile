@@ -75,7 +75,7 @@ USER root
 COPY requirements.txt pyproject.toml ./
 RUN python -m ensurepip --default-pip >/dev/null \
     && pip install --require-virtualenv -c requirements.txt \
-        pytest==9.2.0 pytest-timeout==2.4.0 requests==2.34.2
+        pytest==9.1.1 pytest-timeout==2.4.0 requests==2.34.2 schemathesis==4.32.5 hypothesis==6.170.15
 COPY tests/ tests/
 USER app
 CMD ["python", "-m", "pytest", "-p", "no:cacheprovider", "--ignore=tests/pipeline", \

@@ -56,6 +56,19 @@ def database_url(tmp_path: Path, database_server: Engine | None) -> Iterator[str
     drop_database(database_server, url)
 
 
+@pytest.fixture(scope="module")
+def module_database_url(
+    tmp_path_factory: pytest.TempPathFactory, database_server: Engine | None
+) -> Iterator[str]:
+    """A fresh database shared by one module's tests, for a server the module starts once."""
+    if database_server is None:
+        yield f"sqlite:///{tmp_path_factory.mktemp('module-db') / 'flight_delay.db'}"
+        return
+    url = create_database(database_server)
+    yield url
+    drop_database(database_server, url)
+
+
 @pytest.fixture
 def app_config(tmp_path: Path, database_url: str) -> dict[str, Any]:
     """Configuration for one test: its own data folder, migrated database and model store."""

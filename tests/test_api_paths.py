@@ -112,3 +112,37 @@ def test_oversized_body_is_a_json_413(app_config: dict) -> None:
 
     assert response.status_code == 413
     assert response.get_json()["code"] == "request_entity_too_large"
+
+
+def test_every_operation_documents_its_errors_in_the_error_shape(client: FlaskClient) -> None:
+    spec = client.get("/openapi.json").get_json()
+    error = {"$ref": "#/components/schemas/Error"}
+
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "default" not in responses, (method, path)
+            assert responses["500"]["content"]["application/json"]["schema"] == error, (method, path)
+            for status, response in responses.items():
+                if int(status) >= 400 and path != "/health/":  # /health/ answers its 503 as a report
+                    assert response["content"]["application/json"]["schema"] == error, (method, path, status)
+    assert {"400", "413", "415", "422", "503"} <= set(spec["paths"]["/model/predict/"]["post"]["responses"])
+    assert {"400", "413", "415", "422"} <= set(spec["paths"]["/model/load/"]["post"]["responses"])
+    assert {"NotFound", "MethodNotAllowed"} <= set(spec["components"]["responses"])
+    assert set(spec["components"]["schemas"]["Error"]["required"]) == {
+        "status",
+        "code",
+        "message",
+        "request_id",
+    }
+
+
+def test_the_documented_predict_examples_are_predicted(loaded_client: FlaskClient) -> None:
+    spec = loaded_client.get("/openapi.json").get_json()
+    examples = spec["paths"]["/model/predict/"]["post"]["requestBody"]["content"]["application/json"][
+        "examples"
+    ]
+
+    for example in examples.values():
+        response = loaded_client.post("/model/predict/", json=example["value"])
+        assert response.status_code == 200, response.get_json()

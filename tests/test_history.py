@@ -97,6 +97,9 @@ def test_next_link_keeps_the_filters(loaded_client: FlaskClient) -> None:
         ("page_size=501", "page_size"),
         ("page_size=0", "page_size"),
         ("cursor=abc", "cursor"),
+        ("cursor=9223372036854775808", "cursor"),  # past the largest id: used to be a 500
+        ("since=0001-01-01T00:00:00%2B14:00", "since"),  # before year 1 in UTC: used to be a 503
+        ("until=9999-12-31T23:59:59-14:00", "until"),  # after year 9999 in UTC
         ("model_version=xyz", "model_version"),
         ("since=yesterday", "since"),
         ("since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
@@ -108,3 +111,9 @@ def test_bad_queries_name_the_field(client: FlaskClient, query: str, field: str)
 
     assert response.status_code == 422
     assert field in response.get_json()["errors"]
+
+
+def test_the_largest_cursor_is_accepted(loaded_client: FlaskClient) -> None:
+    response = loaded_client.get("/model/history/?cursor=9223372036854775807")
+
+    assert response.status_code == 200

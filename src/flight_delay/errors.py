@@ -18,6 +18,13 @@ class FlightDelayError(Exception):
         self.errors = errors
 
 
+class MalformedBody(FlightDelayError):
+    """The request body cannot be read as JSON (bad syntax, not UTF-8, nested too deeply)."""
+
+    status = 400
+    code = "invalid_json"
+
+
 class InvalidInput(FlightDelayError):
     """The request is well-formed JSON but its content is not acceptable."""
 

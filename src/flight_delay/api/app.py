@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from flight_delay import __version__
-from flight_delay.api import docs, errors
+from flight_delay.api import body_limit, docs, errors, security
 from flight_delay.api.auth import check_upload_policy
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.metrics import blp as metrics_blp
@@ -22,6 +22,13 @@ from flight_delay.extensions import api, db, registry
 from flight_delay.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+API_DESCRIPTION = (
+    "Arrival-delay predictions for flights leaving New York City in 2013, and the history of every "
+    "prediction served. Every error, on any path, has one JSON shape (schema `Error`): `status` (the "
+    "HTTP status), `code`, `message`, `errors` (per field, when fields are at fault) and `request_id`. "
+    "Besides the statuses each operation lists, an unknown path answers 404 and a known path called "
+    "with another method 405, in the same shape."
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -37,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
+        API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
     )
     app.json.sort_keys = False
     # Every path answers with or without its trailing slash, never with a redirect.
@@ -50,12 +58,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.spec.components.security_scheme(
         "adminToken", {"type": "http", "scheme": "bearer", "description": "ML_API_ADMIN_TOKEN"}
     )
+    # Answers that belong to no operation: an unknown path, a known path with another method.
+    for name, description in (("NotFound", "Unknown path"), ("MethodNotAllowed", "Method not allowed here")):
+        api.spec.components.response(name, errors.error_response_doc(description))
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
     api.register_blueprint(metrics_blp)
     docs.init_app(app)
     errors.init_app(app)
     app.before_request(_start_request)
+    app.before_request(body_limit.buffer_streamed_body)  # before anything reads the body
     app.after_request(_tag_response)
     app.after_request(_observe_response)
     return app
@@ -69,10 +81,11 @@ def _start_request() -> None:
 
 
 def _tag_response(response: Response) -> Response:
-    """Echoes the request id and forbids caching of API answers."""
-    response.headers["X-Request-ID"] = g.get("request_id", "")
+    """Echoes the request id, forbids caching of API answers and adds the security headers."""
+    response.headers["X-Request-ID"] = errors.request_id()
+    # Swagger UI's static files keep Flask's revalidation headers; every API answer is private.
     response.headers.setdefault("Cache-Control", "no-store")
-    return response
+    return security.secure(response, is_docs_page=request.endpoint == docs.SWAGGER_UI_ENDPOINT)
 
 
 def _observe_response(response: Response) -> Response:

@@ -6,6 +6,7 @@ from flask import Blueprint, Flask
 from swagger_ui_bundle import swagger_ui_path
 
 ASSETS_URL = "/docs/assets/"
+SWAGGER_UI_ENDPOINT = "api-docs.openapi_swagger_ui"  # flask-smorest's route of the /docs page
 
 
 def init_app(app: Flask) -> None:

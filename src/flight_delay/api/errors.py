@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
@@ -21,10 +22,20 @@ def error_response(
     body: dict[str, Any] = {"status": status, "code": code, "message": message}
     if errors:
         body["errors"] = errors
-    body["request_id"] = g.get("request_id")
+    body["request_id"] = request_id()
     response = jsonify(body)
     response.headers.update(headers or {})
     return response, status
+
+
+def error_response_doc(description: str) -> dict[str, Any]:
+    """Documents a response in the error shape, for responses no operation lists."""
+    return {"description": description, "content": {"application/json": {"schema": "Error"}}}
+
+
+def request_id() -> str:
+    """Returns the request's id, making one if the request failed before it was given one."""
+    return g.setdefault("request_id", uuid.uuid4().hex)
 
 
 def handle_domain_error(exc: FlightDelayError) -> tuple[Response, int]:
@@ -38,7 +49,7 @@ def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
     """Answers werkzeug's HTTP errors, including webargs' 422 with its per-field messages."""
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages")
-    if isinstance(messages, dict) and len(messages) == 1:
+    if isinstance(messages, dict) and len(messages) == 1 and isinstance(next(iter(messages.values())), dict):
         messages = next(iter(messages.values()))  # drop webargs' location key ("json", "query")
     code = (exc.name or "error").lower().replace(" ", "_")
     message = exc.description or exc.name or "error"

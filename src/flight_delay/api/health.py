@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay import __version__
+from flight_delay.api.blueprint import INTERNAL_ERROR, ApiBlueprint
 from flight_delay.api.schemas import HealthSchema
 from flight_delay.errors import ModelNotLoaded
 from flight_delay.extensions import history, registry
 
-blp = Blueprint("health", __name__, url_prefix="/health", description="Service health")
+blp = ApiBlueprint("health", __name__, url_prefix="/health", description="Service health")
 
 
 def model_health() -> dict[str, Any]:
@@ -33,6 +33,7 @@ class Health(MethodView):
 
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="The database cannot be written")
+    @blp.error_responses(INTERNAL_ERROR)
     def get(self) -> tuple[dict[str, Any], int]:
         """Reports status (ok, no_model or unavailable), the database, the model, the app version."""
         model = model_health()

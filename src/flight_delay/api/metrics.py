@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from flight_delay.api.blueprint import INTERNAL_ERROR, ApiBlueprint
 from flight_delay.observability.metrics import exposition
 
-blp = Blueprint("metrics", __name__, url_prefix="/metrics", description="Prometheus metrics")
+blp = ApiBlueprint("metrics", __name__, url_prefix="/metrics", description="Prometheus metrics")
 
 
 @blp.route("/")
@@ -16,6 +16,7 @@ class Metrics(MethodView):
     """The service's metrics."""
 
     @blp.response(200, content_type="text/plain", description="Prometheus text (or OpenMetrics) format")
+    @blp.error_responses(INTERNAL_ERROR)
     def get(self) -> Response:
         """Requests and latency per endpoint and status, predictions per model, loads, history failures."""
         body, content_type = exposition(request.headers.get("Accept"))

@@ -7,12 +7,12 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app, g, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from flight_delay.api.auth import require_admin
+from flight_delay.api.blueprint import INTERNAL_ERROR, TOO_LARGE, ApiBlueprint
+from flight_delay.api.body_limit import MULTIPART_OVERHEAD_BYTES
 from flight_delay.api.schemas import (
-    ErrorSchema,
     HistoryPageSchema,
     HistoryQuerySchema,
     ModelInfoSchema,
@@ -21,11 +21,12 @@ from flight_delay.api.schemas import (
 )
 from flight_delay.errors import InvalidInput, ModelTooLarge
 from flight_delay.extensions import history, predictions, registry
+from flight_delay.features import INPUT_FIELDS, REFERENCE_FLIGHT
 from flight_delay.history.repository import HistoryQuery
 from flight_delay.serving.predictions import FlightInput
 from flight_delay.serving.signing import verify
 
-blp = Blueprint("model", __name__, url_prefix="/model", description="Predictions and models")
+blp = ApiBlueprint("model", __name__, url_prefix="/model", description="Predictions and models")
 
 UPLOAD_DOC = {
     "required": True,
@@ -42,6 +43,9 @@ UPLOAD_DOC = {
 }
 
 
+# A real flight with the fields the project's model reads: what Swagger UI offers to send.
+EXAMPLE_FLIGHT = {name: REFERENCE_FLIGHT[name] for name in INPUT_FIELDS}
+
 # The body is a bare flight or a batch; the schema wraps the first into the second.
 PREDICT_DOC = {
     "content": {
@@ -51,14 +55,17 @@ PREDICT_DOC = {
                     {"$ref": "#/components/schemas/Flight"},
                     {"$ref": "#/components/schemas/PredictRequest"},
                 ]
-            }
+            },
+            "examples": {
+                "flight": {"summary": "One flight", "value": EXAMPLE_FLIGHT},
+                "batch": {
+                    "summary": "A batch, one flight not yet departed",
+                    "value": {"flights": [EXAMPLE_FLIGHT, {**EXAMPLE_FLIGHT, "dep_delay": None}]},
+                },
+            },
         }
     }
 }
-
-
-# Room for the multipart envelope around a file of exactly MAX_MODEL_BYTES.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 def read_model_upload() -> tuple[bytes, str | None]:
@@ -98,8 +105,16 @@ class Predict(MethodView):
     @blp.arguments(PredictRequestSchema, description='One flight, or {"flights": [...]}')
     @blp.doc(requestBody=PREDICT_DOC)
     @blp.response(200, PredictResponseSchema)
-    @blp.alt_response(422, schema=ErrorSchema, description="Invalid or unscorable flight")
-    @blp.alt_response(503, schema=ErrorSchema, description="No model, or history unavailable")
+    @blp.error_responses(
+        {
+            400: "The body is not valid JSON",
+            **TOO_LARGE,
+            415: "The body is not application/json",
+            422: "Invalid or unscorable flight",
+            503: "No model, or history unavailable",
+            **INTERNAL_ERROR,
+        }
+    )
     def post(self, body: dict[str, Any]) -> Any:
         """Predicts the arrival delay (minutes) of each flight and records it in the history."""
         flights = [FlightInput(**flight) for flight in body["flights"]]
@@ -112,12 +127,18 @@ class Load(MethodView):
 
     @blp.doc(requestBody=UPLOAD_DOC, security=[{"adminToken": []}])
     @blp.response(201, ModelInfoSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="Not a model file, or names what is not allowed")
-    @blp.alt_response(401, schema=ErrorSchema, description="Missing or wrong admin token")
-    @blp.alt_response(403, schema=ErrorSchema, description="Upload disabled, or signature missing or wrong")
-    @blp.alt_response(413, schema=ErrorSchema, description="Larger than MAX_MODEL_BYTES")
-    @blp.alt_response(415, schema=ErrorSchema, description="Wrong content type")
-    @blp.alt_response(422, schema=ErrorSchema, description="A model that cannot serve")
+    @blp.error_responses(
+        {
+            400: "Not a model file, or it names what is not allowed",
+            401: "Missing or wrong admin token",
+            403: "Upload disabled, or signature missing or wrong",
+            413: "Larger than MAX_MODEL_BYTES",
+            415: "Wrong content type",
+            422: "A model that cannot serve",
+            503: "The database is unavailable",
+            **INTERNAL_ERROR,
+        }
+    )
     def post(self) -> dict[str, Any]:
         """Checks an uploaded model file and makes it the model every worker serves.
 
@@ -138,7 +159,7 @@ class ActiveModelInfo(MethodView):
     """The active model."""
 
     @blp.response(200, ModelInfoSchema)
-    @blp.alt_response(503, schema=ErrorSchema, description="No model loaded")
+    @blp.error_responses({503: "No model loaded, or the database is unavailable", **INTERNAL_ERROR})
     def get(self) -> dict[str, Any]:
         """Returns the active model's version, kind, input fields, metrics and load time."""
         return registry.active().info()
@@ -150,6 +171,9 @@ class History(MethodView):
 
     @blp.arguments(HistoryQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, HistoryPageSchema)
+    @blp.error_responses(
+        {422: "Invalid filters or cursor", 503: "The history cannot be read", **INTERNAL_ERROR}
+    )
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Lists every prediction served, newest first, a page at a time."""
         cursor = args.get("cursor")

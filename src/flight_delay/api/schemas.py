@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
@@ -34,18 +34,23 @@ def _validate_hhmm(value: int) -> None:
         raise ma.ValidationError("Must be a time written hhmm (0 to 2400, minutes below 60).")
 
 
+# NUL, other control characters and lone surrogates: no flight field has them, and PostgreSQL
+# cannot store the first and last in the history's JSONB, which would fail the request with a 503.
+CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _validate_text(value: str) -> None:
+    """Refuses text with control characters or lone surrogates."""
+    if CONTROL_OR_SURROGATE.search(value):
+        raise ma.ValidationError("Must be text without control characters or lone surrogates.")
+
+
 def _validate_iso_datetime(value: str) -> None:
     """Checks an ISO 8601 date-time such as 2013-01-01T10:00:00Z."""
     try:
         datetime.fromisoformat(value)
     except ValueError as exc:
         raise ma.ValidationError("Must be an ISO 8601 date-time, e.g. 2013-01-01T10:00:00Z.") from exc
-
-
-def _validate_printable(value: str) -> None:
-    """Refuses control characters and lone surrogates, which PostgreSQL cannot store as text."""
-    if not value.isprintable():
-        raise ma.ValidationError("Must be printable text.")
 
 
 # Bounds wide enough for any real flight and tight enough to refuse nonsense before the model.
@@ -66,8 +71,12 @@ COLUMN_VALIDATORS: dict[str, list[Any]] = {
     "hour": [validate.Range(min=0, max=23)],
     "minute": [validate.Range(min=0, max=59)],
     "time_hour": [validate.Length(max=40), _validate_iso_datetime],
-    "name": [validate.Length(min=1, max=128), _validate_printable],
+    "name": [validate.Length(min=1, max=128)],
     **{name: [_validate_hhmm] for name in HHMM_COLUMNS},
+}
+# Bounds the validators above check but cannot show in the OpenAPI document by themselves.
+DOCUMENTED_BOUNDS: dict[str, dict[str, int]] = {
+    name: {"minimum": 0, "maximum": 2400} for name in HHMM_COLUMNS
 }
 
 
@@ -76,13 +85,16 @@ def column_field(column: Column) -> ma.fields.Field:
     options = {
         "allow_none": column.nullable,
         "validate": COLUMN_VALIDATORS.get(column.name, []),
-        "metadata": {"description": f"dataset column `{column.name}`"},
+        "metadata": {
+            "description": f"dataset column `{column.name}`",
+            **DOCUMENTED_BOUNDS.get(column.name, {}),
+        },
     }
     if column.kind == "int":
         return ma.fields.Integer(strict=True, **options)
     if column.kind == "float":
         return JsonNumber(allow_nan=False, **options)
-    return ma.fields.String(**options)
+    return ma.fields.String(**{**options, "validate": [_validate_text, *options["validate"]]})
 
 
 class FlightSchema(ma.Schema.from_dict({c.name: column_field(c) for c in DATASET_COLUMNS})):
@@ -178,6 +190,21 @@ class ModelInfoSchema(ma.Schema):
 
 
 CURSOR = re.compile(r"^[0-9]{1,19}$")
+LARGEST_ID = 2**63 - 1  # history ids are signed 64-bit integers on every backend
+
+
+def _validate_cursor(value: str) -> None:
+    """Checks a cursor is a history id: digits, at most the largest 64-bit id."""
+    if not CURSOR.match(value) or int(value) > LARGEST_ID:
+        raise ma.ValidationError("Must be a cursor returned as next_cursor.")
+
+
+def _validate_utc_representable(value: datetime) -> None:
+    """Refuses instants that cannot be written in UTC (year 1 east of Greenwich, year 9999 west)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ma.ValidationError("Must be a date-time between years 1 and 9999 in UTC.") from exc
 
 
 class HistoryQuerySchema(ma.Schema):
@@ -185,12 +212,16 @@ class HistoryQuerySchema(ma.Schema):
 
     page_size = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = ma.fields.String(
-        validate=validate.Regexp(CURSOR, error="Must be a cursor returned as next_cursor."),
-        metadata={"description": "next_cursor of the previous page"},
+        validate=_validate_cursor,
+        metadata={"description": "next_cursor of the previous page", "pattern": CURSOR.pattern},
     )
     model_version = ma.fields.String(validate=validate.Regexp(r"^[0-9a-f]{64}$"))
-    since = ma.fields.AwareDateTime(default_timezone=None, metadata={"description": "inclusive"})
-    until = ma.fields.AwareDateTime(default_timezone=None, metadata={"description": "exclusive"})
+    since = ma.fields.AwareDateTime(
+        default_timezone=None, validate=_validate_utc_representable, metadata={"description": "inclusive"}
+    )
+    until = ma.fields.AwareDateTime(
+        default_timezone=None, validate=_validate_utc_representable, metadata={"description": "exclusive"}
+    )
 
     class Meta:
         unknown = ma.RAISE
@@ -257,4 +288,4 @@ class ErrorSchema(ma.Schema):
     code = ma.fields.String(required=True)
     message = ma.fields.String(required=True)
     errors = ma.fields.Dict(metadata={"description": "per field: what is wrong"})
-    request_id = ma.fields.String()
+    request_id = ma.fields.String(required=True, metadata={"description": "also in X-Request-ID"})

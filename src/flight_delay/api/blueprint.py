@@ -1,0 +1,56 @@
+"""The API's blueprint: strict JSON bodies, and every error status documented in the one error shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
+
+import flask
+from flask_smorest import Blueprint
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from flight_delay.api.schemas import ErrorSchema
+from flight_delay.errors import MalformedBody
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+# Statuses any operation may answer, whatever its own errors are.
+INTERNAL_ERROR = {500: "Unexpected error; logged, answered without details"}
+TOO_LARGE = {413: "The body is larger than MAX_REQUEST_BYTES"}
+
+
+class JsonBodyParser(FlaskParser):
+    """webargs' Flask parser, refusing bodies that are not JSON instead of reading them as empty."""
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        """Parses the body as UTF-8 JSON; another content type is a 415, deep nesting a 400."""
+        if not is_json_request(req):
+            raise UnsupportedMediaType(f"Send the body as application/json, not {req.mimetype or 'untyped'}.")
+        try:
+            return core.parse_json(req.get_data(cache=True))
+        except RecursionError as exc:  # json.loads gives up on very deep nesting
+            raise MalformedBody("Invalid JSON body: nested too deeply.") from exc
+
+    def _handle_invalid_json_error(
+        self, error: Exception, req: flask.Request, *_: Any, **__: Any
+    ) -> NoReturn:
+        """Answers a body that is not valid UTF-8 JSON with a 400 saying where it breaks."""
+        raise MalformedBody(f"Invalid JSON body: {error}.") from error
+
+
+class ApiBlueprint(Blueprint):
+    """flask-smorest's Blueprint with the strict JSON parser."""
+
+    ARGUMENTS_PARSER = JsonBodyParser()
+
+    def error_responses(self, responses: Mapping[int, str]) -> Callable[[View], View]:
+        """Documents each error status an operation answers, with its description, in the error shape."""
+
+        def document(view: View) -> View:
+            for status, description in responses.items():
+                view = self.alt_response(status, schema=ErrorSchema, description=description)(view)
+            return view
+
+        return document

@@ -1,0 +1,53 @@
+"""MAX_CONTENT_LENGTH for bodies streamed without Content-Length (chunked), not only for declared ones."""
+
+from __future__ import annotations
+
+import io
+
+from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from flight_delay.errors import ModelTooLarge
+
+READ_SIZE = 1024 * 1024
+# The model upload has its own limit, MAX_MODEL_BYTES, plus room for the multipart envelope.
+MODEL_UPLOAD_ENDPOINT = "model.Load"
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def buffer_streamed_body() -> None:
+    """Reads a body sent without Content-Length whole, refusing it with a 413 past MAX_CONTENT_LENGTH.
+
+    Werkzeug stops reading such a stream at the limit without an error, so an over-size chunked body
+    would reach the views cut short: a JSON body as "invalid JSON", a model upload truncated. Read
+    here, the body is handed on whole, from memory, as the views would have read it anyway.
+    """
+    upload = request.endpoint == MODEL_UPLOAD_ENDPOINT
+    if upload:
+        limit = current_app.config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES
+    else:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    environ = request.environ
+    # Only servers that terminate the stream themselves (gunicorn) may be read without a length.
+    if limit is None or request.content_length is not None or not environ.get("wsgi.input_terminated"):
+        return
+    body = _read_at_most(environ["wsgi.input"], limit + 1)
+    if len(body) > limit:
+        if upload:
+            cap = current_app.config["MAX_MODEL_BYTES"]
+            raise ModelTooLarge(f"The model file is larger than MAX_MODEL_BYTES ({cap} bytes).")
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(body)
+
+
+def _read_at_most(stream: io.BufferedIOBase, size: int) -> bytes:
+    """Reads until the stream ends or `size` bytes are read, whichever comes first."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(min(READ_SIZE, remaining))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

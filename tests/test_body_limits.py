@@ -1,0 +1,142 @@
+"""MAX_REQUEST_BYTES: a body up to the limit is read whole, one byte more is a 413 in the error shape.
+
+Against the real server too, because bodies sent chunked (no Content-Length) are gunicorn's to
+frame: Werkzeug alone cuts them at the limit without an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+from urllib3.filepost import encode_multipart_formdata
+
+from flight_delay.api import create_app
+from tests.conftest import upload
+from tests.contracts import assert_error_shape, assert_security_headers
+from tests.factories import minimal_flight
+from tests.servers import RunningServer, serve
+
+LIMIT = 64 * 1024
+AUTH = {"Authorization": "Bearer test-admin-token"}
+JSON = {"Content-Type": "application/json"}
+
+
+def batch_of_size(size: int) -> bytes:
+    """A valid batch of three flights, padded with trailing spaces (still JSON) to exactly `size` bytes."""
+    body = json.dumps({"flights": [minimal_flight(dep_delay=float(d)) for d in (0, 30, 90)]}).encode()
+    return body.ljust(size)
+
+
+def chunked(body: bytes) -> Iterator[bytes]:
+    """Yields the body in pieces, so requests sends it chunked, without Content-Length."""
+    for start in range(0, len(body), 8192):
+        yield body[start : start + 8192]
+
+
+def assert_too_large(response: Any) -> None:
+    """Checks a 413 in the one error shape, with the security headers."""
+    assert response.status_code == 413, response.text[:300]
+    assert_error_shape(413, response.json())
+    assert_security_headers(response.headers)
+
+
+@pytest.fixture
+def limited_client(app_config: dict[str, Any], model_files: Callable[[int], Path]) -> FlaskClient:
+    """A client of an app whose body limit is LIMIT, serving the tiny model."""
+    client = create_app({**app_config, "MAX_CONTENT_LENGTH": LIMIT}).test_client()
+    assert upload(client, model_files(0)).status_code == 201
+    return client
+
+
+def test_a_json_body_at_the_limit_is_read(limited_client: FlaskClient) -> None:
+    response = limited_client.post("/model/predict/", data=batch_of_size(LIMIT), headers=JSON)
+
+    assert response.status_code == 200
+    assert len(response.get_json()["predictions"]) == 3
+
+
+def test_a_json_body_over_the_limit_is_a_413(limited_client: FlaskClient) -> None:
+    response = limited_client.post("/model/predict/", data=batch_of_size(LIMIT + 1), headers=JSON)
+
+    assert response.status_code == 413
+    assert_error_shape(413, response.get_json())
+    assert_security_headers(response.headers)
+    assert limited_client.get("/model/history/").get_json()["total"] == 0
+
+
+@pytest.fixture(scope="module")
+def limited_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_database_url: str,
+    model_files: Callable[[int], Path],
+) -> Iterator[RunningServer]:
+    """A real server with MAX_REQUEST_BYTES=MAX_MODEL_BYTES=LIMIT, serving the tiny model."""
+    data_dir = tmp_path_factory.mktemp("limits") / "data"
+    env = {"MAX_REQUEST_BYTES": str(LIMIT), "MAX_MODEL_BYTES": str(LIMIT)}
+    with serve(data_dir, module_database_url, workers=1, **env) as server:
+        with model_files(0).open("rb") as handle:
+            loaded = requests.post(
+                f"{server.url}/model/load/", files={"file": handle}, headers=AUTH, timeout=60
+            )
+        assert loaded.status_code == 201, loaded.text
+        yield server
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("send", [bytes, chunked], ids=["content-length", "chunked"])
+def test_the_server_reads_a_body_at_the_limit_whole(
+    limited_server: RunningServer, send: Callable[[bytes], Any]
+) -> None:
+    response = requests.post(
+        f"{limited_server.url}/model/predict/", data=send(batch_of_size(LIMIT)), headers=JSON, timeout=60
+    )
+
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["predictions"]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("send", [bytes, chunked], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("size", [LIMIT + 1, 3 * LIMIT])
+def test_the_server_answers_a_json_body_over_the_limit_with_a_413(
+    limited_server: RunningServer, send: Callable[[bytes], Any], size: int
+) -> None:
+    response = requests.post(
+        f"{limited_server.url}/model/predict/", data=send(batch_of_size(size)), headers=JSON, timeout=60
+    )
+
+    assert_too_large(response)
+
+
+@pytest.mark.slow
+def test_the_server_refuses_a_chunked_model_upload_over_the_limit_whole(
+    limited_server: RunningServer,
+) -> None:
+    # Cut at the limit, this upload used to reach the loader truncated (400 "could not be unpickled").
+    response = requests.post(
+        f"{limited_server.url}/model/load/",
+        data=chunked(b"\x80\x04" + b"\x00" * 3 * LIMIT),
+        headers={**AUTH, "Content-Type": "application/octet-stream"},
+        timeout=60,
+    )
+
+    assert_too_large(response)
+
+
+@pytest.mark.slow
+def test_the_server_refuses_a_chunked_multipart_upload_over_the_limit(limited_server: RunningServer) -> None:
+    body, content_type = encode_multipart_formdata({"file": ("model.pkl", b"\x80\x04" + b"\x00" * 3 * LIMIT)})
+    response = requests.post(
+        f"{limited_server.url}/model/load/",
+        data=chunked(body),
+        headers={**AUTH, "Content-Type": content_type},
+        timeout=60,
+    )
+
+    assert_too_large(response)

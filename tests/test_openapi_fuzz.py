@@ -1,0 +1,106 @@
+"""Schemathesis fuzzes every operation of the real server from its own /openapi.json.
+
+Against `flight-delay serve` on 127.0.0.1 (gunicorn, 2 workers) rather than the WSGI app in-process,
+so what is checked is what clients get: gunicorn's HTTP parsing, the real headers and content types.
+A model is loaded first, so /model/predict/ really predicts and writes the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from schemathesis import Case, CheckContext, HookContext, Response
+
+from flight_delay.features import INPUT_FIELDS, REFERENCE_FLIGHT
+from tests.contracts import assert_error_shape, assert_security_headers
+from tests.servers import RunningServer, serve
+
+pytestmark = pytest.mark.slow
+
+ADMIN_TOKEN = "test-admin-token"  # noqa: S105 (the test server's, not a secret)
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Per operation, for the fuzzing phase (the examples and coverage phases add their own cases).
+MAX_EXAMPLES = 100
+CHECKS = [
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+]
+
+
+@pytest.fixture(scope="module")
+def fuzzed_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_database_url: str,
+    model_files: Callable[[int], Path],
+) -> Iterator[RunningServer]:
+    """A real server with the tiny model loaded (the admin token is required once that lands)."""
+    data_dir = tmp_path_factory.mktemp("fuzz") / "data"
+    with serve(data_dir, module_database_url, workers=2) as server:
+        with model_files(0).open("rb") as handle:
+            loaded = requests.post(
+                f"{server.url}/model/load/", files={"file": handle}, headers=AUTH, timeout=60
+            )
+        assert loaded.status_code == 201, loaded.text
+        yield server
+
+
+def complete_flight(flight: Any) -> Any:
+    """Adds the fields the model reads where a generated flight lacks them; other values stay as made."""
+    if not isinstance(flight, dict):
+        return flight
+    return {**{name: REFERENCE_FLIGHT[name] for name in INPUT_FIELDS}, **flight}
+
+
+def complete_flights(context: HookContext, body: Any) -> Any:
+    """Completes the flights of predict bodies, single or batch, so fuzzed values reach the model.
+
+    Which fields are required is the active model's call, so the document cannot say it, and
+    flights generated from it alone almost never carry all ten: they would all stop at a 422.
+    """
+    if context.operation is None or context.operation.path != "/model/predict/":
+        return body
+    if isinstance(body, dict) and isinstance(body.get("flights"), list):
+        return {**body, "flights": [complete_flight(flight) for flight in body["flights"]]}
+    return complete_flight(body)
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzzed_server: RunningServer) -> schemathesis.BaseSchema:
+    """The server's own OpenAPI document, set up for bounded, repeatable fuzzing of that server."""
+    schema = schemathesis.openapi.from_url(f"{fuzzed_server.url}/openapi.json", timeout=30)
+    schema.config.update(base_url=fuzzed_server.url, headers=AUTH, request_timeout=60)
+    schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")
+    schema.config.checks.update(included_check_names=CHECKS)
+    schema.hook("map_body")(complete_flights)
+    return schema
+
+
+@pytest.fixture
+def fuzzing(fuzzed_server: RunningServer) -> Iterator[RunningServer]:
+    """The server under fuzzing; once every operation is fuzzed, checks what the fuzzing left."""
+    yield fuzzed_server
+    history = requests.get(f"{fuzzed_server.url}/model/history/?page_size=1", timeout=30).json()
+    assert history["total"] > 0, "no fuzzed flight reached the model"
+    assert "Traceback" not in fuzzed_server.log()
+
+
+def conforms_to_contracts(ctx: CheckContext, response: Response, case: Case) -> None:
+    """Every answer has the security headers; every 4xx/5xx the one error shape."""
+    assert_security_headers({name: values[0] for name, values in response.headers.items()})
+    if response.status_code >= 400:
+        assert_error_shape(response.status_code, response.json())
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+def test_every_operation_answers_as_documented(case: Case, fuzzing: RunningServer) -> None:
+    case.call_and_validate(additional_checks=[conforms_to_contracts])
