@@ -69,7 +69,8 @@ CMD []
 USER app
 COPY --from=builder /opt/venv /opt/venv
 
-# `docker build --target test`: the suite without the Spark pipeline tests (no Spark in the image).
+# `docker build --target test`: the suite without the Spark pipeline tests (no Spark in the image)
+# and without the benchmark harness's tests (bench/ is not in the image).
 FROM app AS test
 USER root
 COPY requirements.txt pyproject.toml ./
@@ -79,7 +80,7 @@ RUN python -m ensurepip --default-pip >/dev/null \
 COPY tests/ tests/
 USER app
 CMD ["python", "-m", "pytest", "-p", "no:cacheprovider", "--ignore=tests/pipeline", \
-     "--ignore=tests/test_docker_files.py"]
+     "--ignore=tests/test_docker_files.py", "--ignore=tests/test_bench.py"]
 
 # The service: the default target.
 FROM app AS runtime

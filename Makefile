@@ -12,7 +12,11 @@ PYTEST_ARGS ?=
 DATASET ?= $(DATA_DIR)/airports-database.csv
 MODEL ?= $(DATA_DIR)/model.pkl
 
-.PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train notebook
+BENCH_VENV ?= bench/.venv-mlserver
+BENCH_ARGS ?=
+
+.PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train \
+	notebook bench bench/install
 
 install: $(STAMP)
 
@@ -70,14 +74,33 @@ test-postgres: $(STAMP)
 	bash scripts/with_postgres.sh $(BIN)/python -m pytest --ignore=tests/pipeline $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests migrations
-	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests migrations
-	$(BIN)/ruff format src tests migrations
+	$(BIN)/ruff check --fix src tests migrations bench
+	$(BIN)/ruff format src tests migrations bench
+
+## bench: ours against MLServer under wrk, in process, batch, history, py-spy profile (~5 min); BENCH_ARGS=--help
+bench: bench/install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## bench/install: wrk (Debian), py-spy in .venv, MLServer in its own $(BENCH_VENV)
+bench/install: $(STAMP) $(VENV)/.bench-tools $(BENCH_VENV)/.installed
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| { echo "wrk is missing: apt-get install -y wrk (as root)"; exit 1; }
+
+$(VENV)/.bench-tools: bench/requirements.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+$(BENCH_VENV)/.installed: bench/requirements-mlserver.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-mlserver.txt
+	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache
 
 include docker.mk

@@ -1,0 +1,159 @@
+"""The benchmark harness's own logic: profile stages, wrk's summary, MLServer's payload, the history fill."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from bench import history, loadgen, payloads, procs, profiling
+from bench.inprocess import GroupCommitter, history_rows
+from flask.testing import FlaskClient
+
+from flight_delay.extensions import registry
+from flight_delay.serving.predictions import FlightInput
+from tests.factories import minimal_flight, tiny_model
+
+HANDLE = (
+    "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81);"
+    "ThreadWorker.handle (gunicorn/workers/gthread.py:532);"
+    "ThreadWorker.handle_request (gunicorn/workers/gthread.py:755);Flask.__call__ (flask/app.py:1536)"
+)
+VIEW = (
+    f"{HANDLE};wrapper (webargs/core.py:633);Predict.post (flight_delay/api/model.py:87);"
+    "PredictionService.predict (flight_delay/serving/predictions.py:66)"
+)
+RECORD = f"{VIEW};PredictionService._record (flight_delay/serving/predictions.py:120)"
+RAW_PROFILE = "\n".join(
+    [
+        f'process 1:"flight-delay serve";{RECORD};'
+        "DefaultDialect.do_execute (sqlalchemy/engine/default.py:951);sqlite3_step (libsqlite3.so.0.8.6);"
+        "sqlite3InvokeBusyHandler (libsqlite3.so.0.8.6);usleep (libc.so.6) 7",
+        f"{RECORD};DefaultDialect.do_commit (sqlalchemy/engine/default.py:954);fdatasync (libc.so.6) 3",
+        f"{RECORD};SessionTransaction.commit (sqlalchemy/orm/session.py:1419) 2",
+        f"{RECORD};record_predictions (flight_delay/history/repository.py:39) 5",
+        f"{VIEW};FlightDelayModel.predict_features (flight_delay/artifact.py:45);"
+        "Booster.predict (lightgbm/basic.py:4885) 4",
+        f"{VIEW};FeatureContract.encode (flight_delay/features.py:170) 2",
+        f"{VIEW};ModelRegistry.active (flight_delay/serving/registry.py:110) 6",
+        f"{HANDLE};wrapper (webargs/core.py:633);Schema.load (marshmallow/schema.py:707) 3",
+        f"{HANDLE};Schema.dump (marshmallow/schema.py:540) 1",
+        f"{HANDLE};Flask.full_dispatch_request (flask/app.py:911) 2",
+        "Thread._bootstrap (threading.py:1002);ThreadWorker.handle (gunicorn/workers/gthread.py:532);"
+        "Logger.access (gunicorn/glogging.py:391) 1",
+        "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81) 9",
+        "Arbiter.run (gunicorn/arbiter.py:210);ThreadWorker.run (gunicorn/workers/gthread.py:300) 8",
+        "a line that is not a stack",
+    ]
+)
+
+
+def test_breakdown_sorts_sampled_stacks_into_request_stages() -> None:
+    """Each sampled stack lands in the stage its innermost meaningful frame names."""
+    counts = profiling.breakdown(RAW_PROFILE)
+    assert dict(counts) == {
+        "history: waiting for SQLite's write lock (busy-handler sleeps)": 7,
+        "history: fsync (synchronous=FULL)": 3,
+        "history: COMMIT": 2,
+        "history: INSERT and session": 5,
+        "booster (LightGBM predict)": 4,
+        "encoding (feature contract)": 2,
+        "active-model SELECT (registry.active)": 6,
+        "parsing + validation (JSON, webargs, marshmallow)": 3,
+        "response serialization (marshmallow dump, JSON)": 1,
+        "Flask/werkzeug/flask-smorest (routing, request, hooks)": 2,
+        "gunicorn (HTTP parsing, response write, access log)": 1,
+        profiling.WAITING: 9,
+        profiling.MAIN_LOOP: 8,
+    }
+
+
+def test_parse_report_reads_the_lua_summary_and_adds_up_errors() -> None:
+    """The JSON line of the Lua hook becomes requests, seconds, latencies and one error count."""
+    stdout = (
+        "Running 20s test @ http://127.0.0.1:8000/model/predict/\n  2 threads and 16 connections\n"
+        'BENCH_JSON {"requests": 3000, "duration_us": 20000000, "p50_us": 4500, "p99_us": 31000, '
+        '"mean_us": 6000.5, "connect": 1, "read": 2, "write": 0, "status": 3, "timeout": 4}\n'
+    )
+    result = loadgen.parse_report(stdout)
+    assert (result.requests, result.seconds, result.rps) == (3000, 20.0, 150.0)
+    assert (result.p50_ms, result.p99_ms, result.errors) == (4.5, 31.0, 10)
+    with pytest.raises(ValueError, match="no summary"):
+        loadgen.parse_report("wrk: connection refused")
+
+
+def test_post_script_holds_the_body_verbatim(tmp_path: Path) -> None:
+    """The Lua script posts the JSON exactly as given, quotes and all."""
+    body = json.dumps({"carrier": "UA", "note": 'it\'s "quoted"'})
+    script = loadgen.write_post_script(body, tmp_path / "post.lua").read_text()
+    assert f"wrk.body = [==[{body}]==]" in script
+    assert 'wrk.method = "POST"' in script
+
+
+def test_mlserver_payload_and_text_model_predict_what_the_artifact_predicts(tmp_path: Path) -> None:
+    """The V2 request carries the contract-encoded row; the exported text model scores it the same."""
+    model = tiny_model(0)
+    flight = minimal_flight()
+    row = payloads.encoded_row(model, flight)
+    body = payloads.v2_request(row)
+    tensor = body["inputs"][0]
+    assert (tensor["datatype"], tensor["shape"]) == ("FP64", [1, len(model.contract.feature_names)])
+    payloads.export_for_mlserver(model, tmp_path)
+    settings = json.loads((tmp_path / "model-settings.json").read_text())
+    assert settings["implementation"] == "mlserver_lightgbm.LightGBMModel"
+    booster = lgb.Booster(model_file=str(tmp_path / "model.txt"))
+    served = booster.predict(np.array(tensor["data"]).reshape(tensor["shape"]))
+    assert served[0] == pytest.approx(model.predict([flight])[0], abs=1e-9)
+
+
+@pytest.mark.sqlite_only
+def test_fill_adds_rows_the_api_reads_back(loaded_client: FlaskClient, app_config: dict[str, Any]) -> None:
+    """Filled rows copy the service's own formats: the history endpoint lists and counts them."""
+    assert loaded_client.post("/model/predict/", json=minimal_flight()).status_code == 200
+    db_path = Path(app_config["DATABASE_URL"].removeprefix("sqlite:///"))
+    added = history.fill(db_path, [minimal_flight(carrier="AA"), minimal_flight(carrier="DL")], total=300)
+    assert added == 299
+    assert history.fill(db_path, [minimal_flight()], total=300) == 0
+    page = loaded_client.get("/model/history/?page_size=3").get_json()
+    assert page["total"] == 300
+    newest = page["items"][0]
+    assert newest["request_id"] == "bench-fill-000000298"
+    assert newest["input"]["carrier"] == "AA"
+    assert newest["created_at"].endswith("+00:00")
+
+
+def test_group_committer_records_every_callers_rows_with_their_own_ids(loaded_client: FlaskClient) -> None:
+    """Concurrent callers each get the ids of their own rows, all committed."""
+    db = loaded_client.application.extensions["flight_delay.db"]
+    version = registry.active().version
+    flights = [FlightInput(values=minimal_flight(), payload=minimal_flight())]
+    committer = GroupCommitter(db)
+    results: dict[int, list[list[int]]] = {n: [] for n in range(4)}
+
+    def work(n: int) -> None:
+        for _ in range(10):
+            results[n].append(committer.record(history_rows(version, flights, np.array([float(n)]))))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    committer.close()
+    ids = [i for calls in results.values() for call in calls for i in call]
+    assert len(ids) == len(set(ids)) == 40
+    page = loaded_client.get("/model/history/?page_size=50").get_json()
+    by_id = {item["id"]: item["arr_delay"] for item in page["items"]}
+    assert all(by_id[i] == float(n) for n, calls in results.items() for call in calls for i in call)
+
+
+def test_group_cpu_seconds_counts_this_process_group() -> None:
+    """The CPU time of our own process group is read from /proc and grows with work."""
+    before = procs.group_cpu_seconds(os.getpgrp())
+    sum(i * i for i in range(3_000_000))
+    assert procs.group_cpu_seconds(os.getpgrp()) > before
