@@ -122,3 +122,13 @@ def upload_model(url: str, path: Path) -> str:
         )
     assert response.status_code == 201, response.text
     return response.json()["version"]
+
+
+@contextmanager
+def serve_with_model(
+    data_dir: Path, database_url: str, model_path: Path, workers: int = 2, **env: str
+) -> Iterator[RunningServer]:
+    """Runs a server as `serve` does, with the model at model_path loaded over HTTP."""
+    with serve(data_dir, database_url, workers=workers, **env) as server:
+        upload_model(server.url, model_path)
+        yield server

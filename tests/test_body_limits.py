@@ -19,11 +19,10 @@ from urllib3.filepost import encode_multipart_formdata
 from flight_delay.api import create_app
 from tests.conftest import upload
 from tests.contracts import assert_error_shape, assert_security_headers
-from tests.factories import minimal_flight
-from tests.servers import RunningServer, serve
+from tests.factories import ADMIN_HEADERS, minimal_flight
+from tests.servers import RunningServer, serve_with_model
 
 LIMIT = 64 * 1024
-AUTH = {"Authorization": "Bearer test-admin-token"}
 JSON = {"Content-Type": "application/json"}
 
 
@@ -79,12 +78,7 @@ def limited_server(
     """A real server with MAX_REQUEST_BYTES=MAX_MODEL_BYTES=LIMIT, serving the tiny model."""
     data_dir = tmp_path_factory.mktemp("limits") / "data"
     env = {"MAX_REQUEST_BYTES": str(LIMIT), "MAX_MODEL_BYTES": str(LIMIT)}
-    with serve(data_dir, module_database_url, workers=1, **env) as server:
-        with model_files(0).open("rb") as handle:
-            loaded = requests.post(
-                f"{server.url}/model/load/", files={"file": handle}, headers=AUTH, timeout=60
-            )
-        assert loaded.status_code == 201, loaded.text
+    with serve_with_model(data_dir, module_database_url, model_files(0), workers=1, **env) as server:
         yield server
 
 
@@ -122,7 +116,7 @@ def test_the_server_refuses_a_chunked_model_upload_over_the_limit_whole(
     response = requests.post(
         f"{limited_server.url}/model/load/",
         data=chunked(b"\x80\x04" + b"\x00" * 3 * LIMIT),
-        headers={**AUTH, "Content-Type": "application/octet-stream"},
+        headers={**ADMIN_HEADERS, "Content-Type": "application/octet-stream"},
         timeout=60,
     )
 
@@ -135,7 +129,7 @@ def test_the_server_refuses_a_chunked_multipart_upload_over_the_limit(limited_se
     response = requests.post(
         f"{limited_server.url}/model/load/",
         data=chunked(body),
-        headers={**AUTH, "Content-Type": content_type},
+        headers={**ADMIN_HEADERS, "Content-Type": content_type},
         timeout=60,
     )
 

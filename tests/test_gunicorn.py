@@ -9,28 +9,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.factories import ADMIN_HEADERS, minimal_flight
-from tests.servers import serve
+from tests.factories import minimal_flight
+from tests.servers import serve, upload_model
 
 pytestmark = pytest.mark.slow
-
-
-def load(url: str, path: Path) -> str:
-    """Uploads a model over HTTP and returns its version."""
-    with path.open("rb") as handle:
-        response = requests.post(
-            f"{url}/model/load/", files={"file": handle}, headers=ADMIN_HEADERS, timeout=30
-        )
-    assert response.status_code == 201, response.text
-    return response.json()["version"]
 
 
 def test_a_model_loaded_through_one_worker_is_served_by_all(
     tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
 ) -> None:
     with serve(tmp_path / "data", database_url, workers=2) as server:
-        version_a = load(server.url, model_files(0))
-        version_b = load(server.url, model_files(1))
+        version_a = upload_model(server.url, model_files(0))
+        version_b = upload_model(server.url, model_files(1))
         assert version_a != version_b
 
         served = []
@@ -69,7 +59,7 @@ def test_restart_keeps_the_model_and_history(
     tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
 ) -> None:
     with serve(tmp_path / "data", database_url, workers=2) as server:
-        version = load(server.url, model_files(1))
+        version = upload_model(server.url, model_files(1))
         requests.post(f"{server.url}/model/predict/", json=minimal_flight(), timeout=30).raise_for_status()
 
     with serve(tmp_path / "data", database_url, workers=2) as server:
@@ -102,7 +92,7 @@ def test_operator_load_command_switches_the_running_server(
     import sys
 
     with serve(tmp_path / "data", database_url, workers=2) as server:
-        version_a = load(server.url, model_files(0))
+        version_a = upload_model(server.url, model_files(0))
         command = [str(Path(sys.executable).parent / "flight-delay"), "load", str(model_files(1))]
         env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url}
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)

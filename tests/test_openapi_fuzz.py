@@ -18,12 +18,11 @@ from schemathesis import Case, CheckContext, HookContext, Response
 
 from flight_delay.features import INPUT_FIELDS, REFERENCE_FLIGHT
 from tests.contracts import assert_error_shape, assert_security_headers
-from tests.servers import RunningServer, serve
+from tests.factories import ADMIN_HEADERS
+from tests.servers import RunningServer, serve_with_model
 
 pytestmark = pytest.mark.slow
 
-ADMIN_TOKEN = "test-admin-token"  # noqa: S105 (the test server's, not a secret)
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Per operation, for the fuzzing phase (the examples and coverage phases add their own cases).
 MAX_EXAMPLES = 100
 CHECKS = [
@@ -40,14 +39,9 @@ def fuzzed_server(
     module_database_url: str,
     model_files: Callable[[int], Path],
 ) -> Iterator[RunningServer]:
-    """A real server with the tiny model loaded (the admin token is required once that lands)."""
+    """A real server with the tiny model loaded."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    with serve(data_dir, module_database_url, workers=2) as server:
-        with model_files(0).open("rb") as handle:
-            loaded = requests.post(
-                f"{server.url}/model/load/", files={"file": handle}, headers=AUTH, timeout=60
-            )
-        assert loaded.status_code == 201, loaded.text
+    with serve_with_model(data_dir, module_database_url, model_files(0)) as server:
         yield server
 
 
@@ -75,7 +69,7 @@ def complete_flights(context: HookContext, body: Any) -> Any:
 def api_schema(fuzzed_server: RunningServer) -> schemathesis.BaseSchema:
     """The server's own OpenAPI document, set up for bounded, repeatable fuzzing of that server."""
     schema = schemathesis.openapi.from_url(f"{fuzzed_server.url}/openapi.json", timeout=30)
-    schema.config.update(base_url=fuzzed_server.url, headers=AUTH, request_timeout=60)
+    schema.config.update(base_url=fuzzed_server.url, headers=ADMIN_HEADERS, request_timeout=60)
     schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")
     schema.config.checks.update(included_check_names=CHECKS)
     schema.hook("map_body")(complete_flights)
