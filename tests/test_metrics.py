@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from flight_delay.extensions import db
+from flight_delay.observability.metrics import HTTP_REQUESTS, PREDICTIONS
 from flight_delay.observability.multiprocess import ENV_VAR, use_fresh_metrics_dir
 from tests.conftest import upload
 from tests.databases import refuse_inserts
@@ -140,3 +141,19 @@ def test_counts_add_up_across_gunicorn_workers(
             )
             == sent
         )
+
+
+def test_a_failing_metrics_update_never_fails_the_request(
+    loaded_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*_: object) -> None:
+        raise OSError(27, "File too large")  # what growing a metrics file gives on a full disk
+
+    for counter in (HTTP_REQUESTS, PREDICTIONS):
+        monkeypatch.setattr(counter, "labels", full_disk)
+
+    response = loaded_client.post("/model/predict/", json=minimal_flight())
+
+    assert response.status_code == 200
+    history = loaded_client.get("/model/history/").get_json()["items"]
+    assert [item["request_id"] for item in history] == [response.get_json()["request_id"]]

@@ -19,7 +19,7 @@ from flight_delay.api.model import blp as model_blp
 from flight_delay.api.schemas import FlightSchema, PredictRequestSchema
 from flight_delay.config import load_config
 from flight_delay.extensions import api, db, registry
-from flight_delay.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from flight_delay.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, best_effort
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 API_DESCRIPTION = (
@@ -91,7 +91,8 @@ def _tag_response(response: Response) -> Response:
 def _observe_response(response: Response) -> Response:
     """Counts the response and its latency under its route's pattern (never the raw path)."""
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    best_effort(lambda: HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc())
     if "started" in g:
-        HTTP_LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - g.started)
+        elapsed = time.perf_counter() - g.started
+        best_effort(lambda: HTTP_LATENCY.labels(endpoint, request.method).observe(elapsed))
     return response

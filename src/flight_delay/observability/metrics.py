@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from flight_delay.observability.multiprocess import multiprocess_enabled
+
+log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(
     "flight_delay_http_requests", "HTTP requests answered", ["endpoint", "method", "status"]
@@ -32,3 +37,11 @@ def exposition(accept: str | None) -> tuple[bytes, str]:
         MultiProcessCollector(registry)
         return encode(registry), content_type
     return encode(REGISTRY), content_type
+
+
+def best_effort(update: Callable[[], object]) -> None:
+    """Applies a metric update; a failure (a full disk cannot grow the metric files) never fails a request."""
+    try:
+        update()
+    except Exception:  # metrics are observation: the answer and the history come first
+        log.warning("a metrics update failed; the request goes on", exc_info=True)

@@ -14,7 +14,7 @@ from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlig
 from flight_delay.history.database import Database, database_error_reason
 from flight_delay.history.models import utcnow
 from flight_delay.history.repository import record_predictions
-from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS
+from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.registry import ModelRegistry
 
@@ -118,10 +118,10 @@ class PredictionService:
             with self.db.transaction() as session:
                 ids = record_predictions(session, rows)
         except SQLAlchemyError as exc:
-            HISTORY_WRITE_FAILURES.inc()
+            best_effort(HISTORY_WRITE_FAILURES.inc)
             raise HistoryUnavailable(
                 "The prediction could not be recorded in the history, so it is not served: "
                 f"{database_error_reason(exc)}."
             ) from exc
-        PREDICTIONS.labels(version).inc(len(ids))
+        best_effort(lambda: PREDICTIONS.labels(version).inc(len(ids)))
         return ids

@@ -3,6 +3,10 @@
 Every worker asks the database which version is active before it scores, so a model loaded
 through one worker is the model all of them serve from the next request on. Each worker keeps
 the models it has read in memory, keyed by version.
+
+On SQLite (one host, so one model store) an activation also replaces the file ACTIVE in the store,
+and a worker asks the database again only when that file changed: a stat instead of a query per
+request. On a server database the replicas need not share the store, so every request asks.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy import select
 from flight_delay.errors import FlightDelayError, ModelNotLoaded
 from flight_delay.history.database import Database
 from flight_delay.history.models import FILENAME_LENGTH, ModelActivation, ModelVersion, utcnow
-from flight_delay.observability.metrics import MODEL_LOADS
+from flight_delay.observability.metrics import MODEL_LOADS, best_effort
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.loader import artifact_version, check_artifact
 
@@ -33,6 +37,7 @@ HOW_TO_LOAD = (
 )
 MODELS_KEPT_IN_MEMORY = 2
 STORED_SUFFIXES = (".pkl", ".lgbm.json", ".txt")
+ACTIVE_STAMP = "ACTIVE"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class ModelRegistry:
         self.db: Database | None = None
         self._cache: dict[str, tuple[ServingModel, dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._stamped = False
+        self._active: tuple[tuple[int, int, int], ActiveModel] | None = None
 
     def init_app(self, app: Flask, db: Database) -> None:
         """Binds to the app's model store and database."""
@@ -78,6 +85,8 @@ class ModelRegistry:
         self.store_dir = Path(store_dir)
         self.db = db
         self._cache.clear()
+        self._stamped = db.engine is not None and db.engine.dialect.name == "sqlite"
+        self._active = None
         return self
 
     def artifact_path(self, version: str, suffix: str = ".pkl") -> Path:
@@ -98,7 +107,8 @@ class ModelRegistry:
         try:
             checked = check_artifact(data)
         except FlightDelayError as exc:
-            MODEL_LOADS.labels("refused", exc.code).inc()
+            code = exc.code
+            best_effort(lambda: MODEL_LOADS.labels("refused", code).inc())
             raise
         self._store(self.artifact_path(checked.version, checked.suffix), data)
         with self.db.transaction() as session:
@@ -116,12 +126,24 @@ class ModelRegistry:
                 session.flush()
             activation = ModelActivation(version=checked.version, activated_at=utcnow())
             session.add(activation)
+        self._write_stamp(checked.version)
         model, record_info = self._remember(checked.version, checked.model, record)
-        MODEL_LOADS.labels("accepted", "").inc()
+        best_effort(lambda: MODEL_LOADS.labels("accepted", "").inc())
         return ActiveModel(checked.version, model, record_info, activation.activated_at)
 
     def active(self) -> ActiveModel:
         """Returns the model every worker must serve now; raises ModelNotLoaded if there is none."""
+        stamp = self._stamp() if self._stamped else None
+        remembered = self._active
+        if stamp is not None and remembered is not None and remembered[0] == stamp:
+            return remembered[1]
+        active = self._read_active()
+        if stamp is not None:  # read before the query: a newer activation changes it again
+            self._active = (stamp, active)
+        return active
+
+    def _read_active(self) -> ActiveModel:
+        """Asks the database which model is active and returns it, loading it if needed."""
         with self.db.transaction() as session:
             row = session.execute(
                 select(ModelActivation.version, ModelActivation.activated_at)
@@ -180,6 +202,22 @@ class ModelRegistry:
             while len(self._cache) > MODELS_KEPT_IN_MEMORY:
                 self._cache.pop(next(iter(self._cache)))
         return entry
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        """Identifies the ACTIVE file's current version (inode, mtime, size); None when there is none."""
+        try:
+            status = os.stat(self.store_dir / ACTIVE_STAMP)
+        except OSError:
+            return None
+        return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+    def _write_stamp(self, version: str) -> None:
+        """Replaces the ACTIVE file (new inode), telling every worker on this host to ask again."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.store_dir, prefix=".active-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{version}\n")
+        os.replace(tmp, self.store_dir / ACTIVE_STAMP)
 
     def _store(self, path: Path, data: bytes) -> None:
         """Writes an artifact into the store atomically (temporary file, fsync, rename)."""
