@@ -105,10 +105,12 @@ for attempt in 1 2 3 4 5; do
     PORT="$(free_port)"
     # fsync off: a throwaway test cluster, and CREATE DATABASE per test is much faster without it.
     # A zone other than UTC, so that the tests prove timestamps come back in UTC whatever the server's.
+    # No autovacuum: a worker vacuuming a test's database makes DROP DATABASE ... WITH (FORCE) fail
+    # (the test role may not terminate it), and databases live for one test anyway.
     if as_owner "$BINDIR/pg_ctl" start -D "$PGDATA" -l "$SERVER_LOG" -w -t 60 -o "\
 -c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$WORKDIR \
 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
--c timezone=America/New_York" >/dev/null; then
+-c autovacuum=off -c timezone=America/New_York" >/dev/null; then
         STARTED=1
         break
     fi
@@ -122,6 +124,7 @@ fi
 
 as_owner "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORKDIR" -p "$PORT" -U postgres -d postgres <<SQL
 CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$PASSWORD';
+GRANT pg_signal_backend TO $ROLE;
 CREATE DATABASE $DATABASE OWNER $ROLE;
 SQL
 
