@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -103,6 +104,7 @@ def our_service(bin_dir: Path, data_dir: Path, model_path: Path, workdir: Path) 
     env = {
         **os.environ,
         "FLIGHT_DELAY_ENV": "production",
+        "ML_API_ADMIN_TOKEN": secrets.token_hex(32),  # production refuses to start without one
         "DATA_DIR": str(data_dir),
         "DEFAULT_MODEL_PATH": str(model_path),
         "ML_API_HOST": HOST,

@@ -85,7 +85,7 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         "encoding (feature contract)",
         lambda s: _in_file(s, "flight_delay/features.py", "flight_delay/artifact.py"),
     ),
-    ("active-model SELECT (registry.active)", lambda s: _calls(s, "ModelRegistry.active")),
+    ("active-model lookup (registry.active)", lambda s: _calls(s, "ModelRegistry.active")),
     ("history: COMMIT", lambda s: _records(s) and _commits(s)),
     ("history: INSERT and session", _records),
     (

@@ -12,7 +12,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 from bench import history, loadgen, payloads, procs, profiling
-from bench.inprocess import GroupCommitter, history_rows
+from bench.inprocess import GroupCommitter, history_rows, make_app
 from flask.testing import FlaskClient
 
 from flight_delay.extensions import registry
@@ -63,7 +63,7 @@ def test_breakdown_sorts_sampled_stacks_into_request_stages() -> None:
         "history: INSERT and session": 5,
         "booster (LightGBM predict)": 4,
         "encoding (feature contract)": 2,
-        "active-model SELECT (registry.active)": 6,
+        "active-model lookup (registry.active)": 6,
         "parsing + validation (JSON, webargs, marshmallow)": 3,
         "response serialization (marshmallow dump, JSON)": 1,
         "Flask/werkzeug/flask-smorest (routing, request, hooks)": 2,
@@ -157,3 +157,10 @@ def test_group_cpu_seconds_counts_this_process_group() -> None:
     before = procs.group_cpu_seconds(os.getpgrp())
     sum(i * i for i in range(3_000_000))
     assert procs.group_cpu_seconds(os.getpgrp()) > before
+
+
+def test_the_in_process_app_is_a_production_app_that_starts(tmp_path: Path, model_files: Any) -> None:
+    app = make_app(tmp_path / "inprocess", model_files(0))
+
+    assert app.config["ENV"] == "production"
+    assert len(app.config["ML_API_ADMIN_TOKEN"]) >= 16
