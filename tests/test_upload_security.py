@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -31,8 +33,6 @@ KEY = "signing-key-for-tests"
 
 def post_model(client: FlaskClient, data: bytes, headers: dict[str, str] | None = None) -> Any:
     """Uploads data as multipart field `file` with the given headers."""
-    import io
-
     return client.post("/model/load/", data={"file": (io.BytesIO(data), "model.bin")}, headers=headers or {})
 
 
@@ -62,9 +62,7 @@ def artifact(model_files: Callable[[int], Path]) -> bytes:
     ],
     ids=["none", "wrong", "basic-scheme", "empty-bearer", "no-scheme"],
 )
-def test_upload_without_the_right_token_is_a_401(
-    loaded_client: FlaskClient, artifact: bytes, headers: dict[str, str]
-) -> None:
+def test_upload_without_the_right_token_is_a_401(loaded_client: FlaskClient, headers: dict[str, str]) -> None:
     before = active_version(loaded_client)
     response = post_model(loaded_client, tiny_model_bytes(), headers)
 
@@ -76,8 +74,6 @@ def test_upload_without_the_right_token_is_a_401(
 
 def tiny_model_bytes(seed: int = 3) -> bytes:
     """A valid artifact other than the loaded one."""
-    import cloudpickle
-
     return cloudpickle.dumps(tiny_model(seed))
 
 
