@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import queue
 import secrets
 import threading
 import time
 import timeit
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ from flight_delay.config import load_config
 from flight_delay.extensions import registry
 from flight_delay.history.database import Database
 from flight_delay.history.models import utcnow
-from flight_delay.history.repository import record_predictions
+from flight_delay.history.repository import insert_predictions
+from flight_delay.history.writer import HistoryWriter
 from flight_delay.server import prepare
 from flight_delay.serving.predictions import FlightInput, missing_fields
 from flight_delay.serving.registry import ActiveModel
@@ -98,13 +97,20 @@ def history_rows(version: str, flights: list[FlightInput], predicted: np.ndarray
 def recorder(
     db: Database, version: str, flights: list[FlightInput], predicted: np.ndarray
 ) -> Callable[[], Any]:
-    """Returns a call that records the flights in one transaction, as the service's _record does."""
+    """Returns a call that records the flights in a transaction of their own (no group commit)."""
 
     def record() -> list[int]:
-        with db.transaction() as session:
-            return record_predictions(session, history_rows(version, flights, predicted))
+        return insert_predictions(db, history_rows(version, flights, predicted))
 
     return record
+
+
+def served_recorder(
+    db: Database, version: str, flights: list[FlightInput], predicted: np.ndarray
+) -> Callable[[], Any]:
+    """Returns a call that records the flights as the service does (HistoryWriter: group commit)."""
+    writer = HistoryWriter(db)
+    return lambda: writer.record(history_rows(version, flights, predicted))
 
 
 @dataclass
@@ -166,7 +172,9 @@ def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) ->
             "active-model lookup (registry.active)": registry.active,
             "field checks (missing_fields)": lambda: missing_fields(pipe.active.model, pipe.flights),
             "encoding (contract.encode_flights)": lambda: model.contract.encode_flights(pipe.values),
-            "history INSERT + COMMIT (FULL)": recorder(db, pipe.active.version, pipe.flights, predicted),
+            "history INSERT + COMMIT (FULL)": served_recorder(
+                db, pipe.active.version, pipe.flights, predicted
+            ),
             "response dump (marshmallow + JSON)": lambda: json.dumps(PredictResponseSchema().dump(response)),
             PREDICT_PATH: pipe.predict_path,
             "our predict path, active model not looked up": lambda: pipe.predict_path(with_lookup=False),
@@ -206,57 +214,6 @@ def calls_per_second(work: Callable[[], Any], threads: int, seconds: float) -> f
     return sum(counts) / (time.perf_counter() - started)
 
 
-class GroupCommitter:
-    """A prototype, for measuring only: one writer thread commits all queued requests' rows at once.
-
-    Each caller still waits until its rows are committed, so "recorded before the response" holds;
-    concurrent requests share one transaction and one fsync instead of queueing for SQLite's lock.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.queue: queue.Queue[tuple[list[dict[str, Any]], Future[list[int]]] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def record(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Queues rows and waits until they are committed; returns their ids."""
-        done: Future[list[int]] = Future()
-        self.queue.put((rows, done))
-        return done.result()
-
-    def close(self) -> None:
-        """Stops the writer thread after the rows already queued."""
-        self.queue.put(None)
-        self.thread.join()
-
-    def _run(self) -> None:
-        """Takes everything queued, writes it in one transaction, answers each caller; None stops it."""
-        stopping = False
-        while not stopping:
-            batch = [self.queue.get()]
-            while not self.queue.empty():  # the only consumer, so what it sees stays there
-                batch.append(self.queue.get_nowait())
-            stopping = None in batch
-            pending = [item for item in batch if item is not None]
-            if pending:
-                self._commit(pending)
-
-    def _commit(self, batch: list[tuple[list[dict[str, Any]], Future[list[int]]]]) -> None:
-        """Writes a batch of requests' rows in one transaction and hands each its ids."""
-        try:
-            with self.db.transaction() as session:
-                ids = record_predictions(session, [row for rows, _ in batch for row in rows])
-        except Exception as exc:  # every waiting request learns its rows were not recorded
-            for _, done in batch:
-                done.set_exception(exc)
-            return
-        start = 0
-        for rows, done in batch:
-            done.set_result(ids[start : start + len(rows)])
-            start += len(rows)
-
-
 def concurrent_writes(app: Flask, flight: dict[str, Any], threads: int, seconds: float) -> dict[str, float]:
     """History writes per second from `threads` request threads: as today, behind a lock, group commit."""
     pipe = Pipeline.of(flight)
@@ -269,20 +226,14 @@ def concurrent_writes(app: Flask, flight: dict[str, Any], threads: int, seconds:
         with lock:
             record()
 
-    committer = GroupCommitter(db)
-    try:
-        grouped = calls_per_second(
-            lambda: committer.record(history_rows(pipe.active.version, pipe.flights, predicted)),
-            threads,
-            seconds,
-        )
-    finally:
-        committer.close()
+    grouped = served_recorder(db, pipe.active.version, pipe.flights, predicted)
     return {
         "1 thread: one transaction per request": calls_per_second(record, 1, seconds),
-        f"{threads} threads: one transaction per request (today)": calls_per_second(record, threads, seconds),
+        f"{threads} threads: one transaction per request": calls_per_second(record, threads, seconds),
         f"{threads} threads: the same behind a process-wide lock": calls_per_second(locked, threads, seconds),
-        f"{threads} threads: group commit (one writer thread)": grouped,
+        f"{threads} threads: group commit (HistoryWriter, as served)": calls_per_second(
+            grouped, threads, seconds
+        ),
     }
 
 

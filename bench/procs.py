@@ -135,6 +135,7 @@ def flask_ceiling(bin_dir: Path, log_dir: Path, workdir: Path) -> Iterator[Serve
         "--keep-alive=5",
         "--access-logfile=-",
         f"--access-logformat={ACCESS_LOG_FORMAT}",
+        "--logger-class=flight_delay.server.AccessLogger",
         "--no-control-socket",  # the default socket is one path per user: servers would collide
         "bench.ceiling_app:app",
     ]

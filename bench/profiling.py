@@ -58,7 +58,13 @@ def _in_file(stack: Sequence[Frame], *prefixes: str) -> bool:
 
 
 def _commits(stack: Sequence[Frame]) -> bool:
-    """Tells whether the stack is inside a SQLAlchemy commit (SQLite's COMMIT and its fsyncs)."""
+    """Tells whether the stack is beginning or committing the history's transaction (and its fsyncs).
+
+    On SQLite the writer calls the driver itself: its BEGIN IMMEDIATE and COMMIT are the time spent
+    in Database.sqlite_writing outside the INSERT; elsewhere they are SQLAlchemy's commit.
+    """
+    if _calls(stack, "Database.sqlite_writing") and not _calls(stack, "_insert_numbered"):
+        return True
     return any(f.file.startswith("sqlalchemy/") and f.function.endswith("commit") for f in stack)
 
 
@@ -80,13 +86,24 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         lambda s: _records(s) and _calls(s, "sqlite3InvokeBusyHandler", "sqliteDefaultBusyCallback"),
     ),
     ("history: fsync (synchronous=FULL)", lambda s: _records(s) and _calls(s, "fdatasync", "fsync")),
-    ("booster (LightGBM predict)", lambda s: _in_file(s, "lightgbm/")),
+    (
+        "history: queued behind the commit in flight (group commit)",
+        lambda s: _calls(s, "HistoryWriter._wait_for_turn"),
+    ),
+    (
+        "history: waiting for the other worker's commit (flock)",
+        lambda s: _calls(s, "ProcessWriteLock.held"),
+    ),
+    (
+        "booster (LightGBM predict)",
+        lambda s: _in_file(s, "lightgbm/", "flight_delay/serving/single_row.py"),
+    ),
     (
         "encoding (feature contract)",
         lambda s: _in_file(s, "flight_delay/features.py", "flight_delay/artifact.py"),
     ),
     ("active-model lookup (registry.active)", lambda s: _calls(s, "ModelRegistry.active")),
-    ("history: COMMIT", lambda s: _records(s) and _commits(s)),
+    ("history: BEGIN + COMMIT", lambda s: _records(s) and _commits(s)),
     ("history: INSERT and session", _records),
     (
         "prediction service, other (checks, shaping)",

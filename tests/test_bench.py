@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,9 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 from bench import history, loadgen, payloads, procs, profiling
-from bench.inprocess import GroupCommitter, history_rows, make_app
+from bench.inprocess import make_app
 from flask.testing import FlaskClient
 
-from flight_delay.extensions import registry
-from flight_delay.serving.predictions import FlightInput
 from tests.factories import minimal_flight, tiny_model
 
 HANDLE = (
@@ -37,6 +34,21 @@ RAW_PROFILE = "\n".join(
         f"{RECORD};DefaultDialect.do_commit (sqlalchemy/engine/default.py:954);fdatasync (libc.so.6) 3",
         f"{RECORD};SessionTransaction.commit (sqlalchemy/orm/session.py:1419) 2",
         f"{RECORD};record_predictions (flight_delay/history/repository.py:39) 5",
+        f"{RECORD};HistoryWriter.record (flight_delay/history/writer.py:94);"
+        "HistoryWriter._wait_for_turn (flight_delay/history/writer.py:113);"
+        "Condition.wait (threading.py:320) 4",
+        f"{RECORD};HistoryWriter._commit (flight_delay/history/writer.py:160);"
+        "_GeneratorContextManager.__enter__ (contextlib.py:137);"
+        "ProcessWriteLock.held (flight_delay/history/writer.py:60) 2",
+        f"{RECORD};HistoryWriter._commit (flight_delay/history/writer.py:160);"
+        "insert_predictions (flight_delay/history/repository.py:56);"
+        "_GeneratorContextManager.__exit__ (contextlib.py:144);"
+        "Database.sqlite_writing (flight_delay/history/database.py:158) 3",
+        f"{RECORD};HistoryWriter._commit (flight_delay/history/writer.py:160);"
+        "insert_predictions (flight_delay/history/repository.py:56);"
+        "_insert_numbered (flight_delay/history/repository.py:80) 1",
+        f"{VIEW};ProjectModel.predict (flight_delay/serving/adapters.py:60);"
+        "SingleRowPredictor.predict (flight_delay/serving/single_row.py:60) 5",
         f"{VIEW};FlightDelayModel.predict_features (flight_delay/artifact.py:45);"
         "Booster.predict (lightgbm/basic.py:4885) 4",
         f"{VIEW};FeatureContract.encode (flight_delay/features.py:170) 2",
@@ -59,9 +71,11 @@ def test_breakdown_sorts_sampled_stacks_into_request_stages() -> None:
     assert dict(counts) == {
         "history: waiting for SQLite's write lock (busy-handler sleeps)": 7,
         "history: fsync (synchronous=FULL)": 3,
-        "history: COMMIT": 2,
-        "history: INSERT and session": 5,
-        "booster (LightGBM predict)": 4,
+        "history: BEGIN + COMMIT": 2 + 3,
+        "history: INSERT and session": 5 + 1,
+        "history: queued behind the commit in flight (group commit)": 4,
+        "history: waiting for the other worker's commit (flock)": 2,
+        "booster (LightGBM predict)": 4 + 5,
         "encoding (feature contract)": 2,
         "active-model lookup (registry.active)": 6,
         "parsing + validation (JSON, webargs, marshmallow)": 3,
@@ -125,31 +139,6 @@ def test_fill_adds_rows_the_api_reads_back(loaded_client: FlaskClient, app_confi
     assert newest["request_id"] == "bench-fill-000000298"
     assert newest["input"]["carrier"] == "AA"
     assert newest["created_at"].endswith("+00:00")
-
-
-def test_group_committer_records_every_callers_rows_with_their_own_ids(loaded_client: FlaskClient) -> None:
-    """Concurrent callers each get the ids of their own rows, all committed."""
-    db = loaded_client.application.extensions["flight_delay.db"]
-    version = registry.active().version
-    flights = [FlightInput(values=minimal_flight(), payload=minimal_flight())]
-    committer = GroupCommitter(db)
-    results: dict[int, list[list[int]]] = {n: [] for n in range(4)}
-
-    def work(n: int) -> None:
-        for _ in range(10):
-            results[n].append(committer.record(history_rows(version, flights, np.array([float(n)]))))
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    committer.close()
-    ids = [i for calls in results.values() for call in calls for i in call]
-    assert len(ids) == len(set(ids)) == 40
-    page = loaded_client.get("/model/history/?page_size=50").get_json()
-    by_id = {item["id"]: item["arr_delay"] for item in page["items"]}
-    assert all(by_id[i] == float(n) for n, calls in results.items() for call in calls for i in call)
 
 
 def test_group_cpu_seconds_counts_this_process_group() -> None:

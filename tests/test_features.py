@@ -7,12 +7,16 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flight_delay.features import (
     DATASET_COLUMNS,
     REFERENCE_FLIGHT,
+    ROW_BY_ROW_LIMIT,
     FeatureContract,
     day_of_week,
+    flights_to_columns,
     hhmm_to_minutes,
 )
 from tests.factories import minimal_flight, synthetic_flights
@@ -92,3 +96,71 @@ def test_contract_lists_what_it_reads(missing: str) -> None:
 
     assert missing in contract.input_fields
     assert contract.nullable_fields == ("dep_delay",)
+
+
+ANY_NUMBER = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.integers(-3000, 3000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+)
+PLAUSIBLE_FLIGHTS = st.fixed_dictionaries(
+    {
+        "year": st.integers(1900, 2100),
+        "month": st.integers(1, 12),
+        "day": st.integers(-3, 34),
+        "sched_dep_time": st.integers(-100, 2500),
+        "sched_arr_time": st.integers(-100, 2500),
+        "dep_delay": st.one_of(st.none(), st.integers(-2000, 11000), st.floats(allow_nan=False)),
+        "distance": st.one_of(st.integers(0, 20000), st.floats(0, 20000)),
+        "carrier": st.sampled_from(["UA", "AA", "ZZ", ""]),
+        "origin": st.sampled_from(["EWR", "JFK", "LGA", "XXX"]),
+        "dest": st.sampled_from(["IAH", "SEA", "ZZZ"]),
+    }
+)
+
+
+def odd_flights(base: dict) -> st.SearchStrategy[dict]:
+    """A flight with one of its fields replaced by any number-like value, or removed."""
+    names = st.sampled_from(sorted(base))
+    replaced = st.tuples(names, ANY_NUMBER).map(lambda kv: {**base, kv[0]: kv[1]})
+    removed = names.map(lambda name: {k: v for k, v in base.items() if k != name})
+    return st.one_of(replaced, removed)
+
+
+def column_encoding(contract: FeatureContract, flights: list[dict]) -> np.ndarray | type[BaseException]:
+    """The numpy, column by column encoding of the flights, or the type of what it raised."""
+    try:
+        return contract.encode(flights_to_columns(flights, contract.input_fields))
+    except Exception as exc:
+        return type(exc)
+
+
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
+@given(st.lists(st.one_of(PLAUSIBLE_FLIGHTS, PLAUSIBLE_FLIGHTS.flatmap(odd_flights)), min_size=1, max_size=3))
+def test_row_by_row_encoding_equals_the_column_encoding(flights: list[dict]) -> None:
+    """Online requests are encoded row by row in plain Python: same numbers as numpy, or the same refusal."""
+    contract = FeatureContract(
+        categories={"carrier": ("AA", "UA"), "origin": ("EWR", "JFK", "LGA"), "dest": ("IAH", "SEA")}
+    )
+    expected = column_encoding(contract, flights)
+    if not isinstance(expected, np.ndarray):
+        with pytest.raises(expected):
+            contract.encode_flights(flights)
+        return
+    encoded = contract.encode_flights(flights)
+    np.testing.assert_array_equal(encoded, expected)  # NaN equals NaN here
+    assert encoded.dtype == expected.dtype == np.float64
+
+
+def test_a_large_batch_is_encoded_by_columns_with_the_same_numbers() -> None:
+    """Past ROW_BY_ROW_LIMIT flights the numpy path runs; both paths agree on real flights."""
+    frame = synthetic_flights(ROW_BY_ROW_LIMIT * 3, seed=5)
+    contract = FeatureContract.fit(frame)
+    flights = frame.to_dict("records")
+
+    rows = np.vstack([contract.encode_flights(flights[i : i + 4]) for i in range(0, len(flights), 4)])
+
+    np.testing.assert_array_equal(contract.encode_flights(flights), rows)

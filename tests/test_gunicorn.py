@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
 
+from flight_delay.server import ACCESS_LOG_FORMAT, AccessLogger
 from tests.factories import minimal_flight
 from tests.servers import serve, upload_model
 
@@ -101,3 +106,37 @@ def test_operator_load_command_switches_the_running_server(
 
     assert version_a not in version_b
     assert body["model_version"] in version_b
+
+
+@pytest.mark.parametrize(
+    ("status", "sent", "headers"),
+    [
+        ("200 OK", 187, [("Content-Type", "application/json"), ("X-Request-ID", 'abc"1')]),
+        ("503 SERVICE UNAVAILABLE", None, [("x-request-id", "lower")]),
+        ("404 NOT FOUND", 0, []),
+    ],
+)
+def test_the_lean_access_log_writes_the_line_gunicorn_writes(
+    status: str, sent: int | None, headers: list[tuple[str, str]]
+) -> None:
+    """AccessLogger builds only the atoms of ACCESS_LOG_FORMAT; the formatted line is gunicorn's own."""
+    config = Config()
+    config.set("access_log_format", ACCESS_LOG_FORMAT)
+    response = SimpleNamespace(status=status, sent=sent, headers=headers)
+    request = SimpleNamespace(headers=[("HOST", "127.0.0.1"), ("X-REQUEST-ID", "from-client")])
+    environ = {
+        "REMOTE_ADDR": "127.0.0.1",
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": "/model/predict/?a=1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "PATH_INFO": "/model/predict/",
+    }
+    took = timedelta(seconds=1, microseconds=234_567)
+
+    def line(logger: Logger) -> str:
+        atoms = logger.atoms_wrapper_class(logger.atoms(response, request, environ, took))
+        return ACCESS_LOG_FORMAT % atoms
+
+    expected = line(Logger(config))
+    assert line(AccessLogger(config)) == expected
+    assert "1234ms" in expected

@@ -7,8 +7,11 @@ features with Spark expressions and a parity test holds the two together.
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -79,6 +82,8 @@ REFERENCE_FLIGHT: dict[str, Any] = {
 }
 
 CATEGORICAL_FIELDS: tuple[str, ...] = ("carrier", "origin", "dest")
+# Up to this many flights, encoding goes row by row in plain Python (numpy's overhead dominates).
+ROW_BY_ROW_LIMIT = 16
 # Bounds on a contract read from a file: the real vocabularies have at most ~100 short values.
 MAX_CATEGORIES = 10_000
 MAX_CATEGORY_LENGTH = 64
@@ -186,7 +191,36 @@ class FeatureContract:
 
     def encode_flights(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Builds the feature matrix from flights given as one mapping per flight."""
+        if len(flights) <= ROW_BY_ROW_LIMIT:
+            try:
+                rows = [self.encode_row(flight) for flight in flights]
+            except (TypeError, ValueError, OverflowError, KeyError):
+                pass  # not plain ints and floats: the column path converts (or refuses) them its way
+            else:
+                return np.array(rows, dtype=np.float64).reshape(len(flights), len(self.feature_names))
         return self.encode(flights_to_columns(flights, self.input_fields))
+
+    def encode_row(self, flight: Mapping[str, Any]) -> list[float]:
+        """Encodes one flight of plain ints and floats exactly as `encode` does, without numpy.
+
+        For the few flights of an online request numpy's per-call overhead costs more than the work.
+        Raises on anything else (e.g. a float where an int belongs), which `encode` then handles.
+        """
+        year, month, day = (operator.index(flight[name]) for name in ("year", "month", "day"))
+        # Like `day_of_week`: the month's first day plus day - 1 (no check that the day exists).
+        weekday = (date(year, month, 1).toordinal() + day - 2) % 7
+        sched_dep, sched_arr = (operator.index(flight[n]) for n in ("sched_dep_time", "sched_arr_time"))
+        features = {
+            "month": month,
+            "day_of_week": weekday,
+            "sched_dep_minute": (sched_dep // 100) * 60 + sched_dep % 100,
+            "sched_arr_minute": (sched_arr // 100) * 60 + sched_arr % 100,
+            "dep_delay": _scalar_float(flight["dep_delay"]),
+            "distance": _scalar_float(flight["distance"]),
+        }
+        for name in CATEGORICAL_FIELDS:
+            features[name] = self._codes[name].get(flight[name], math.nan)
+        return [float(features[n]) for n in self.feature_names]
 
     @classmethod
     def from_dict(cls, data: Any) -> FeatureContract:
@@ -219,6 +253,15 @@ class FeatureContract:
             "categorical_features": list(self.categorical_features),
             "categories": {k: list(v) for k, v in self.categories.items()},
         }
+
+
+def _scalar_float(value: Any) -> float:
+    """Converts one number to float with None (null) as NaN; refuses what numpy would parse (text)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str | bytes):
+        raise TypeError("text where a number belongs")
+    return float(value)
 
 
 def _as_float(values: Sequence[Any]) -> np.ndarray:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from flight_delay.api.auth import check_upload_policy
 from flight_delay.history.database import Database, engine_options
@@ -19,6 +22,30 @@ log = logging.getLogger(__name__)
 
 # Which worker (pid) served which request (id), and how long it took.
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s request_id=%({x-request-id}o)s'
+REQUEST_ID_ATOM = "{x-request-id}o"
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, building only the atoms ACCESS_LOG_FORMAT uses.
+
+    gunicorn's own builds an atom for every request header, response header and WSGI environ
+    variable of every request (~60), then copies them: a tenth of a worker's Python time here.
+    """
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> dict[str, Any]:
+        """Returns the atoms of ACCESS_LOG_FORMAT, computed as gunicorn computes them."""
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        sent = getattr(resp, "sent", None)
+        request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), "-")
+        return {
+            "h": environ.get("REMOTE_ADDR", "-"),
+            "r": f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}",
+            "s": status,
+            "b": (sent is not None and str(sent)) or "-",
+            "M": request_time.seconds * 1000 + int(request_time.microseconds / 1000),
+            "p": f"<{os.getpid()}>",
+            REQUEST_ID_ATOM: request_id,
+        }
 
 
 class GunicornServer(BaseApplication):
@@ -41,6 +68,7 @@ class GunicornServer(BaseApplication):
             "keepalive": 5,
             "accesslog": "-",
             "access_log_format": ACCESS_LOG_FORMAT,
+            "logger_class": AccessLogger,
             "errorlog": "-",
             "loglevel": config["LOG_LEVEL"].lower(),
             "proc_name": "flight-delay",

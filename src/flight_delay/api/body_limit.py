@@ -22,14 +22,16 @@ def buffer_streamed_body() -> None:
     would reach the views cut short: a JSON body as "invalid JSON", a model upload truncated. Read
     here, the body is handed on whole, from memory, as the views would have read it anyway.
     """
+    environ = request.environ
+    # Only servers that terminate the stream themselves (gunicorn) may be read without a length.
+    if not environ.get("wsgi.input_terminated") or request.content_length is not None:
+        return
     upload = request.endpoint == MODEL_UPLOAD_ENDPOINT
     if upload:
         limit = current_app.config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES
     else:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    environ = request.environ
-    # Only servers that terminate the stream themselves (gunicorn) may be read without a length.
-    if limit is None or request.content_length is not None or not environ.get("wsgi.input_terminated"):
+    if limit is None:
         return
     body = _read_at_most(environ["wsgi.input"], limit + 1)
     if len(body) > limit:

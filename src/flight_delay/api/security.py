@@ -24,6 +24,7 @@ DOCS_POLICY = (
     "default-src 'none'; script-src 'self' {script_hashes}; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+JSON_HEADERS = [*SECURITY_HEADERS.items(), ("Content-Security-Policy", JSON_POLICY)]
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -41,7 +42,11 @@ def docs_policy(page: str) -> str:
 
 def secure(response: Response, is_docs_page: bool) -> Response:
     """Adds the security headers; the Swagger UI page gets the policy it needs, everything else none."""
-    response.headers.update(SECURITY_HEADERS)
-    policy = docs_policy(response.get_data(as_text=True)) if is_docs_page else JSON_POLICY
-    response.headers["Content-Security-Policy"] = policy
+    if is_docs_page:
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = docs_policy(response.get_data(as_text=True))
+    elif "Content-Security-Policy" in response.headers:  # set by a view: ours replace its
+        response.headers.update(JSON_HEADERS)
+    else:
+        response.headers.extend(JSON_HEADERS)  # the common case: appended, not searched for first
     return response

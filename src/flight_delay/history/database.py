@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for an in-memory database or another backend."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database)
+    return None
 
 
 def prepare_sqlite_path(url: str) -> None:
     """Creates the folder of a SQLite database file so that the first connection can create it."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,6 +111,7 @@ class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._sqlite_path: Path | None = None
 
     def init_app(self, app: Flask) -> None:
         """Binds to the app's DATABASE_URL."""
@@ -111,6 +122,7 @@ class Database:
         """Creates the engine and session factory for a database URL."""
         self.engine = make_engine(url, **options)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sqlite_path = sqlite_file(url)
         return self
 
     @contextmanager
@@ -120,6 +132,41 @@ class Database:
             raise RuntimeError("Database is not bound: call init_app or bind first")
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """Yields a connection in a write transaction, committed on success."""
+        if self.engine is None:
+            raise RuntimeError("Database is not bound: call init_app or bind first")
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def sqlite_writing(self) -> Iterator[sqlite3.Connection]:
+        """Yields the SQLite driver's connection holding the write lock (BEGIN IMMEDIATE); commits on success.
+
+        The hot write path calls the driver directly: SQLAlchemy's execution layer cost more than the
+        statements. Driver errors still come out as SQLAlchemy's (OperationalError, IntegrityError...),
+        and the connection is discarded, so that one opened read-only is reopened once the file is writable.
+        """
+        if self.engine is None:
+            raise RuntimeError("Database is not bound: call init_app or bind first")
+        pooled = self.engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+                yield driver
+                driver.commit()
+            except sqlite3.Error as exc:
+                pooled.invalidate(exc)
+                raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+        finally:
+            pooled.close()  # back to the pool, rolled back if the block failed
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None for another database or an in-memory one."""
+        return self._sqlite_path
 
     def dispose(self) -> None:
         """Closes pooled connections (after a fork or at shutdown)."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Dialect, Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from flight_delay.history.database import Database
 from flight_delay.history.models import Heartbeat, Prediction
 
 HEARTBEAT_ID = 1
@@ -35,10 +37,63 @@ class HistoryPage:
     next_before_id: int | None
 
 
-def record_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Inserts prediction rows in one statement and returns their ids in the order given."""
-    statement = insert(Prediction).returning(Prediction.id, sort_by_parameter_order=True)
-    return list(session.scalars(statement, list(rows)))
+# What a prediction row is written with (the id is the database's, or numbered on SQLite).
+WRITTEN_COLUMNS = ("created_at", "request_id", "model_version", "input", "arr_delay", "latency_ms")
+PREDICTIONS = Prediction.__table__
+INSERT_RETURNING_IDS = insert(PREDICTIONS).returning(PREDICTIONS.c.id, sort_by_parameter_order=True)
+# Built from the table's own names (no input reaches them); the values are bound parameters.
+SQLITE_INSERT = (
+    f"INSERT INTO {PREDICTIONS.name} (id, {', '.join(WRITTEN_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * (len(WRITTEN_COLUMNS) + 1))})"
+)
+SQLITE_NEXT_ID = f"SELECT coalesce(max(id), 0) + 1 FROM {PREDICTIONS.name}"  # noqa: S608
+
+
+def insert_predictions(db: Database, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Inserts prediction rows in one committed transaction; returns their ids in the order given."""
+    if db.engine.dialect.name == "sqlite":
+        with db.sqlite_writing() as driver:
+            return _insert_numbered(driver, rows, db.engine.dialect)
+    with db.writing() as connection:
+        return list(connection.execute(INSERT_RETURNING_IDS, list(rows)).scalars())
+
+
+def _insert_numbered(driver: Any, rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[int]:
+    """Numbers the rows after the largest id and inserts them with one executemany (SQLite).
+
+    SQLAlchemy inserts one statement per row when it must return ids in order on SQLite. Numbering
+    them here is safe because the caller holds the write lock from before the SELECT (BEGIN IMMEDIATE).
+    """
+    convert_time, convert_input = _bind_processors(dialect)
+    first = driver.execute(SQLITE_NEXT_ID).fetchone()[0]
+    stamps: dict[datetime, Any] = {}  # the rows of one request share their timestamp
+    parameters = []
+    for offset, row in enumerate(rows):
+        created_at = row["created_at"]
+        if created_at not in stamps:
+            stamps[created_at] = convert_time(created_at)
+        parameters.append(
+            (
+                first + offset,
+                stamps[created_at],
+                row["request_id"],
+                row["model_version"],
+                convert_input(row["input"]),
+                float(row["arr_delay"]),
+                float(row["latency_ms"]),
+            )
+        )
+    driver.executemany(SQLITE_INSERT, parameters)
+    return list(range(first, first + len(parameters)))
+
+
+@functools.cache
+def _bind_processors(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """The column types' own conversions (UTC timestamp, JSON text): rows read as if the ORM wrote them."""
+    return tuple(  # type: ignore[return-value]
+        PREDICTIONS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in ("created_at", "input")
+    )
 
 
 def _filtered(statement: Select[Any], query: HistoryQuery) -> Select[Any]:

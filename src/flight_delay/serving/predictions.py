@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlight
-from flight_delay.history.database import Database, database_error_reason
+from flight_delay.history.database import Database
 from flight_delay.history.models import utcnow
-from flight_delay.history.repository import record_predictions
+from flight_delay.history.writer import HistoryWriter
 from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.registry import ModelRegistry
@@ -55,7 +54,7 @@ class PredictionService:
 
     def __init__(self, registry: ModelRegistry, db: Database) -> None:
         self.registry = registry
-        self.db = db
+        self.writer = HistoryWriter(db)
 
     def predict(
         self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
@@ -101,7 +100,7 @@ class PredictionService:
         predicted: np.ndarray,
         latency_ms: float,
     ) -> list[int]:
-        """Writes one history row per flight and commits; a failure means nothing is served."""
+        """Writes one history row per flight, committed with concurrent requests; a failure serves none."""
         created_at = utcnow()
         rows = [
             {
@@ -115,13 +114,9 @@ class PredictionService:
             for flight, value in zip(flights, predicted.tolist(), strict=True)
         ]
         try:
-            with self.db.transaction() as session:
-                ids = record_predictions(session, rows)
-        except SQLAlchemyError as exc:
+            ids = self.writer.record(rows)
+        except HistoryUnavailable:
             best_effort(HISTORY_WRITE_FAILURES.inc)
-            raise HistoryUnavailable(
-                "The prediction could not be recorded in the history, so it is not served: "
-                f"{database_error_reason(exc)}."
-            ) from exc
+            raise
         best_effort(lambda: PREDICTIONS.labels(version).inc(len(ids)))
         return ids

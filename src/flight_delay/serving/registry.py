@@ -74,6 +74,7 @@ class ModelRegistry:
         self._cache: dict[str, tuple[ServingModel, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._stamped = False
+        self._stamp_path = ""  # a str: os.stat of a str costs less than building a Path per request
         self._active: tuple[tuple[int, int, int], ActiveModel] | None = None
 
     def init_app(self, app: Flask, db: Database) -> None:
@@ -86,6 +87,7 @@ class ModelRegistry:
         self.db = db
         self._cache.clear()
         self._stamped = db.engine is not None and db.engine.dialect.name == "sqlite"
+        self._stamp_path = str(self.store_dir / ACTIVE_STAMP)
         self._active = None
         return self
 
@@ -206,7 +208,7 @@ class ModelRegistry:
     def _stamp(self) -> tuple[int, int, int] | None:
         """Identifies the ACTIVE file's current version (inode, mtime, size); None when there is none."""
         try:
-            status = os.stat(self.store_dir / ACTIVE_STAMP)
+            status = os.stat(self._stamp_path)
         except OSError:
             return None
         return (status.st_ino, status.st_mtime_ns, status.st_size)

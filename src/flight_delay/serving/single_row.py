@@ -1,0 +1,64 @@
+"""One-row predictions through LightGBM's single-row C API, for requests that score one flight.
+
+`Booster.predict` sets up a predictor, parses its parameters and allocates its buffers on every call:
+about 40 µs for one row, most of a one-flight request's model time. LightGBM's C API has a variant for
+exactly this case: LGBM_BoosterPredictForMatSingleRowFastInit prepares once per booster, and each
+LGBM_BoosterPredictForMatSingleRowFast then only walks the trees. It is the same prediction (the tests
+compare the two on random rows); LightGBM serializes calls on one booster with its own lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+
+import lightgbm as lgb
+import numpy as np
+
+# The Python package's own handle on the library (it has no public accessor) and its error check.
+from lightgbm.basic import _LIB, _safe_call
+
+C_API_PREDICT_NORMAL = 0  # c_api.h: the objective's output (what Booster.predict returns by default)
+C_API_DTYPE_FLOAT64 = 1
+PARAMETERS = b"num_threads=1"  # one row: OpenMP threads cost more than they give
+
+
+class SingleRowPredictor:
+    """Predicts one encoded row at a time with a booster, as `booster.predict(row)` would."""
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        if booster.num_model_per_iteration() != 1:  # several outputs per row would overrun `result`
+            raise ValueError("single-row prediction is for models with one output per row")
+        self.booster = booster  # the prepared state points into the booster: it must outlive it
+        self.n_features = booster.num_feature()
+        self._config = ctypes.c_void_p()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(C_API_PREDICT_NORMAL),
+                ctypes.c_int(0),  # start_iteration
+                ctypes.c_int(booster.best_iteration),  # as Booster.predict: the best, or all (0)
+                ctypes.c_int(C_API_DTYPE_FLOAT64),
+                ctypes.c_int32(self.n_features),
+                ctypes.c_char_p(PARAMETERS),
+                ctypes.byref(self._config),
+            )
+        )
+        weakref.finalize(self, _LIB.LGBM_FastConfigFree, self._config)
+
+    def predict(self, row: np.ndarray) -> float:
+        """Returns the prediction for one row of n_features float64 features."""
+        values = np.ascontiguousarray(row, dtype=np.float64).reshape(-1)
+        if values.shape != (self.n_features,):
+            raise ValueError(f"expected {self.n_features} features, got {values.shape[0]}")
+        result = ctypes.c_double()
+        length = ctypes.c_int64()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFast(
+                self._config,
+                values.ctypes.data_as(ctypes.c_void_p),
+                ctypes.byref(length),
+                ctypes.byref(result),
+            )
+        )
+        return result.value
