@@ -49,8 +49,13 @@ class ApiBlueprint(Blueprint):
         """Documents each error status an operation answers, with its description, in the error shape."""
 
         def document(view: View) -> View:
+            documented: Any = view
             for status, description in responses.items():
-                view = self.alt_response(status, schema=ErrorSchema, description=description)(view)
+                document_status = self.alt_response(status, schema=ErrorSchema, description=description)
+                documented = document_status(documented)
+            # alt_response's wrapper only calls the view: keep the documentation it gathered, not the
+            # pass-through layers every request would otherwise go through (one per status).
+            view._apidoc = documented._apidoc  # type: ignore[attr-defined]
             return view
 
         return document

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from flight_delay.api.fastpath import LOAD_KINDS, compile_dumper, compile_request_loader
 from flight_delay.features import DATASET_COLUMNS, Column
 
 MAX_BATCH_SIZE = 10_000
@@ -97,6 +99,13 @@ def column_field(column: Column) -> ma.fields.Field:
     return ma.fields.String(**{**options, "validate": [_validate_text, *options["validate"]]})
 
 
+@functools.lru_cache(maxsize=4096)
+def last_day_of_month(year: int, month: int) -> int:
+    """Returns the number of days of a month (28 to 31)."""
+    # Cached: every flight of a batch asks, and a batch spans few months.
+    return calendar.monthrange(year, month)[1]
+
+
 class FlightSchema(ma.Schema.from_dict({c.name: column_field(c) for c in DATASET_COLUMNS})):
     """A flight, fields named as the dataset's columns. Which fields are required is the model's call."""
 
@@ -106,8 +115,8 @@ class FlightSchema(ma.Schema.from_dict({c.name: column_field(c) for c in DATASET
     @ma.validates_schema
     def validate_date(self, data: dict[str, Any], **_: Any) -> None:
         """Refuses dates that do not exist, such as 2013-02-30."""
-        if {"year", "month", "day"} <= data.keys():
-            last_day = calendar.monthrange(data["year"], data["month"])[1]
+        if "year" in data and "month" in data and "day" in data:
+            last_day = last_day_of_month(data["year"], data["month"])
             if data["day"] > last_day:
                 raise ma.ValidationError(f"Must be at most {last_day} for this month.", "day")
 
@@ -118,7 +127,11 @@ class FlightSchema(ma.Schema.from_dict({c.name: column_field(c) for c in DATASET
 
 
 class PredictRequestSchema(ma.Schema):
-    """Either one flight, or `{"flights": [...]}` with 1 to 10,000 flights."""
+    """Either one flight, or `{"flights": [...]}` with 1 to 10,000 flights.
+
+    `load` tries the checks compiled from these very fields first (see fastpath.py); they answer only
+    when sure, and marshmallow answers the rest, errors included.
+    """
 
     flights = ma.fields.List(
         ma.fields.Nested(FlightSchema),
@@ -128,6 +141,22 @@ class PredictRequestSchema(ma.Schema):
 
     class Meta:
         unknown = ma.RAISE
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # The fast path was compiled from this class as declared: any option (many, partial, only...)
+        # or subclass is marshmallow's alone.
+        self._fast = not options and type(self) is PredictRequestSchema
+
+    def load(
+        self, data: Any, *, many: bool | None = None, partial: Any = None, unknown: str | None = None
+    ) -> Any:
+        """Loads with the compiled checks when they are sure of the answer, with marshmallow otherwise."""
+        if self._fast and many is None and partial is None and unknown is None:
+            loaded = PREDICT_REQUEST_FAST_LOAD(data)
+            if loaded is not None:
+                return loaded
+        return super().load(data, many=many, partial=partial, unknown=unknown)
 
     @ma.pre_load
     def wrap_single_flight(self, data: Any, **_: Any) -> Any:
@@ -165,6 +194,30 @@ class PredictResponseSchema(ma.Schema):
     model_version = ma.fields.String(required=True, metadata={"description": "sha256 of the artifact"})
     request_id = ma.fields.String(required=True)
     predictions = ma.fields.List(ma.fields.Nested(PredictionSchema), required=True)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # As for PredictRequestSchema: only the class as declared was compiled.
+        self._fast = not options and type(self) is PredictResponseSchema
+
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
+        """Dumps with the compiled fast path when it is sure of the answer, with marshmallow otherwise."""
+        if self._fast and many is None:
+            dumped = PREDICT_RESPONSE_FAST_DUMP(obj)
+            if dumped is not None:
+                return dumped
+        return super().dump(obj, many=many)
+
+
+# Compiled once, from the schemas above: exactly marshmallow's answer, or None to let marshmallow give it.
+# JsonNumber loads an exact int or float as Float does (float(value)), refusing only other types; the
+# three validator functions answer from the value alone, so a batch checks each distinct value once.
+PREDICT_REQUEST_FAST_LOAD = compile_request_loader(
+    PredictRequestSchema(),
+    {**LOAD_KINDS, JsonNumber: "float"},
+    deterministic=(_validate_hhmm, _validate_text, _validate_iso_datetime),
+)
+PREDICT_RESPONSE_FAST_DUMP = compile_dumper(PredictResponseSchema())
 
 
 class ModelUploadSchema(ma.Schema):
