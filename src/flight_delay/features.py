@@ -84,6 +84,8 @@ REFERENCE_FLIGHT: dict[str, Any] = {
 CATEGORICAL_FIELDS: tuple[str, ...] = ("carrier", "origin", "dest")
 # Up to this many flights, encoding goes row by row in plain Python (numpy's overhead dominates).
 ROW_BY_ROW_LIMIT = 16
+# Integers the row-by-row path takes: beyond, numpy's int64 date arithmetic may wrap, so it decides.
+EXACT_INT_LIMIT = 2**53
 # Bounds on a contract read from a file: the real vocabularies have at most ~100 short values.
 MAX_CATEGORIES = 10_000
 MAX_CATEGORY_LENGTH = 64
@@ -206,10 +208,10 @@ class FeatureContract:
         For the few flights of an online request numpy's per-call overhead costs more than the work.
         Raises on anything else (e.g. a float where an int belongs), which `encode` then handles.
         """
-        year, month, day = (operator.index(flight[name]) for name in ("year", "month", "day"))
+        year, month, day = (_exact_int(flight[name]) for name in ("year", "month", "day"))
         # Like `day_of_week`: the month's first day plus day - 1 (no check that the day exists).
         weekday = (date(year, month, 1).toordinal() + day - 2) % 7
-        sched_dep, sched_arr = (operator.index(flight[n]) for n in ("sched_dep_time", "sched_arr_time"))
+        sched_dep, sched_arr = (_exact_int(flight[n]) for n in ("sched_dep_time", "sched_arr_time"))
         features = {
             "month": month,
             "day_of_week": weekday,
@@ -253,6 +255,14 @@ class FeatureContract:
             "categorical_features": list(self.categorical_features),
             "categories": {k: list(v) for k, v in self.categories.items()},
         }
+
+
+def _exact_int(value: Any) -> int:
+    """Returns an int small enough that numpy's int64 arithmetic in `encode` is exact on it too."""
+    number = operator.index(value)  # refuses floats and text, as int64 conversion would treat them apart
+    if not -EXACT_INT_LIMIT < number < EXACT_INT_LIMIT:
+        raise OverflowError("an integer this large overflows (or wraps around in) numpy's int64")
+    return number
 
 
 def _scalar_float(value: Any) -> float:

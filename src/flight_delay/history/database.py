@@ -151,7 +151,10 @@ class Database:
         """
         if self.engine is None:
             raise RuntimeError("Database is not bound: call init_app or bind first")
-        pooled = self.engine.raw_connection()
+        try:
+            pooled = self.engine.raw_connection()
+        except sqlite3.Error as exc:  # opening a connection (its pragmas) can fail too: a full disk
+            raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
         try:
             driver = pooled.driver_connection
             try:
