@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 import time
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 
 from flight_delay.errors import HistoryUnavailable
 from flight_delay.history import writer as writer_module
-from flight_delay.history.database import Database
+from flight_delay.history.database import Database, json_text
 from flight_delay.history.migrate import upgrade
 from flight_delay.history.models import ModelVersion, Prediction
 from flight_delay.history.repository import insert_predictions
@@ -241,3 +242,16 @@ def test_worker_processes_write_one_file_without_losing_a_row(database_url: str,
     )
     if db.sqlite_path() is not None:
         assert db.sqlite_path().with_name(db.sqlite_path().name + WRITE_LOCK_SUFFIX).is_file()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        minimal_flight(),
+        {"text": 'Zürich ✈ "quoted"', "tiny": 5e-324, "huge": 1.7976931348623157e308, "neg": -0.0},
+        {"beyond 64 bits": 2**70, "nested": [1, [2.5, None], {"k": True}]},
+    ],
+)
+def test_json_columns_read_back_as_given(value: dict[str, Any]) -> None:
+    """The JSON column's text (orjson, or json.dumps beyond what orjson takes) parses to the value given."""
+    assert json.loads(json_text(value)) == value
