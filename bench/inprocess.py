@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import threading
@@ -138,6 +139,24 @@ class Pipeline:
         """The project's artifact behind the active model."""
         return self.active.model.model
 
+    @functools.cached_property
+    def features(self) -> np.ndarray:
+        """The flights' feature matrix, encoded once."""
+        return self.model.contract.encode_flights(self.values)
+
+    @functools.cached_property
+    def predicted(self) -> np.ndarray:
+        """The booster's predictions for the flights, made once."""
+        return self.model.predict_features(self.features)
+
+    def response(self) -> dict[str, Any]:
+        """The answer the view would dump for these predictions."""
+        return {
+            "model_version": self.active.version,
+            "request_id": "x",
+            "predictions": [{"history_id": i, "arr_delay": float(p)} for i, p in enumerate(self.predicted)],
+        }
+
     def validate(self, marshmallow_only: bool = False) -> list[FlightInput]:
         """JSON decoding and validation as the view does it, or through marshmallow alone."""
         data = json.loads(self.body)
@@ -156,15 +175,8 @@ class Pipeline:
 def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) -> dict[str, float]:
     """Times each stage of one single-flight request in process (seconds per call)."""
     pipe = Pipeline.of(flight)
-    model = pipe.model
-    features = model.contract.encode_flights(pipe.values)
-    predicted = model.predict_features(features)
+    model, predicted, response = pipe.model, pipe.predicted, pipe.response()
     db = app.extensions["flight_delay.db"]
-    response = {
-        "model_version": pipe.active.version,
-        "request_id": "x",
-        "predictions": [{"history_id": 1, "arr_delay": float(predicted[0])}],
-    }
     return best_interleaved(
         {
             RAW_ROW: lambda: model.booster.predict(row, num_threads=1),
@@ -193,8 +205,8 @@ def history_write_by_mode(folder: Path, model_path: Path, flight: dict[str, Any]
     for mode in SYNCHRONOUS_MODES:
         app = make_app(folder / f"sync-{mode.lower()}", model_path, mode)
         pipe = Pipeline.of(flight)
-        predicted = pipe.model.predict(pipe.values)
-        record = recorder(app.extensions["flight_delay.db"], pipe.active.version, pipe.flights, predicted)
+        db = app.extensions["flight_delay.db"]
+        record = recorder(db, pipe.active.version, pipe.flights, pipe.predicted)
         timings[mode] = per_call(record)
     return timings
 
@@ -221,7 +233,7 @@ def calls_per_second(work: Callable[[], Any], threads: int, seconds: float) -> f
 def concurrent_writes(app: Flask, flight: dict[str, Any], threads: int, seconds: float) -> dict[str, float]:
     """History writes per second from `threads` request threads: as today, behind a lock, group commit."""
     pipe = Pipeline.of(flight)
-    predicted = pipe.model.predict(pipe.values)
+    predicted = pipe.predicted
     db = app.extensions["flight_delay.db"]
     record = recorder(db, pipe.active.version, pipe.flights, predicted)
     lock = threading.Lock()
@@ -244,15 +256,8 @@ def concurrent_writes(app: Flask, flight: dict[str, Any], threads: int, seconds:
 def batch_stages(app: Flask, flights: list[dict[str, Any]]) -> dict[str, float]:
     """Times each stage of one batch request in process (seconds per call, best of 3)."""
     pipe = Pipeline.of({"flights": flights})
-    model = pipe.model
-    features = model.contract.encode_flights(pipe.values)
-    predicted = model.predict_features(features)
+    model, features, predicted, response = pipe.model, pipe.features, pipe.predicted, pipe.response()
     db = app.extensions["flight_delay.db"]
-    response = {
-        "model_version": pipe.active.version,
-        "request_id": "x",
-        "predictions": [{"history_id": i, "arr_delay": float(p)} for i, p in enumerate(predicted)],
-    }
     return {
         RAW_MATRIX: per_call(lambda: model.booster.predict(features, num_threads=1), repeat=9),
         "JSON decode + validation (as served)": per_call(pipe.validate, repeat=3),

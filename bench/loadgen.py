@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.procs import communicate_or_kill
+
 # wrk runs this after the test; it prints one JSON line the harness reads (latencies in microseconds).
 REPORT_LUA = """
 done = function(summary, latency, requests)
@@ -97,12 +99,7 @@ def start_wrk(url: str, script: Path, connections: int, seconds: float, threads:
 
 def finish_wrk(process: subprocess.Popen, timeout: float) -> LoadResult:
     """Waits for a background wrk (killing it past the timeout) and parses its summary."""
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        raise
+    stdout, stderr = communicate_or_kill(process, timeout)
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed ({process.returncode}): {stderr}")
     return parse_report(stdout)

@@ -55,6 +55,16 @@ def stop_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def communicate_or_kill(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Waits for a process's output; past the timeout kills it, reaps it and re-raises the timeout."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of a process group."""
     ticks = 0

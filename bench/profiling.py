@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.procs import communicate_or_kill
+
 # A frame in py-spy's raw (collapsed) output: "function (package/module.py:line)".
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
@@ -176,12 +178,7 @@ def record(pid: int, seconds: float, out: Path, *, mode: str) -> subprocess.Pope
 
 def finish(process: subprocess.Popen, out: Path, timeout: float) -> Counter[str]:
     """Waits for py-spy to write its file and returns the samples per stage."""
-    try:
-        _, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        raise
+    _, stderr = communicate_or_kill(process, timeout)
     if process.returncode != 0 or not out.exists():
         raise RuntimeError(f"py-spy failed ({process.returncode}): {stderr}")
     return breakdown(out.read_text())

@@ -97,7 +97,7 @@ def test_served_models_use_it_for_one_flight_and_agree_with_batches() -> None:
     flights = [minimal_flight(dep_delay=float(d), distance=float(300 + 40 * d)) for d in range(-5, 40, 3)]
     regressor = tiny_regressor(["dep_delay", "distance", "month"])
     for model in (ProjectModel(tiny_model(seed=1)), BoosterModel(regressor.booster_, "lightgbm.Booster")):
-        assert model.single_row is not None
+        assert model.runner.single_row is not None
         batch = model.predict(flights)
         one_by_one = np.concatenate([model.predict([flight]) for flight in flights])
         np.testing.assert_array_equal(one_by_one, batch)

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from flask import Flask
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -145,13 +145,11 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
-    @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """Yields a connection in a write transaction, committed on success."""
+    def bound_engine(self) -> Engine:
+        """Returns the engine, refusing to go on before init_app or bind."""
         if self.engine is None:
             raise RuntimeError("Database is not bound: call init_app or bind first")
-        with self.engine.begin() as connection:
-            yield connection
+        return self.engine
 
     @contextmanager
     def sqlite_writing(self) -> Iterator[sqlite3.Connection]:
@@ -161,10 +159,9 @@ class Database:
         statements. Driver errors still come out as SQLAlchemy's (OperationalError, IntegrityError...),
         and the connection is discarded, so that one opened read-only is reopened once the file is writable.
         """
-        if self.engine is None:
-            raise RuntimeError("Database is not bound: call init_app or bind first")
+        engine = self.bound_engine()
         try:
-            pooled = self.engine.raw_connection()
+            pooled = engine.raw_connection()
         except sqlite3.Error as exc:  # opening a connection (its pragmas) can fail too: a full disk
             raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
         try:

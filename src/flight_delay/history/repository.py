@@ -51,10 +51,11 @@ SQLITE_NEXT_ID = f"SELECT coalesce(max(id), 0) + 1 FROM {PREDICTIONS.name}"  # n
 
 def insert_predictions(db: Database, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Inserts prediction rows in one committed transaction; returns their ids in the order given."""
-    if db.engine.dialect.name == "sqlite":
+    engine = db.bound_engine()
+    if engine.dialect.name == "sqlite":
         with db.sqlite_writing() as driver:
-            return _insert_numbered(driver, rows, db.engine.dialect)
-    with db.writing() as connection:
+            return _insert_numbered(driver, rows, engine.dialect)
+    with engine.begin() as connection:
         return list(connection.execute(INSERT_RETURNING_IDS, list(rows)).scalars())
 
 

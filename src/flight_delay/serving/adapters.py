@@ -11,7 +11,7 @@ import numpy as np
 from flight_delay.artifact import FlightDelayModel, checked_model
 from flight_delay.errors import UnusableModel
 from flight_delay.features import COLUMNS_BY_NAME, NUMERIC_COLUMNS, TARGET, flights_to_columns
-from flight_delay.serving.single_row import SingleRowPredictor
+from flight_delay.serving.single_row import BoosterRunner
 
 ACCEPTED = (
     "the project's artifact (flight-delay train / model_dummy.py), a fitted lightgbm.LGBMRegressor "
@@ -50,14 +50,11 @@ class ProjectModel(ServingModel):
         except ValueError as exc:
             raise UnusableModel(f"The project artifact is inconsistent: {exc}.") from exc
         self.input_fields = self.model.input_fields
-        self.single_row = single_row_predictor(self.model.booster)
+        self.runner = BoosterRunner(self.model.booster)
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encodes the flights through the contract and runs the booster (its one-row API for one)."""
-        features = self.model.contract.encode_flights(flights)
-        if len(features) == 1 and self.single_row is not None:
-            return np.array([self.single_row.predict(features[0])])
-        return self.model.predict_features(features)
+        return self.runner.predict(self.model.contract.encode_flights(flights))
 
     def describe(self) -> dict[str, Any]:
         """Returns the artifact's contract, metrics and training record."""
@@ -72,7 +69,7 @@ class BoosterModel(ServingModel):
         self.kind = kind
         self.input_fields = tuple(booster.feature_name())
         check_feature_names(self.input_fields, numeric_only=True)
-        self.single_row = single_row_predictor(booster)
+        self.runner = BoosterRunner(booster)
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Builds a float matrix from the flights (null as NaN) and runs the booster (one row: row API)."""
@@ -81,9 +78,7 @@ class BoosterModel(ServingModel):
             [[np.nan if v is None else v for v in columns[name]] for name in self.input_fields],
             dtype=np.float64,
         ).T
-        if len(matrix) == 1 and self.single_row is not None:
-            return np.array([self.single_row.predict(matrix[0])])
-        return self.booster.predict(matrix, num_threads=1)
+        return self.runner.predict(matrix)
 
 
 class PipelineModel(ServingModel):
@@ -114,14 +109,6 @@ class PipelineModel(ServingModel):
             }
         )
         return np.asarray(self.pipeline.predict(frame), dtype=np.float64)
-
-
-def single_row_predictor(booster: lgb.Booster) -> SingleRowPredictor | None:
-    """Prepares the booster's one-row prediction; None when it has none (several outputs per row)."""
-    try:
-        return SingleRowPredictor(booster)
-    except (ValueError, lgb.basic.LightGBMError):
-        return None
 
 
 def check_feature_names(names: Sequence[str], *, numeric_only: bool) -> None:

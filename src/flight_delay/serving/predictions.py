@@ -43,7 +43,7 @@ def missing_fields(model: ServingModel, flights: Sequence[FlightInput]) -> dict[
     problems: dict[int, dict[str, list[str]]] = {}
     for index, flight in enumerate(flights):
         values = flight.values
-        # The common case in two C-level checks: every field there, none null where it may not be.
+        # The common case in two quick checks: every field there, none null where it may not be.
         if values.keys() >= required and None not in [values[name] for name in not_null]:
             continue
         for name in model.input_fields:

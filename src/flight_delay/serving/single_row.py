@@ -62,3 +62,20 @@ class SingleRowPredictor:
             )
         )
         return result.value
+
+
+class BoosterRunner:
+    """Runs a booster on a feature matrix: one row through the one-row API when the booster has it."""
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        self.booster = booster
+        try:
+            self.single_row: SingleRowPredictor | None = SingleRowPredictor(booster)
+        except (ValueError, lgb.basic.LightGBMError):  # several outputs per row: Booster.predict only
+            self.single_row = None
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predicts every row of the matrix (num_threads=1: online requests are small)."""
+        if len(features) == 1 and self.single_row is not None:
+            return np.array([self.single_row.predict(features[0])])
+        return self.booster.predict(features, num_threads=1)
