@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy.engine import make_url
 
 from flight_delay.api import create_app
 from flight_delay.extensions import db
@@ -241,6 +242,25 @@ def test_history_write_failure_serves_nothing(loaded_client: FlaskClient) -> Non
     assert body["code"] == "history_unavailable"
     assert "predictions" not in body
     assert history_rows(loaded_client) == []
+
+
+@pytest.mark.sqlite_only
+def test_a_database_that_cannot_say_which_model_is_active_is_a_503_with_its_reason(
+    app_config: dict[str, Any], model_files: Callable[[int], Path]
+) -> None:
+    assert upload(create_app(app_config).test_client(), model_files(0)).status_code == 201
+    client = create_app(app_config).test_client()  # a fresh worker: it must ask which model is active
+    path = Path(make_url(app_config["DATABASE_URL"]).database)
+    path.rename(path.with_name("moved.db"))
+    path.mkdir()  # where the database was, a folder: SQLite cannot open it
+
+    response = client.post("/model/predict/", json=minimal_flight())
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["code"] == "database_unavailable"
+    assert body["message"] == "The database is unavailable: unable to open database file."
+    assert "predictions" not in body
 
 
 def test_a_locked_history_is_a_503_not_a_hung_request(

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from flight_delay.errors import FlightDelayError
+from flight_delay.history.database import database_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
 def handle_database_error(exc: SQLAlchemyError) -> tuple[Response, int]:
     """Answers 503 when the database fails outside a service's own handling."""
     log.warning("database error: %s", exc)
-    return error_response(503, "database_unavailable", "The database is unavailable.")
+    return error_response(
+        503, "database_unavailable", f"The database is unavailable: {database_error_reason(exc)}."
+    )
 
 
 def handle_unexpected(exc: Exception) -> tuple[Response, int]:
