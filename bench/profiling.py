@@ -72,7 +72,15 @@ def _commits(stack: Sequence[Frame]) -> bool:
 
 def _serializes_response(stack: Sequence[Frame]) -> bool:
     """Tells whether the stack is dumping the response body (marshmallow dump, JSON encoding)."""
-    return _calls(stack, "Schema.dump", "Schema._serialize", "DefaultJSONProvider.response", "jsonify")
+    return _calls(
+        stack,
+        "Schema.dump",
+        "PredictResponseSchema.dump",
+        "Schema._serialize",
+        "DefaultJSONProvider.response",
+        "DefaultJSONProvider.dumps",
+        "jsonify",
+    )
 
 
 def _records(stack: Sequence[Frame]) -> bool:
@@ -112,7 +120,11 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         lambda s: _calls(s, "PredictionService.predict", "Predict.post"),
     ),
     ("response serialization (marshmallow dump, JSON)", _serializes_response),
-    ("parsing + validation (JSON, webargs, marshmallow)", lambda s: _in_file(s, "webargs/", "marshmallow/")),
+    (
+        "parsing + validation (JSON, webargs, marshmallow, compiled checks)",
+        lambda s: _in_file(s, "webargs/", "marshmallow/", "flight_delay/api/fastpath.py", "<fast load"),
+    ),
+    ("WSGI front of predict (headers, metrics)", lambda s: _calls(s, "PredictFront.__call__")),
     (
         "Flask/werkzeug/flask-smorest (routing, request, hooks)",
         lambda s: _in_file(s, "flask/", "werkzeug/", "flask_smorest/", "flight_delay/api/"),

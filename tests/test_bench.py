@@ -16,11 +16,13 @@ from flask.testing import FlaskClient
 
 from tests.factories import minimal_flight, tiny_model
 
-HANDLE = (
+HANDLE_REQUEST = (
     "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81);"
     "ThreadWorker.handle (gunicorn/workers/gthread.py:532);"
-    "ThreadWorker.handle_request (gunicorn/workers/gthread.py:755);Flask.__call__ (flask/app.py:1536)"
+    "ThreadWorker.handle_request (gunicorn/workers/gthread.py:755)"
 )
+HANDLE = f"{HANDLE_REQUEST};Flask.__call__ (flask/app.py:1536)"
+FRONT = f"{HANDLE_REQUEST};PredictFront.__call__ (flight_delay/api/predict_front.py:60)"
 VIEW = (
     f"{HANDLE};wrapper (webargs/core.py:633);Predict.post (flight_delay/api/model.py:87);"
     "PredictionService.predict (flight_delay/serving/predictions.py:66)"
@@ -56,6 +58,9 @@ RAW_PROFILE = "\n".join(
         f"{HANDLE};wrapper (webargs/core.py:633);Schema.load (marshmallow/schema.py:707) 3",
         f"{HANDLE};Schema.dump (marshmallow/schema.py:540) 1",
         f"{HANDLE};Flask.full_dispatch_request (flask/app.py:911) 2",
+        f"{FRONT};load (<fast load: FlightSchema>:1) 2",
+        f"{FRONT};DefaultJSONProvider.dumps (flask/json/provider.py:179) 1",
+        f"{FRONT};observe_request (flight_delay/observability/metrics.py:55) 3",
         "Thread._bootstrap (threading.py:1002);ThreadWorker.handle (gunicorn/workers/gthread.py:532);"
         "Logger.access (gunicorn/glogging.py:391) 1",
         "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81) 9",
@@ -78,8 +83,9 @@ def test_breakdown_sorts_sampled_stacks_into_request_stages() -> None:
         "booster (LightGBM predict)": 4 + 5,
         "encoding (feature contract)": 2,
         "active-model lookup (registry.active)": 6,
-        "parsing + validation (JSON, webargs, marshmallow)": 3,
-        "response serialization (marshmallow dump, JSON)": 1,
+        "parsing + validation (JSON, webargs, marshmallow, compiled checks)": 3 + 2,
+        "response serialization (marshmallow dump, JSON)": 1 + 1,
+        "WSGI front of predict (headers, metrics)": 3,
         "Flask/werkzeug/flask-smorest (routing, request, hooks)": 2,
         "gunicorn (HTTP parsing, response write, access log)": 1,
         profiling.WAITING: 9,

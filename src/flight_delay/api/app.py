@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,12 +14,12 @@ from flight_delay.api.auth import check_upload_policy
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.metrics import blp as metrics_blp
 from flight_delay.api.model import blp as model_blp
+from flight_delay.api.predict_front import PredictFront
 from flight_delay.api.schemas import FlightSchema, PredictRequestSchema
 from flight_delay.config import load_config
 from flight_delay.extensions import api, db, registry
-from flight_delay.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, best_effort
+from flight_delay.observability.metrics import observe_request
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 API_DESCRIPTION = (
     "Arrival-delay predictions for flights leaving New York City in 2013, and the history of every "
     "prediction served. Every error, on any path, has one JSON shape (schema `Error`): `status` (the "
@@ -70,14 +68,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(body_limit.buffer_streamed_body)  # before anything reads the body
     app.after_request(_tag_response)
     app.after_request(_observe_response)
+    app.wsgi_app = PredictFront(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
 def _start_request() -> None:
     """Times the request and gives it an id (the client's X-Request-ID when it is sane)."""
     g.started = time.perf_counter()
-    given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.request_id = errors.request_id_from(request.headers.get("X-Request-ID", ""))
 
 
 def _tag_response(response: Response) -> Response:
@@ -91,8 +89,6 @@ def _tag_response(response: Response) -> Response:
 def _observe_response(response: Response) -> Response:
     """Counts the response and its latency under its route's pattern (never the raw path)."""
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    best_effort(lambda: HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc())
-    if "started" in g:
-        elapsed = time.perf_counter() - g.started
-        best_effort(lambda: HTTP_LATENCY.labels(endpoint, request.method).observe(elapsed))
+    elapsed = time.perf_counter() - g.started if "started" in g else None
+    observe_request(endpoint, request.method, response.status_code, elapsed)
     return response

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
@@ -15,16 +18,34 @@ from flight_delay.history.database import database_error_reason
 
 log = logging.getLogger(__name__)
 
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-def error_response(
-    status: int, code: str, message: str, errors: Any = None, headers: dict[str, str] | None = None
-) -> tuple[Response, int]:
-    """Builds the error body every endpoint uses: status, code, message, errors, request_id."""
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """What an error answer says: its status, code, message, per-field errors and extra headers."""
+
+    status: int
+    code: str
+    message: str
+    errors: Any = None
+    headers: Mapping[str, str] | None = None
+
+
+def error_body(status: int, code: str, message: str, errors: Any, request_id: str) -> dict[str, Any]:
+    """The error shape every endpoint answers with: status, code, message, errors, request_id."""
     body: dict[str, Any] = {"status": status, "code": code, "message": message}
     if errors:
         body["errors"] = errors
-    body["request_id"] = request_id()
-    response = jsonify(body)
+    body["request_id"] = request_id
+    return body
+
+
+def error_response(
+    status: int, code: str, message: str, errors: Any = None, headers: Mapping[str, str] | None = None
+) -> tuple[Response, int]:
+    """Builds the error response of the request in flight (Flask's)."""
+    response = jsonify(error_body(status, code, message, errors, request_id()))
     response.headers.update(headers or {})
     return response, status
 
@@ -39,11 +60,29 @@ def request_id() -> str:
     return g.setdefault("request_id", uuid.uuid4().hex)
 
 
-def handle_domain_error(exc: FlightDelayError) -> tuple[Response, int]:
-    """Answers a domain error with the status and code it carries."""
-    if exc.status >= 500:
-        log.warning("%s: %s", exc.code, exc.message, exc_info=exc.__cause__)
-    return error_response(exc.status, exc.code, exc.message, exc.errors, exc.headers)
+def request_id_from(given: str) -> str:
+    """The client's X-Request-ID when it is sane, else a new id."""
+    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def reply_for(exc: Exception) -> ErrorReply:
+    """Says how the API answers an exception raised outside HTTP's own errors, logging what needs it."""
+    if isinstance(exc, FlightDelayError):
+        if exc.status >= 500:
+            log.warning("%s: %s", exc.code, exc.message, exc_info=exc.__cause__)
+        return ErrorReply(exc.status, exc.code, exc.message, exc.errors, exc.headers)
+    if isinstance(exc, SQLAlchemyError):  # failed outside a service's own handling
+        log.warning("database error: %s", exc)
+        reason = database_error_reason(exc)
+        return ErrorReply(503, "database_unavailable", f"The database is unavailable: {reason}.")
+    log.error("unhandled error", exc_info=exc)
+    return ErrorReply(500, "internal_error", "Internal server error.")
+
+
+def handle_error(exc: Exception) -> tuple[Response, int]:
+    """Answers a domain error with the status and code it carries, any other with a 503 or a 500."""
+    reply = reply_for(exc)
+    return error_response(reply.status, reply.code, reply.message, reply.errors, reply.headers)
 
 
 def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -59,23 +98,7 @@ def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
     return error_response(exc.code or 500, code, message, messages)
 
 
-def handle_database_error(exc: SQLAlchemyError) -> tuple[Response, int]:
-    """Answers 503 when the database fails outside a service's own handling."""
-    log.warning("database error: %s", exc)
-    return error_response(
-        503, "database_unavailable", f"The database is unavailable: {database_error_reason(exc)}."
-    )
-
-
-def handle_unexpected(exc: Exception) -> tuple[Response, int]:
-    """Logs the traceback and answers 500 without leaking it."""
-    log.exception("unhandled error")
-    return error_response(500, "internal_error", "Internal server error.")
-
-
 def init_app(app: Flask) -> None:
     """Registers the handlers (after flask-smorest's, which they replace)."""
-    app.register_error_handler(FlightDelayError, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_error)
-    app.register_error_handler(SQLAlchemyError, handle_database_error)
-    app.register_error_handler(Exception, handle_unexpected)
+    app.register_error_handler(Exception, handle_error)

@@ -45,6 +45,7 @@ UPLOAD_DOC = {
 
 # One instance each, reused: given a class, webargs builds a new schema for every request (~190 µs).
 PREDICT_REQUEST = PredictRequestSchema()
+PREDICT_RESPONSE = PredictResponseSchema()
 HISTORY_QUERY = HistoryQuerySchema()
 
 # A real flight with the fields the project's model reads: what Swagger UI offers to send.
@@ -108,7 +109,7 @@ class Predict(MethodView):
 
     @blp.arguments(PREDICT_REQUEST, description='One flight, or {"flights": [...]}')
     @blp.doc(requestBody=PREDICT_DOC)
-    @blp.response(200, PredictResponseSchema)
+    @blp.response(200, PREDICT_RESPONSE)
     @blp.error_responses(
         {
             400: "The body is not valid JSON",

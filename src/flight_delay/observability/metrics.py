@@ -45,3 +45,10 @@ def best_effort(update: Callable[[], object]) -> None:
         update()
     except Exception:  # metrics are observation: the answer and the history come first
         log.warning("a metrics update failed; the request goes on", exc_info=True)
+
+
+def observe_request(endpoint: str, method: str, status: int, elapsed: float | None) -> None:
+    """Counts an answered request under its route's pattern, and its latency when it was timed."""
+    best_effort(lambda: HTTP_REQUESTS.labels(endpoint, method, str(status)).inc())
+    if elapsed is not None:
+        best_effort(lambda: HTTP_LATENCY.labels(endpoint, method).observe(elapsed))

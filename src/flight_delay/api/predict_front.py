@@ -1,0 +1,102 @@
+"""POST /model/predict/ answered at the WSGI level: the common request without Flask's per-request layers.
+
+Under load, Flask, werkzeug, flask-smorest and webargs cost more CPU per prediction than reading,
+validating, scoring and recording it (bench/PROFILE.md). This front takes only requests that the Flask
+view would answer from a JSON body it can read whole: POST to the predict path, `application/json`,
+a Content-Length within MAX_CONTENT_LENGTH, a body that parses and that the request schema accepts.
+Everything else (another path or method, another content type, a streamed or oversized body, JSON or
+flights the schema refuses) goes to Flask untouched, its body still readable, so every refusal keeps
+its message. What the front answers is what the Flask view answers, byte for byte (tests compare):
+the same parser, schema, service, error mapping, headers and metrics.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from webargs import core
+from werkzeug.http import HTTP_STATUS_CODES
+
+from flight_delay.api.errors import error_body, reply_for, request_id_from
+from flight_delay.api.model import PREDICT_REQUEST, PREDICT_RESPONSE
+from flight_delay.api.security import JSON_HEADERS
+from flight_delay.extensions import predictions
+from flight_delay.observability.metrics import observe_request
+from flight_delay.serving.predictions import FlightInput
+
+# Both spellings reach the view (the app's url_map has strict_slashes off); metrics use the rule's.
+PREDICT_RULE = "/model/predict/"
+PREDICT_PATHS = frozenset({PREDICT_RULE, PREDICT_RULE.rstrip("/")})
+# The content types webargs reads as JSON that need no decision here; others are Flask's to judge.
+JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class PredictFront:
+    """WSGI middleware answering plain predict requests itself and handing the rest to Flask."""
+
+    def __init__(self, app: Flask, flask_wsgi: WSGIApp) -> None:
+        self.flask_wsgi = flask_wsgi
+        self.max_bytes = app.config.get("MAX_CONTENT_LENGTH")
+        self.dumps = app.json.dumps
+        # Flask's JSON responses: indented in debug mode, compact otherwise (DefaultJSONProvider.response).
+        compact = app.json.compact  # type: ignore[attr-defined]
+        indent = (compact is None and app.debug) or compact is False
+        self.dump_options: dict[str, Any] = {"indent": 2} if indent else {"separators": (",", ":")}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Answers the request if it is a plain prediction, else lets Flask answer it."""
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") not in PREDICT_PATHS:
+            return self.flask_wsgi(environ, start_response)
+        started = time.perf_counter()
+        body = self._read_body(environ)
+        if body is None:
+            return self.flask_wsgi(environ, start_response)
+        try:
+            loaded = PREDICT_REQUEST.load(core.parse_json(body))
+        except Exception:  # bad JSON, refused flights, anything odd: Flask answers and words it
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.flask_wsgi(environ, start_response)
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID", ""))
+        flights = [FlightInput(**flight) for flight in loaded["flights"]]
+        try:
+            scored = predictions.predict(flights, request_id, started, single=loaded["single"])
+            status, extra_headers, payload = 200, {}, PREDICT_RESPONSE.dump(scored)
+        except Exception as exc:  # answered as Flask's error handlers answer it
+            reply = reply_for(exc)
+            status, extra_headers = reply.status, dict(reply.headers or {})
+            payload = error_body(reply.status, reply.code, reply.message, reply.errors, request_id)
+        data = f"{self.dumps(payload, **self.dump_options)}\n".encode()
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            *extra_headers.items(),
+            ("X-Request-ID", request_id),
+            ("Cache-Control", "no-store"),
+            *JSON_HEADERS,
+        ]
+        start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", headers)
+        observe_request(PREDICT_RULE, "POST", status, time.perf_counter() - started)
+        return [data]
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes | None:
+        """Reads a JSON body of declared length within the limit; None leaves the request to Flask."""
+        if environ.get("CONTENT_TYPE", "").lower() not in JSON_TYPES:
+            return None
+        declared = environ.get("CONTENT_LENGTH", "")
+        if not (declared.isascii() and declared.isdigit()):  # absent (streamed) or odd: Flask's to judge
+            return None
+        length = int(declared)
+        if length == 0 or (self.max_bytes is not None and length > self.max_bytes):
+            return None
+        body = environ["wsgi.input"].read(length)
+        if len(body) != length:  # the client stopped sending: Flask reports it as it would
+            environ["wsgi.input"] = io.BytesIO(body)
+            return None
+        return body
