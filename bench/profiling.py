@@ -19,6 +19,7 @@ FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 IN_REQUEST = "ThreadWorker.handle"
 WAITING = "waiting for a request (idle thread)"
 MAIN_LOOP = "gunicorn main loop (poll, accept, keep-alive)"
+HOST_WRITER = "history: the host writer process (reading, INSERT, COMMIT)"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def _commits(stack: Sequence[Frame]) -> bool:
     On SQLite the writer calls the driver itself: its BEGIN IMMEDIATE and COMMIT are the time spent
     in Database.sqlite_writing outside the INSERT; elsewhere they are SQLAlchemy's commit.
     """
-    if _calls(stack, "Database.sqlite_writing") and not _calls(stack, "_insert_numbered"):
+    if _calls(stack, "Database.sqlite_writing") and not _calls(stack, "insert_sqlite_rows"):
         return True
     return any(f.file.startswith("sqlalchemy/") and f.function.endswith("commit") for f in stack)
 
@@ -96,6 +97,14 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         lambda s: _records(s) and _calls(s, "sqlite3InvokeBusyHandler", "sqliteDefaultBusyCallback"),
     ),
     ("history: fsync (synchronous=FULL)", lambda s: _records(s) and _calls(s, "fdatasync", "fsync")),
+    (
+        "history: waiting for the host writer's answer (its commit)",
+        lambda s: _calls(s, "HostWriterClient.record") and _calls(s, "read_frame"),
+    ),
+    (
+        "history: the host writer process (reading, INSERT, COMMIT)",
+        lambda s: _calls(s, "HostWriterServer.serve"),
+    ),
     (
         "history: queued behind the commit in flight (group commit)",
         lambda s: _calls(s, "HistoryWriter._wait_for_turn"),
@@ -135,6 +144,8 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
 
 def stage_of(stack: Sequence[Frame]) -> str:
     """Names the request stage a sampled stack belongs to, or what the thread did outside a request."""
+    if _calls(stack, "HostWriterServer.serve"):  # waiting for rows is idle, like a worker's wait
+        return WAITING if _calls(stack, "EpollSelector.select", "PollSelector.select") else HOST_WRITER
     if not _calls(stack, IN_REQUEST):
         return WAITING if _calls(stack, "_worker") else MAIN_LOOP
     return next(name for name, test in STAGES if test(stack))

@@ -17,6 +17,8 @@ import requests
 
 from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN
 
+HOST_WRITER_MODULE = "flight_delay.history.host_writer"
+
 
 def free_port() -> int:
     """Asks the kernel for a free TCP port on 127.0.0.1."""
@@ -38,8 +40,20 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
     def worker_pids(self) -> set[int]:
-        """Lists the gunicorn workers: the children of the master, which is the process started."""
-        return child_pids(self.process.pid)
+        """Lists the gunicorn workers: the children of the master (the process started) but the writer."""
+        return child_pids(self.process.pid) - self.writer_pids()
+
+    def writer_pids(self) -> set[int]:
+        """Lists the host's history writer: the master's child running host_writer."""
+        return {pid for pid in child_pids(self.process.pid) if HOST_WRITER_MODULE in command_line(pid)}
+
+
+def command_line(pid: int) -> str:
+    """A process's command line, arguments joined by spaces ("" once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def child_pids(parent: int) -> set[int]:

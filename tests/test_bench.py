@@ -48,7 +48,7 @@ RAW_PROFILE = "\n".join(
         "Database.sqlite_writing (flight_delay/history/database.py:158) 3",
         f"{RECORD};HistoryWriter._commit (flight_delay/history/writer.py:160);"
         "insert_predictions (flight_delay/history/repository.py:56);"
-        "_insert_numbered (flight_delay/history/repository.py:80) 1",
+        "insert_sqlite_rows (flight_delay/history/repository.py:80) 1",
         f"{VIEW};ProjectModel.predict (flight_delay/serving/adapters.py:60);"
         "SingleRowPredictor.predict (flight_delay/serving/single_row.py:60) 5",
         f"{VIEW};FlightDelayModel.predict_features (flight_delay/artifact.py:45);"
@@ -59,6 +59,15 @@ RAW_PROFILE = "\n".join(
         f"{HANDLE};Schema.dump (marshmallow/schema.py:540) 1",
         f"{HANDLE};Flask.full_dispatch_request (flask/app.py:911) 2",
         f"{FRONT};load (<fast load: FlightSchema>:1) 2",
+        f"{RECORD};HostWriterClient.record (flight_delay/history/host_writer.py:200);"
+        "read_frame (flight_delay/history/host_writer.py:80) 4",
+        "main (flight_delay/history/host_writer.py:300);"
+        "HostWriterServer.serve (flight_delay/history/host_writer.py:100);"
+        "HostWriterServer._loop (flight_delay/history/host_writer.py:120);fdatasync (libc.so.6) 3",
+        "main (flight_delay/history/host_writer.py:300);"
+        "HostWriterServer.serve (flight_delay/history/host_writer.py:100);"
+        "HostWriterServer._loop (flight_delay/history/host_writer.py:115);"
+        "EpollSelector.select (selectors.py:468) 5",
         f"{FRONT};DefaultJSONProvider.dumps (flask/json/provider.py:179) 1",
         f"{FRONT};observe_request (flight_delay/observability/metrics.py:55) 3",
         "Thread._bootstrap (threading.py:1002);ThreadWorker.handle (gunicorn/workers/gthread.py:532);"
@@ -86,9 +95,11 @@ def test_breakdown_sorts_sampled_stacks_into_request_stages() -> None:
         "parsing + validation (JSON, webargs, marshmallow, compiled checks)": 3 + 2,
         "response serialization (marshmallow dump, JSON)": 1 + 1,
         "WSGI front of predict (headers, metrics)": 3,
+        "history: waiting for the host writer's answer (its commit)": 4,
+        profiling.HOST_WRITER: 3,
         "Flask/werkzeug/flask-smorest (routing, request, hooks)": 2,
         "gunicorn (HTTP parsing, response write, access log)": 1,
-        profiling.WAITING: 9,
+        profiling.WAITING: 9 + 5,
         profiling.MAIN_LOOP: 8,
     }
 

@@ -105,7 +105,7 @@ def assert_every_answer_recorded(traffic: Traffic, database_url: str) -> None:
     recorded = recorded_predictions(database_url)
     served = traffic.served()
     assert {i: recorded.get(i) for i in served} == served
-    unanswered = {o.request_id for o in traffic.outcomes if o.status is None}
+    unanswered = {o.request_id for o in traffic.outcomes if o.kind() in ("dropped", "writer lost")}
     assert {row.request_id for i, row in recorded.items() if i not in served} <= unanswered
 
 
@@ -133,3 +133,36 @@ def test_the_sqlite_file_stays_sound_when_workers_are_killed_mid_write(
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert set(traffic.kinds()) <= {"served", "dropped", "locked"}
     assert_every_answer_recorded(traffic, database_url)
+
+
+@pytest.mark.sqlite_only
+def test_a_killed_history_writer_is_replaced_and_loses_no_served_prediction(
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
+) -> None:
+    replaced: dict[str, int] = {}
+
+    def kill_writer(traffic: Traffic) -> None:
+        """SIGKILLs the host's history writer a third of the way in, then waits for its successor."""
+        traffic.wait_for_answers(traffic.total // 3)
+        [victim] = server.writer_pids()
+        os.kill(victim, signal.SIGKILL)
+        traffic.mark("killed")
+        deadline = time.monotonic() + 60
+        while not (server.writer_pids() - {victim}):
+            assert time.monotonic() < deadline, f"the writer was not replaced:\n{server.log()}"
+            time.sleep(0.05)
+        [replaced["by"]] = server.writer_pids()
+        traffic.mark("replaced")
+
+    with serve(tmp_path / "data", database_url, workers=WORKERS) as server:
+        upload_model(server.url, model_files(0))
+        traffic = Traffic(server.url, total=2_000, clients=CLIENTS, prefix="writer")
+        traffic.run(kill_writer)
+        log = server.log()
+    print(f"\n{traffic.total} predictions, the history writer killed once: {traffic.kinds()}")
+
+    assert set(traffic.kinds()) <= {"served", "locked", "writer lost"}
+    assert served(o for o in traffic.outcomes if "replaced" in o.marks_before_send)
+    assert_every_answer_recorded(traffic, database_url)
+    assert "the history writer stopped" in log
+    assert f"[history writer {replaced['by']}] listening" in log

@@ -125,7 +125,7 @@ def test_a_read_only_database_file(
 @contextmanager
 def file_size_limit(server: RunningServer, limit: int) -> Iterator[None]:
     """Lets the server's processes write no file beyond `limit` bytes (a full disk), then lifts it."""
-    pids = {server.process.pid, *server.worker_pids()}
+    pids = {server.process.pid, *server.worker_pids(), *server.writer_pids()}
     before = {pid: resource.prlimit(pid, resource.RLIMIT_FSIZE) for pid in pids}
     for pid, (_, hard) in before.items():
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, hard))

@@ -44,6 +44,9 @@ class Outcome:
         if (self.status, code) == (503, "history_unavailable") and message.endswith("database is locked."):
             # SQLite's writer waited longer than SQLITE_BUSY_TIMEOUT_MS: refused, and recorded nothing.
             return "locked"
+        if (self.status, code) == (503, "history_unavailable") and "history writer did not answer" in message:
+            # The host's writer died holding the rows: not served; they may or may not be committed.
+            return "writer lost"
         return f"{self.status} {self.body}"
 
     def served(self) -> dict[int, Recorded]:

@@ -49,6 +49,8 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 64 * 1024 * 1024),
         "SQLITE_BUSY_TIMEOUT_MS": _int(env, "SQLITE_BUSY_TIMEOUT_MS", 5000),
         "SQLITE_SYNCHRONOUS": env.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
+        "SQLITE_HOST_WRITER": _bool(env, "SQLITE_HOST_WRITER", True),
+        "SQLITE_COMMIT_INTERVAL_MS": _int(env, "SQLITE_COMMIT_INTERVAL_MS", 1),
         "POSTGRES_LOCK_TIMEOUT_MS": _int(env, "POSTGRES_LOCK_TIMEOUT_MS", 5000),
         "POSTGRES_CONNECT_TIMEOUT_S": _int(env, "POSTGRES_CONNECT_TIMEOUT_S", 10),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
@@ -60,6 +62,8 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
     config.update(overrides)
     if config["ENV"] not in ENVIRONMENTS:
         raise ValueError(f"FLIGHT_DELAY_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    if config["SQLITE_COMMIT_INTERVAL_MS"] < 0:
+        raise ValueError("SQLITE_COMMIT_INTERVAL_MS must be 0 or more")
     if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
     config["TESTING"] = config["ENV"] == "testing"

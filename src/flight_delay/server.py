@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -11,10 +12,12 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
 from flight_delay.api.auth import check_upload_policy
-from flight_delay.history.database import Database, engine_options
+from flight_delay.history.database import Database, engine_options, sqlite_file
+from flight_delay.history.host_writer import HostWriterProcess
 from flight_delay.history.migrate import upgrade
 from flight_delay.serving.registry import ModelRegistry
 
@@ -48,12 +51,31 @@ class AccessLogger(Logger):
         }
 
 
+class FlightDelayArbiter(Arbiter):
+    """gunicorn's arbiter, also keeping the host's history writer running."""
+
+    def manage_workers(self) -> None:
+        """Restarts the history writer if it died, then keeps the workers' number."""
+        if self.app.history_writer is not None:
+            self.app.history_writer.ensure_running()
+        super().manage_workers()
+
+
 class GunicornServer(BaseApplication):
     """A gunicorn application whose workers each build the app with create_app after forking."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], history_writer: HostWriterProcess | None = None) -> None:
         self.app_config = config
+        self.history_writer = history_writer
         super().__init__()
+
+    def run(self) -> None:
+        """Runs gunicorn's main loop with our arbiter (BaseApplication.run, with FlightDelayArbiter)."""
+        try:
+            FlightDelayArbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
 
     def load_config(self) -> None:
         """Applies bind address, workers, threads and timeouts from our configuration."""
@@ -103,9 +125,30 @@ def prepare(config: dict[str, Any]) -> str | None:
         return registry.bootstrap(config["DEFAULT_MODEL_PATH"])
 
 
+def start_history_writer(config: dict[str, Any]) -> HostWriterProcess | None:
+    """Starts the host's history writer for a SQLite file; None where the workers write themselves."""
+    # A database server takes concurrent writes itself; SQLite takes them best from one process.
+    if not config["SQLITE_HOST_WRITER"] or sqlite_file(config["DATABASE_URL"]) is None:
+        return None
+    try:
+        history_writer = HostWriterProcess(config)
+    except OSError as exc:  # no private folder for its socket: slower, not wrong
+        log.warning("no history writer (%s): each worker writes the history itself", exc)
+        return None
+    history_writer.start()
+    return history_writer
+
+
 def serve(config: dict[str, Any]) -> None:
     """Prepares the database and model once, then runs gunicorn (which forks the workers)."""
     check_upload_policy(config)
     version = prepare(config)
     log.info("active model at start: %s", version or "none (load one with POST /model/load/)")
-    GunicornServer(config).run()
+    history_writer = start_history_writer(config)
+    if history_writer is not None:
+        config = {**config, "HISTORY_WRITER_SOCKET": history_writer.socket_path}
+    try:
+        GunicornServer(config, history_writer).run()
+    finally:
+        if history_writer is not None:
+            history_writer.stop()

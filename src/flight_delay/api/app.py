@@ -17,7 +17,7 @@ from flight_delay.api.model import blp as model_blp
 from flight_delay.api.predict_front import PredictFront
 from flight_delay.api.schemas import FlightSchema, PredictRequestSchema
 from flight_delay.config import load_config
-from flight_delay.extensions import api, db, registry
+from flight_delay.extensions import api, db, predictions, registry
 from flight_delay.observability.metrics import observe_request
 
 API_DESCRIPTION = (
@@ -49,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.strict_slashes = False
     db.init_app(app)
     registry.init_app(app, db)
+    predictions.init_app(app)
     api.init_app(app)
     # The predict body is documented as oneOf these two, so they are named components.
     api.spec.components.schema("Flight", schema=FlightSchema)

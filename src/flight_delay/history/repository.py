@@ -53,29 +53,26 @@ def insert_predictions(db: Database, rows: Sequence[Mapping[str, Any]]) -> list[
     """Inserts prediction rows in one committed transaction; returns their ids in the order given."""
     engine = db.bound_engine()
     if engine.dialect.name == "sqlite":
-        with db.sqlite_writing() as driver:
-            return _insert_numbered(driver, rows, engine.dialect)
+        return insert_sqlite_rows(db, sqlite_parameters(rows, engine.dialect))
     with engine.begin() as connection:
         return list(connection.execute(INSERT_RETURNING_IDS, list(rows)).scalars())
 
 
-def _insert_numbered(driver: Any, rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[int]:
-    """Numbers the rows after the largest id and inserts them with one executemany (SQLite).
+def sqlite_parameters(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[tuple[Any, ...]]:
+    """Converts rows to the values SQLite stores, in WRITTEN_COLUMNS order (JSON text, timestamp text).
 
-    SQLAlchemy inserts one statement per row when it must return ids in order on SQLite. Numbering
-    them here is safe because the caller holds the write lock from before the SELECT (BEGIN IMMEDIATE).
+    The column types' own conversions: rows read back as if the ORM had written them. Plain text and
+    numbers, so that they can travel to the host's history writer as they are.
     """
     convert_time, convert_input = _bind_processors(dialect)
-    first = driver.execute(SQLITE_NEXT_ID).fetchone()[0]
     stamps: dict[datetime, Any] = {}  # the rows of one request share their timestamp
     parameters = []
-    for offset, row in enumerate(rows):
+    for row in rows:
         created_at = row["created_at"]
         if created_at not in stamps:
             stamps[created_at] = convert_time(created_at)
         parameters.append(
             (
-                first + offset,
                 stamps[created_at],
                 row["request_id"],
                 row["model_version"],
@@ -84,7 +81,18 @@ def _insert_numbered(driver: Any, rows: Sequence[Mapping[str, Any]], dialect: Di
                 float(row["latency_ms"]),
             )
         )
-    driver.executemany(SQLITE_INSERT, parameters)
+    return parameters
+
+
+def insert_sqlite_rows(db: Database, parameters: Sequence[Sequence[Any]]) -> list[int]:
+    """Numbers converted rows after the largest id and inserts them with one executemany, committed.
+
+    SQLAlchemy inserts one statement per row when it must return ids in order on SQLite. Numbering
+    them here is safe because the write lock is held from before the SELECT (BEGIN IMMEDIATE).
+    """
+    with db.sqlite_writing() as driver:
+        first = driver.execute(SQLITE_NEXT_ID).fetchone()[0]
+        driver.executemany(SQLITE_INSERT, [(first + i, *row) for i, row in enumerate(parameters)])
     return list(range(first, first + len(parameters)))
 
 

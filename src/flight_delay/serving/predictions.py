@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from flask import Flask
 
 from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlight
 from flight_delay.history.database import Database
+from flight_delay.history.host_writer import HostWriterClient
 from flight_delay.history.models import utcnow
 from flight_delay.history.writer import HistoryWriter
 from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort
@@ -59,7 +61,18 @@ class PredictionService:
 
     def __init__(self, registry: ModelRegistry, db: Database) -> None:
         self.registry = registry
-        self.writer = HistoryWriter(db)
+        self.db = db
+        self.writer: HistoryWriter | HostWriterClient = HistoryWriter(db)
+
+    def init_app(self, app: Flask) -> None:
+        """Records through the host's history writer when the server runs one, else in this process."""
+        socket_path = app.config.get("HISTORY_WRITER_SOCKET")
+        if socket_path:
+            # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
+            timeout_s = app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000 + 30
+            self.writer = HostWriterClient(self.db, socket_path, timeout_s)
+        else:
+            self.writer = HistoryWriter(self.db)
 
     def predict(
         self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool

@@ -1,0 +1,343 @@
+"""One history writer per host for a SQLite history: gunicorn's workers hand it their rows over a Unix socket.
+
+Each worker committing its own requests paid SQLite's fixed cost per transaction (BEGIN IMMEDIATE,
+the WAL frames, fsync, the page cache the other worker's commit invalidated) for about two requests.
+One process holding the only write connection commits every worker's waiting requests in one
+transaction: while it commits, the next requests queue in their sockets and are the next batch.
+
+A request still returns only after its own rows are committed: the worker waits for the writer's
+answer (the ids, or why it failed). When the writer cannot be reached (not started yet, restarting)
+the worker writes itself, as without one; when it stops answering after taking the rows, nothing is
+served (the rows may or may not be committed), as for any failed write.
+
+Frames, both ways: a 4-byte big-endian length, then JSON. A request is a list of rows, each the
+values SQLite stores (repository.sqlite_parameters); an answer is {"first": id} (the rows are
+numbered from it, in order) or {"error": reason}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from flight_delay.errors import HistoryUnavailable
+from flight_delay.history.database import Database, database_error_reason
+from flight_delay.history.repository import insert_sqlite_rows, sqlite_parameters
+from flight_delay.history.writer import HistoryWriter, ProcessWriteLock
+
+log = logging.getLogger(__name__)
+
+LENGTH = struct.Struct("!I")
+MAX_FRAME_BYTES = 256 * 1024 * 1024  # a batch of 10,000 flights is ~3 MB; anything far beyond is a fault
+READ_SIZE = 256 * 1024
+
+
+class FrameReader:
+    """Collects the bytes a connection sends and cuts them into whole frames."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Adds received bytes; returns the frames now complete."""
+        self.buffer += data
+        frames = []
+        while len(self.buffer) >= LENGTH.size:
+            (size,) = LENGTH.unpack_from(self.buffer)
+            if size > MAX_FRAME_BYTES:
+                raise ValueError(f"frame of {size} bytes")
+            end = LENGTH.size + size
+            if len(self.buffer) < end:
+                break
+            frames.append(bytes(self.buffer[LENGTH.size : end]))
+            del self.buffer[:end]
+        return frames
+
+
+def frame(payload: bytes) -> bytes:
+    """Prefixes a payload with its length."""
+    return LENGTH.pack(len(payload)) + payload
+
+
+def read_frame(connection: socket.socket) -> bytes:
+    """Reads one whole frame from a blocking socket; raises ConnectionError if it closes first."""
+    reader = FrameReader()
+    while True:
+        data = connection.recv(READ_SIZE)
+        if not data:
+            raise ConnectionError("the history writer closed the connection")
+        frames = reader.feed(data)
+        if frames:
+            return frames[0]
+
+
+class HostWriterServer:
+    """The writer process: accepts workers' connections and commits their rows in shared transactions."""
+
+    def __init__(self, db: Database, listener: socket.socket, interval_s: float = 0.0) -> None:
+        self.db = db
+        self.interval_s = interval_s
+        self.last_commit = 0.0
+        self.listener = listener
+        self.selector = selectors.DefaultSelector()
+        self.readers: dict[socket.socket, FrameReader] = {}
+        self.lock = ProcessWriteLock()  # workers writing themselves (fallback) take it too
+        self.requests = self.transactions = 0
+
+    def serve(self, parent: int) -> None:
+        """Serves until the parent closes its end of the pipe `parent` (the server has stopped)."""
+        self.listener.setblocking(False)
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        self.selector.register(parent, selectors.EVENT_READ)
+        try:
+            self._loop(parent)
+        finally:
+            for connection in list(self.readers):  # a worker's next send finds it closed: it writes itself
+                self._close(connection)
+            self.selector.close()
+
+    def _loop(self, parent: int) -> None:
+        """Accepts, reads and commits until the parent's pipe closes."""
+        while True:
+            batch: list[tuple[socket.socket, list[list[Any]]]] = []
+            events = self.selector.select()
+            # Under load, commit at most once per interval: the requests that arrive meanwhile
+            # share the transaction. A request arriving after a quiet spell is written at once.
+            wait = self.last_commit + self.interval_s - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+                events = self.selector.select(0)
+            for key, _ in events:
+                if key.fileobj is self.listener:
+                    self._accept()
+                elif key.fileobj == parent:
+                    if not os.read(parent, 1):
+                        return
+                else:
+                    batch.extend(self._receive(key.fileobj))  # type: ignore[arg-type]
+            if batch:
+                self.requests += len(batch)
+                self._write(batch)
+
+    def _accept(self) -> None:
+        """Takes every pending connection."""
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            connection.setblocking(True)  # answers are small; reads happen only once readable
+            self.readers[connection] = FrameReader()
+            self.selector.register(connection, selectors.EVENT_READ)
+
+    def _receive(self, connection: socket.socket) -> list[tuple[socket.socket, list[list[Any]]]]:
+        """Reads what a connection sent; returns its whole requests (closing it at EOF or on garbage)."""
+        try:
+            data = connection.recv(READ_SIZE)
+            if data:
+                return [(connection, orjson.loads(f)) for f in self.readers[connection].feed(data)]
+        except (OSError, ValueError) as exc:
+            log.warning("history writer: dropping a connection: %s", exc)
+        self._close(connection)
+        return []
+
+    def _close(self, connection: socket.socket) -> None:
+        """Forgets and closes a connection."""
+        self.selector.unregister(connection)
+        self.readers.pop(connection, None)
+        connection.close()
+
+    def _write(self, batch: list[tuple[socket.socket, list[list[Any]]]]) -> None:
+        """Commits the batch in one transaction and answers each request; alone each, if a row is refused."""
+        try:
+            first = self._commit([row for _, rows in batch for row in rows])
+        except SQLAlchemyError as exc:
+            if len(batch) > 1 and not isinstance(exc, OperationalError):
+                for request in batch:  # perhaps one request's rows: the others must not pay for them
+                    self._write([request])
+                return
+            answer = orjson.dumps({"error": database_error_reason(exc)})
+            for connection, _ in batch:
+                self._answer(connection, answer)
+            return
+        for connection, rows in batch:
+            self._answer(connection, orjson.dumps({"first": first}))
+            first += len(rows)
+
+    def _commit(self, rows: list[list[Any]]) -> int:
+        """Inserts the rows in one committed transaction; returns the first id."""
+        self.transactions += 1
+        self.last_commit = time.monotonic()
+        with self.lock.held(self.db.sqlite_path()):
+            return insert_sqlite_rows(self.db, rows)[0]
+
+    def _answer(self, connection: socket.socket, answer: bytes) -> None:
+        """Sends an answer; a worker gone meanwhile only loses its connection."""
+        try:
+            connection.sendall(frame(answer))
+        except OSError:
+            self._close(connection)
+
+
+class HostWriterClient:
+    """A worker's side: sends rows to the host's writer and waits for their ids; writes itself without one."""
+
+    def __init__(self, db: Database, socket_path: str, timeout_s: float) -> None:
+        self.db = db
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+        self.local = HistoryWriter(db)
+        self._connections = threading.local()
+
+    def record(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
+        engine = self.db.bound_engine()
+        request = frame(orjson.dumps(sqlite_parameters(rows, engine.dialect)))
+        connection = self._connection()
+        if connection is None:
+            return self.local.record(rows)
+        try:
+            connection.sendall(request)
+        except OSError:  # the writer went away before taking the rows: they are ours to write
+            self._drop()
+            return self.local.record(rows)
+        try:
+            answer = orjson.loads(read_frame(connection))
+        except (OSError, ValueError) as exc:
+            self._drop()
+            raise HistoryUnavailable(
+                "The prediction could not be recorded in the history, so it is not served: "
+                f"the history writer did not answer ({exc})."
+            ) from exc
+        if "error" in answer:
+            raise HistoryUnavailable(
+                "The prediction could not be recorded in the history, so it is not served: "
+                f"{answer['error']}."
+            )
+        first = answer["first"]
+        return list(range(first, first + len(rows)))
+
+    def _connection(self) -> socket.socket | None:
+        """This thread's connection to the writer, opened on first use; None if it cannot be reached."""
+        connection = getattr(self._connections, "socket", None)
+        if connection is not None and self._connections.pid == os.getpid():
+            return connection
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(self.timeout_s)
+        try:
+            connection.connect(self.socket_path)
+        except OSError:
+            connection.close()
+            return None
+        self._connections.socket, self._connections.pid = connection, os.getpid()
+        return connection
+
+    def _drop(self) -> None:
+        """Closes this thread's connection; the next request opens a new one."""
+        connection = getattr(self._connections, "socket", None)
+        self._connections.socket = None
+        if connection is not None:
+            connection.close()
+
+
+class HostWriterProcess:
+    """Runs the writer process beside gunicorn: started before the workers, restarted if it dies."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        # A private folder (0700): only this user may reach the socket, and so write the history.
+        self.folder = Path(tempfile.mkdtemp(prefix="flight-delay-writer-"))
+        self.socket_path = str(self.folder / "writer.sock")
+        self.command = [
+            sys.executable,
+            "-m",
+            "flight_delay.history.host_writer",
+            self.socket_path,
+            config["DATABASE_URL"],
+            f"--busy-timeout-ms={config['SQLITE_BUSY_TIMEOUT_MS']}",
+            f"--synchronous={config['SQLITE_SYNCHRONOUS']}",
+            f"--commit-interval-ms={config['SQLITE_COMMIT_INTERVAL_MS']}",
+            f"--log-level={config['LOG_LEVEL']}",
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_within_s: float = 30.0) -> None:
+        """Starts the writer and waits until it listens (workers write themselves until then)."""
+        Path(self.socket_path).unlink(missing_ok=True)  # one left by a writer that was killed
+        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE)  # noqa: S603 (our own command)
+        deadline = time.monotonic() + ready_within_s
+        while not os.path.exists(self.socket_path):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log.error("the history writer did not start: each worker writes the history itself")
+                return
+            time.sleep(0.02)
+
+    def ensure_running(self) -> None:
+        """Restarts the writer if it has stopped."""
+        if self.process is not None and self.process.poll() is not None:
+            log.error("the history writer stopped (%s); restarting it", self.process.returncode)
+            self.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stops the writer once the workers are gone: closing its stdin tells it to finish."""
+        if self.process is not None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the writer process (started by HostWriterProcess; stops when its stdin closes)."""
+    parser = argparse.ArgumentParser(description="The host's history writer (started by flight-delay serve).")
+    parser.add_argument("socket_path")
+    parser.add_argument("database_url")
+    parser.add_argument("--busy-timeout-ms", type=int, default=5000)
+    parser.add_argument("--synchronous", default="FULL")
+    parser.add_argument("--commit-interval-ms", type=float, default=0.0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s [history writer %(process)d] %(message)s")
+    # The server's signals are for gunicorn: the writer stays until the workers are gone (stdin closes).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    db = Database().bind(
+        args.database_url, busy_timeout_ms=args.busy_timeout_ms, synchronous=args.synchronous
+    )
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(args.socket_path + ".new")
+    listener.listen(256)
+    os.replace(args.socket_path + ".new", args.socket_path)  # appears only once it listens
+    log.info("listening on %s", args.socket_path)
+    server = HostWriterServer(db, listener, args.commit_interval_ms / 1000)
+    try:
+        server.serve(sys.stdin.fileno())
+    finally:
+        log.info("stopping: %d requests recorded in %d transactions", server.requests, server.transactions)
+        listener.close()
+        Path(args.socket_path).unlink(missing_ok=True)
+        db.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""The host's history writer: workers' rows committed together, each request answered with its own ids."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flight_delay.errors import HistoryUnavailable
+from flight_delay.history import host_writer
+from flight_delay.history.database import Database
+from flight_delay.history.host_writer import (
+    MAX_FRAME_BYTES,
+    FrameReader,
+    HostWriterClient,
+    HostWriterServer,
+    frame,
+)
+from flight_delay.history.migrate import upgrade
+from flight_delay.history.models import ModelVersion
+from tests.databases import write_lock
+from tests.test_history_writer import VERSION, WAIT_SECONDS, Requests, rows, stored, wait_until
+
+pytestmark = pytest.mark.sqlite_only  # the host writer serves SQLite files only
+
+
+def migrated(database_url: str, busy_timeout_ms: int) -> Database:
+    """A migrated database with the model version the rows name."""
+    upgrade(database_url)
+    db = Database().bind(database_url, busy_timeout_ms=busy_timeout_ms)
+    with db.transaction() as session:
+        session.add(ModelVersion(version=VERSION, kind="test", filename=None, size_bytes=1, details={}))
+    return db
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """The database the writer and the clients share, with a long lock wait."""
+    database = migrated(database_url, busy_timeout_ms=20_000)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def socket_path() -> Iterator[str]:
+    """A socket path in a short private folder (a Unix socket's path must fit in 108 bytes)."""
+    folder = tempfile.mkdtemp(prefix="writer-")
+    yield os.path.join(folder, "writer.sock")
+    shutil.rmtree(folder)
+
+
+@contextmanager
+def writer_serving(db: Database, socket_path: str) -> Iterator[HostWriterServer]:
+    """Runs a writer on `socket_path` in a thread until the block ends."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(64)
+    server = HostWriterServer(db, listener)
+    stop_reading, stop_writing = os.pipe()
+    thread = threading.Thread(target=server.serve, args=(stop_reading,))
+    thread.start()
+    try:
+        yield server
+    finally:
+        os.close(stop_writing)  # what the server's exit does to the real writer's stdin
+        thread.join(WAIT_SECONDS)
+        assert not thread.is_alive(), "the writer did not stop when its pipe closed"
+        os.close(stop_reading)
+        listener.close()
+
+
+@pytest.fixture
+def held_commits(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Holds the writer's first commit until released; counts the clients waiting, the rows per commit."""
+    state: dict[str, Any] = {"release": threading.Event(), "entered": threading.Event(), "sizes": []}
+    state["waiting"] = 0
+    lock = threading.Lock()
+    insert, read = host_writer.insert_sqlite_rows, host_writer.read_frame
+
+    def held_insert(db: Database, parameters: list[Any]) -> list[int]:
+        state["sizes"].append(len(parameters))
+        if len(state["sizes"]) == 1:
+            state["entered"].set()
+            assert state["release"].wait(WAIT_SECONDS)
+        return insert(db, parameters)
+
+    def counted_read(connection: socket.socket) -> bytes:
+        with lock:
+            state["waiting"] += 1  # this client's rows are sent: it waits for the answer
+        return read(connection)
+
+    monkeypatch.setattr(host_writer, "insert_sqlite_rows", held_insert)
+    monkeypatch.setattr(host_writer, "read_frame", counted_read)
+    yield state
+    state["release"].set()
+
+
+def test_frames_are_cut_whole_whatever_the_pieces_they_arrive_in() -> None:
+    reader = FrameReader()
+    data = frame(b"[1]") + frame(b"") + frame(b'{"first":7}')
+    received = [f for i in range(len(data)) for f in reader.feed(data[i : i + 1])]
+    assert received == [b"[1]", b"", b'{"first":7}']
+    with pytest.raises(ValueError, match="frame of"):
+        FrameReader().feed((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+
+
+def test_rows_come_back_with_their_ids_and_read_as_recorded(db: Database, socket_path: str) -> None:
+    given = rows("r1", count=3)
+    with writer_serving(db, socket_path):
+        ids = HostWriterClient(db, socket_path, WAIT_SECONDS).record(given)
+    found = stored(db)
+    assert sorted(found) == ids
+    for row_id, row in zip(ids, given, strict=True):
+        assert found[row_id].created_at == row["created_at"]
+        assert found[row_id].input == row["input"]
+        assert (found[row_id].request_id, found[row_id].arr_delay) == ("r1", row["arr_delay"])
+
+
+def test_requests_waiting_on_a_commit_share_the_next_one(
+    db: Database, socket_path: str, held_commits: dict[str, Any]
+) -> None:
+    with writer_serving(db, socket_path) as server:
+        sent = Requests(HostWriterClient(db, socket_path, WAIT_SECONDS))  # type: ignore[arg-type]
+        sent.start("first", rows("first"))
+        assert held_commits["entered"].wait(WAIT_SECONDS)
+        for n in range(5):
+            sent.start(f"queued-{n}", rows(f"queued-{n}", count=n + 1))
+        wait_until(lambda: held_commits["waiting"] == 6, "five more requests are sent")
+        held_commits["release"].set()
+        results = sent.join()
+    assert held_commits["sizes"] == [1, 15]
+    assert (server.requests, server.transactions) == (6, 2)
+    found = stored(db)
+    for request_id, ids in results.items():
+        assert isinstance(ids, list), ids
+        assert {found[i].request_id for i in ids} == {request_id}
+        assert [found[i].input["flight"] for i in ids] == list(range(len(ids)))
+
+
+def test_a_request_whose_rows_fail_does_not_refuse_the_others(
+    db: Database, socket_path: str, held_commits: dict[str, Any]
+) -> None:
+    with writer_serving(db, socket_path):
+        sent = Requests(HostWriterClient(db, socket_path, WAIT_SECONDS))  # type: ignore[arg-type]
+        sent.start("first", rows("first"))
+        assert held_commits["entered"].wait(WAIT_SECONDS)
+        sent.start("good-1", rows("good-1", count=2))
+        sent.start("bad", rows("bad", version="b" * 64))  # no such model: the foreign key refuses it
+        sent.start("good-2", rows("good-2"))
+        wait_until(lambda: held_commits["waiting"] == 4, "three more requests are sent")
+        held_commits["release"].set()
+        results = sent.join()
+    assert isinstance(results["bad"], HistoryUnavailable)
+    assert results["bad"].message.endswith("so it is not served: FOREIGN KEY constraint failed.")
+    assert {p.request_id for p in stored(db).values()} == {"first", "good-1", "good-2"}
+
+
+def test_a_locked_database_refuses_the_waiting_requests_then_recovers(
+    database_url: str, socket_path: str
+) -> None:
+    db = migrated(database_url, busy_timeout_ms=300)
+    try:
+        with writer_serving(db, socket_path):
+            sent = Requests(HostWriterClient(db, socket_path, WAIT_SECONDS))  # type: ignore[arg-type]
+            with write_lock(database_url, "predictions"):
+                for n in range(4):
+                    sent.start(f"r{n}", rows(f"r{n}", count=2))
+                results = sent.join()
+            after = HostWriterClient(db, socket_path, WAIT_SECONDS).record(rows("after"))
+        for result in results.values():
+            assert isinstance(result, HistoryUnavailable), result
+            assert result.message.endswith("so it is not served: database is locked.")
+        assert [p.request_id for p in stored(db).values()] == ["after"]
+        assert len(after) == 1
+    finally:
+        db.dispose()
+
+
+def test_many_threads_get_their_own_rows(db: Database, socket_path: str) -> None:
+    client = HostWriterClient(db, socket_path, WAIT_SECONDS)
+    results: dict[str, list[int]] = {}
+
+    def worker_thread(thread: int) -> None:
+        for n in range(20):
+            request_id = f"t{thread}-{n}"
+            results[request_id] = client.record(rows(request_id, count=1 + n % 3))
+
+    with writer_serving(db, socket_path) as server:
+        threads = [threading.Thread(target=worker_thread, args=(t,)) for t in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_SECONDS)
+    found = stored(db)
+    assert len(results) == 320
+    assert server.requests == 320
+    assert sum(len(ids) for ids in results.values()) == len(found)
+    for request_id, ids in results.items():
+        assert {found[i].request_id for i in ids} == {request_id}
+
+
+def test_without_a_writer_the_worker_writes_itself(db: Database, socket_path: str) -> None:
+    client = HostWriterClient(db, socket_path, WAIT_SECONDS)
+
+    before = client.record(rows("no writer yet"))
+    with writer_serving(db, socket_path) as server:
+        during = client.record(rows("writer up"))
+    after = client.record(rows("writer gone"))  # its connection broke: written here, once
+
+    assert server.requests == 1
+    found = stored(db)
+    assert [found[i].request_id for i in before + during + after] == [
+        "no writer yet",
+        "writer up",
+        "writer gone",
+    ]
+    assert len(found) == 3
+
+
+def test_a_writer_that_takes_the_rows_and_dies_refuses_them(db: Database, socket_path: str) -> None:
+    """The rows may or may not be committed: not served, and not written a second time here."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(1)
+
+    def take_and_die() -> None:
+        connection, _ = listener.accept()
+        connection.recv(1024)
+        connection.close()
+
+    dying = threading.Thread(target=take_and_die)
+    dying.start()
+    try:
+        with pytest.raises(HistoryUnavailable, match="the history writer did not answer"):
+            HostWriterClient(db, socket_path, WAIT_SECONDS).record(rows("lost"))
+    finally:
+        dying.join(WAIT_SECONDS)
+        listener.close()
+    assert stored(db) == {}
+
+
+def test_the_writer_process_listens_then_stops_when_its_stdin_closes(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    from flight_delay.config import load_config
+    from flight_delay.history.host_writer import HostWriterProcess
+
+    process = HostWriterProcess(load_config({}, DATABASE_URL=database_url, DATA_DIR=tmp_path))
+    process.start()
+    try:
+        assert os.path.exists(process.socket_path)
+        ids = HostWriterClient(db, process.socket_path, WAIT_SECONDS).record(rows("through the process"))
+    finally:
+        process.stop()
+    assert process.process is not None
+    assert process.process.returncode == 0
+    assert not process.folder.exists()
+    assert [stored(db)[i].request_id for i in ids] == ["through the process"]
