@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from flight_delay.errors import HistoryUnavailable
 from flight_delay.history import host_writer
@@ -27,6 +30,8 @@ from flight_delay.history.host_writer import (
 from flight_delay.history.migrate import upgrade
 from flight_delay.history.models import ModelVersion
 from tests.databases import write_lock
+from tests.factories import minimal_flight
+from tests.servers import command_line, serve, upload_model
 from tests.test_history_writer import VERSION, WAIT_SECONDS, Requests, rows, stored, wait_until
 
 pytestmark = pytest.mark.sqlite_only  # the host writer serves SQLite files only
@@ -264,3 +269,69 @@ def test_the_writer_process_listens_then_stops_when_its_stdin_closes(
     assert process.process.returncode == 0
     assert not process.folder.exists()
     assert [stored(db)[i].request_id for i in ids] == ["through the process"]
+
+
+def test_a_request_the_writer_cannot_take_is_refused_and_the_writer_goes_on(
+    db: Database, socket_path: str
+) -> None:
+    with writer_serving(db, socket_path) as server:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+            raw.connect(socket_path)
+            raw.sendall(frame(b"[1]"))  # JSON, but not rows
+            answer = host_writer.read_frame(raw)
+        ids = HostWriterClient(db, socket_path, WAIT_SECONDS).record(rows("after"))
+    assert answer == b'{"error":"the history writer failed (TypeError)"}'
+    assert server.requests == 2
+    assert [p.request_id for p in stored(db).values()] == ["after"]
+    assert ids == list(stored(db))
+
+
+def test_a_writer_that_keeps_dying_is_restarted_later_each_time(tmp_path: Path) -> None:
+    from flight_delay.config import load_config
+    from flight_delay.history.host_writer import HostWriterProcess
+
+    process = HostWriterProcess(load_config({}, DATA_DIR=tmp_path))
+    process.command = [sys.executable, "-c", "pass"]  # a writer that exits as soon as it starts
+    try:
+        process.start(ready_within_s=0)
+        first = process.process
+        assert first is not None
+        first.wait(WAIT_SECONDS)
+        process.ensure_running()  # it died young: the restart waits a second
+        assert process.process is first
+        assert process.backoff_s == 1.0
+        wait_until(lambda: (process.ensure_running(), process.process is not first)[1], "it is restarted")
+        process.process.wait(WAIT_SECONDS)
+        process.ensure_running()
+        assert process.backoff_s == 2.0  # and died young again: twice as long
+    finally:
+        process.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_leaving_leaves_the_writer_running(
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
+) -> None:
+    with serve(tmp_path / "data", database_url) as server:
+        upload_model(server.url, model_files(0))
+        [writer] = server.writer_pids()
+        socket_file = command_line(writer).split()[3]
+        workers = server.worker_pids()
+        victim = min(workers)
+        os.kill(victim, signal.SIGTERM)  # a graceful exit: SystemExit unwinds the worker's serve()
+        wait_until(
+            lambda: victim not in server.worker_pids() and len(server.worker_pids()) == len(workers),
+            "gunicorn replaces the worker",
+        )
+        assert os.path.exists(socket_file)
+        assert server.writer_pids() == {writer}
+        for n in range(6):  # on new connections, so that the new worker takes some
+            response = requests.post(
+                f"{server.url}/model/predict/",
+                json=minimal_flight(),
+                headers={"Connection": "close", "X-Request-ID": f"after-{n}"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+        log = server.log()
+    assert "the history writer" not in log.replace("[history writer", "")  # no restart, no fallback

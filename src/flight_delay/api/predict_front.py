@@ -42,13 +42,14 @@ class PredictFront:
     """WSGI middleware answering plain predict requests itself and handing the rest to Flask."""
 
     def __init__(self, app: Flask, flask_wsgi: WSGIApp) -> None:
+        self.app = app
         self.flask_wsgi = flask_wsgi
-        self.max_bytes = app.config.get("MAX_CONTENT_LENGTH")
-        self.dumps = app.json.dumps
-        # Flask's JSON responses: indented in debug mode, compact otherwise (DefaultJSONProvider.response).
-        compact = app.json.compact  # type: ignore[attr-defined]
-        indent = (compact is None and app.debug) or compact is False
-        self.dump_options: dict[str, Any] = {"indent": 2} if indent else {"separators": (",", ":")}
+
+    def _json_options(self) -> dict[str, Any]:
+        """Flask's JSON response layout: indented in debug mode, compact otherwise (DefaultJSONProvider)."""
+        compact = self.app.json.compact  # type: ignore[attr-defined]
+        indent = (compact is None and self.app.debug) or compact is False
+        return {"indent": 2} if indent else {"separators": (",", ":")}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Answers the request if it is a plain prediction, else lets Flask answer it."""
@@ -72,7 +73,7 @@ class PredictFront:
             reply = reply_for(exc)
             status, extra_headers = reply.status, dict(reply.headers or {})
             payload = error_body(reply.status, reply.code, reply.message, reply.errors, request_id)
-        data = f"{self.dumps(payload, **self.dump_options)}\n".encode()
+        data = f"{self.app.json.dumps(payload, **self._json_options())}\n".encode()
         headers = [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(data))),
@@ -81,7 +82,7 @@ class PredictFront:
             ("Cache-Control", "no-store"),
             *JSON_HEADERS,
         ]
-        start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", headers)
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'unknown').upper()}", headers)
         observe_request(PREDICT_RULE, "POST", status, time.perf_counter() - started)
         return [data]
 
@@ -93,9 +94,13 @@ class PredictFront:
         if not (declared.isascii() and declared.isdigit()):  # absent (streamed) or odd: Flask's to judge
             return None
         length = int(declared)
-        if length == 0 or (self.max_bytes is not None and length > self.max_bytes):
+        limit = self.app.config.get("MAX_CONTENT_LENGTH")
+        if length == 0 or (limit is not None and length > limit):
             return None
-        body = environ["wsgi.input"].read(length)
+        try:
+            body = environ["wsgi.input"].read(length)
+        except OSError:  # the connection broke: Flask answers what is left, an empty body
+            body = b""
         if len(body) != length:  # the client stopped sending: Flask reports it as it would
             environ["wsgi.input"] = io.BytesIO(body)
             return None

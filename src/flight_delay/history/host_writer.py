@@ -109,7 +109,8 @@ class HostWriterServer:
         try:
             self._loop(parent)
         finally:
-            for connection in list(self.readers):  # a worker's next send finds it closed: it writes itself
+            # A worker waiting on one gets a 503 (its rows' fate unknown); one sending next writes itself.
+            for connection in list(self.readers):
                 self._close(connection)
             self.selector.close()
 
@@ -143,6 +144,9 @@ class HostWriterServer:
                 connection, _ = self.listener.accept()
             except BlockingIOError:
                 return
+            except OSError as exc:  # out of descriptors, say: that worker writes itself meanwhile
+                log.warning("history writer: cannot accept a connection: %s", exc)
+                return
             connection.setblocking(True)  # answers are small; reads happen only once readable
             self.readers[connection] = FrameReader()
             self.selector.register(connection, selectors.EVENT_READ)
@@ -159,21 +163,27 @@ class HostWriterServer:
         return []
 
     def _close(self, connection: socket.socket) -> None:
-        """Forgets and closes a connection."""
+        """Forgets and closes a connection (once)."""
+        if self.readers.pop(connection, None) is None:
+            return
         self.selector.unregister(connection)
-        self.readers.pop(connection, None)
         connection.close()
 
     def _write(self, batch: list[tuple[socket.socket, list[list[Any]]]]) -> None:
         """Commits the batch in one transaction and answers each request; alone each, if a row is refused."""
         try:
             first = self._commit([row for _, rows in batch for row in rows])
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # answered whatever it is: the writer must outlive any one request
             if len(batch) > 1 and not isinstance(exc, OperationalError):
                 for request in batch:  # perhaps one request's rows: the others must not pay for them
                     self._write([request])
                 return
-            answer = orjson.dumps({"error": database_error_reason(exc)})
+            if isinstance(exc, SQLAlchemyError):
+                reason = database_error_reason(exc)
+            else:
+                log.error("history writer: a batch failed", exc_info=exc)
+                reason = f"the history writer failed ({type(exc).__name__})"
+            answer = orjson.dumps({"error": reason})
             for connection, _ in batch:
                 self._answer(connection, answer)
             return
@@ -226,6 +236,9 @@ class HostWriterClient:
                 "The prediction could not be recorded in the history, so it is not served: "
                 f"the history writer did not answer ({exc})."
             ) from exc
+        except BaseException:  # interrupted: an answer left unread would be taken by the next request
+            self._drop()
+            raise
         if "error" in answer:
             raise HistoryUnavailable(
                 "The prediction could not be recorded in the history, so it is not served: "
@@ -258,7 +271,11 @@ class HostWriterClient:
 
 
 class HostWriterProcess:
-    """Runs the writer process beside gunicorn: started before the workers, restarted if it dies."""
+    """Runs the writer process beside gunicorn: started before the workers, restarted if it dies.
+
+    The workers inherit the write end of the writer's stdin, so the writer reads EOF, and stops, only
+    once the server and every worker are gone: no worker can be left without it at shutdown.
+    """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         # A private folder (0700): only this user may reach the socket, and so write the history.
@@ -275,27 +292,44 @@ class HostWriterProcess:
             f"--commit-interval-ms={config['SQLITE_COMMIT_INTERVAL_MS']}",
             f"--log-level={config['LOG_LEVEL']}",
         ]
+        self.owner = os.getpid()  # forked workers inherit this object; only the server may stop it
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.backoff_s = 0.0
+        self.restart_at: float | None = None
 
     def start(self, ready_within_s: float = 30.0) -> None:
-        """Starts the writer and waits until it listens (workers write themselves until then)."""
+        """Starts the writer; waits at most `ready_within_s` until it listens (workers write meanwhile)."""
         Path(self.socket_path).unlink(missing_ok=True)  # one left by a writer that was killed
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE)  # noqa: S603 (our own command)
-        deadline = time.monotonic() + ready_within_s
-        while not os.path.exists(self.socket_path):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                log.error("the history writer did not start: each worker writes the history itself")
-                return
+        self.started_at = time.monotonic()
+        deadline = self.started_at + ready_within_s
+        while not os.path.exists(self.socket_path) and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
             time.sleep(0.02)
+        if ready_within_s and not os.path.exists(self.socket_path):
+            log.error("the history writer is not listening: each worker writes the history itself")
 
     def ensure_running(self) -> None:
-        """Restarts the writer if it has stopped."""
-        if self.process is not None and self.process.poll() is not None:
-            log.error("the history writer stopped (%s); restarting it", self.process.returncode)
-            self.start()
+        """Restarts a writer that stopped, without waiting for it, backing off while it keeps failing."""
+        if self.process is None or self.process.poll() is None:
+            return
+        now = time.monotonic()
+        if self.restart_at is None:
+            # (Its exit status is gunicorn's: the arbiter reaps every child it has.)
+            died_young = now - self.started_at < 10
+            self.backoff_s = min(60.0, max(1.0, self.backoff_s * 2)) if died_young else 0.0
+            self.restart_at = now + self.backoff_s
+            log.error("the history writer stopped; restarting it in %.0f s", self.backoff_s)
+        if now >= self.restart_at:
+            self.restart_at = None
+            self.start(ready_within_s=0)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stops the writer once the workers are gone: closing its stdin tells it to finish."""
+        """Stops the writer, from the server only: with its stdin closed it ends once the workers are gone."""
+        if os.getpid() != self.owner:  # a worker leaving serve() through SystemExit
+            return
         if self.process is not None:
             assert self.process.stdin is not None
             self.process.stdin.close()
