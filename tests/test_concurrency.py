@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -100,12 +101,13 @@ def predictions_with_killed_workers(
     return traffic
 
 
-def assert_every_answer_recorded(traffic: Traffic, database_url: str) -> None:
+def assert_every_answer_recorded(database_url: str, *traffics: Traffic) -> None:
     """Each 200 has its rows; rows without a 200 belong only to requests whose connection died."""
     recorded = recorded_predictions(database_url)
-    served = traffic.served()
+    served = {i: row for traffic in traffics for i, row in traffic.served().items()}
     assert {i: recorded.get(i) for i in served} == served
-    unanswered = {o.request_id for o in traffic.outcomes if o.kind() in ("dropped", "writer lost")}
+    outcomes = [o for traffic in traffics for o in traffic.outcomes]
+    unanswered = {o.request_id for o in outcomes if o.kind() in ("dropped", "writer lost")}
     assert {row.request_id for i, row in recorded.items() if i not in served} <= unanswered
 
 
@@ -118,7 +120,7 @@ def test_a_worker_killed_mid_load_loses_no_served_prediction(
 
     assert set(traffic.kinds()) <= {"served", "dropped", "locked"}
     assert served(o for o in traffic.outcomes if "killed-0" in o.marks_before_send)
-    assert_every_answer_recorded(traffic, database_url)
+    assert_every_answer_recorded(database_url, traffic)
 
 
 @pytest.mark.sqlite_only
@@ -132,7 +134,7 @@ def test_the_sqlite_file_stays_sound_when_workers_are_killed_mid_write(
     with sqlite3.connect(make_url(database_url).database) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert set(traffic.kinds()) <= {"served", "dropped", "locked"}
-    assert_every_answer_recorded(traffic, database_url)
+    assert_every_answer_recorded(database_url, traffic)
 
 
 @pytest.mark.sqlite_only
@@ -152,17 +154,26 @@ def test_a_killed_history_writer_is_replaced_and_loses_no_served_prediction(
             assert time.monotonic() < deadline, f"the writer was not replaced:\n{server.log()}"
             time.sleep(0.05)
         [replaced["by"]] = server.writer_pids()
-        traffic.mark("replaced")
 
     with serve(tmp_path / "data", database_url, workers=WORKERS) as server:
         upload_model(server.url, model_files(0))
         traffic = Traffic(server.url, total=2_000, clients=CLIENTS, prefix="writer")
         traffic.run(kill_writer)
-        log = server.log()
+        listening = f"[history writer {replaced['by']}] listening"
+        deadline = time.monotonic() + 60
+        while listening not in server.log():
+            assert time.monotonic() < deadline, f"the new writer does not listen:\n{server.log()}"
+            time.sleep(0.05)
+        # Each worker thread finds its old connection dead once (and writes itself), then uses the new one.
+        after = Traffic(server.url, total=200, clients=CLIENTS, prefix="after")
+        after.run(lambda traffic: None)
     print(f"\n{traffic.total} predictions, the history writer killed once: {traffic.kinds()}")
 
     assert set(traffic.kinds()) <= {"served", "locked", "writer lost"}
-    assert served(o for o in traffic.outcomes if "replaced" in o.marks_before_send)
-    assert_every_answer_recorded(traffic, database_url)
+    assert set(after.kinds()) == {"served"}
+    assert_every_answer_recorded(database_url, traffic, after)
+    log = server.log()
     assert "the history writer stopped" in log
-    assert f"[history writer {replaced['by']}] listening" in log
+    stopped = re.search(rf"\[history writer {replaced['by']}\] stopping: (\d+) requests", log)
+    assert stopped, log
+    assert int(stopped[1]) > 0, "the new writer recorded requests"
