@@ -335,3 +335,15 @@ def test_a_worker_leaving_leaves_the_writer_running(
             assert response.status_code == 200, response.text
         log = server.log()
     assert "the history writer" not in log.replace("[history writer", "")  # no restart, no fallback
+
+
+def test_a_large_request_commits_its_own_rows(db: Database, socket_path: str) -> None:
+    client = HostWriterClient(db, socket_path, WAIT_SECONDS)
+    with writer_serving(db, socket_path) as server:
+        shared = client.record(rows("shared", count=host_writer.SHARED_COMMIT_MAX_ROWS))
+        alone = client.record(rows("alone", count=host_writer.SHARED_COMMIT_MAX_ROWS + 1))
+    assert server.requests == 1  # the first only
+    found = stored(db)
+    assert {found[i].request_id for i in shared} == {"shared"}
+    assert {found[i].request_id for i in alone} == {"alone"}
+    assert len(found) == 2 * host_writer.SHARED_COMMIT_MAX_ROWS + 1

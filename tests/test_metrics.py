@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from flight_delay.extensions import db
+from flight_delay.observability import metrics
 from flight_delay.observability.metrics import HTTP_REQUESTS, PREDICTIONS
 from flight_delay.observability.multiprocess import ENV_VAR, use_fresh_metrics_dir
 from tests.conftest import upload
@@ -151,9 +152,23 @@ def test_a_failing_metrics_update_never_fails_the_request(
 
     for counter in (HTTP_REQUESTS, PREDICTIONS):
         monkeypatch.setattr(counter, "labels", full_disk)
+    monkeypatch.setattr(metrics, "_children", {})  # no child looked up before: each update fails
 
     response = loaded_client.post("/model/predict/", json=minimal_flight())
 
     assert response.status_code == 200
     history = loaded_client.get("/model/history/").get_json()["items"]
     assert [item["request_id"] for item in history] == [response.get_json()["request_id"]]
+
+
+def test_children_are_looked_up_once_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_children", {})
+    monkeypatch.setattr(metrics, "CACHED_CHILDREN", 2)
+    first = metrics.labelled(HTTP_REQUESTS, "/x/", "GET", "200")
+
+    assert metrics.labelled(HTTP_REQUESTS, "/x/", "GET", "200") is first
+    assert first is HTTP_REQUESTS.labels("/x/", "GET", "200")
+    metrics.labelled(PREDICTIONS, "v1")
+    beyond = metrics.labelled(PREDICTIONS, "v2")  # the third label set: looked up, not kept
+    assert beyond is PREDICTIONS.labels("v2")
+    assert len(metrics._children) == 2

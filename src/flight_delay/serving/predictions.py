@@ -15,7 +15,7 @@ from flight_delay.history.database import Database
 from flight_delay.history.host_writer import HostWriterClient
 from flight_delay.history.models import utcnow
 from flight_delay.history.writer import HistoryWriter
-from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort
+from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort, labelled
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.registry import ModelRegistry
 
@@ -136,5 +136,5 @@ class PredictionService:
         except HistoryUnavailable:
             best_effort(HISTORY_WRITE_FAILURES.inc)
             raise
-        best_effort(lambda: PREDICTIONS.labels(version).inc(len(ids)))
+        best_effort(lambda: labelled(PREDICTIONS, version).inc(len(ids)))
         return ids
