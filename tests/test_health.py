@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,11 +10,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, delete, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from flight_delay import __version__
 from flight_delay.api import create_app
 from flight_delay.extensions import db
+from flight_delay.history import service as service_module
 from flight_delay.history.models import Heartbeat
 from tests.databases import drop_database
 
@@ -121,3 +124,33 @@ def test_health_reports_a_database_that_refuses_writes(loaded_client: FlaskClien
     assert body["status"] == "unavailable"
     assert body["database"] == {"ok": False, "backend": "sqlite", "reason": "no writes today"}
     assert body["model"]["loaded"] is True, "reads still work: the model is known"
+
+
+def read_only_error() -> OperationalError:
+    """What SQLAlchemy raises when a connection SQLite opened read-only is asked to write."""
+    driver_error = sqlite3.OperationalError("attempt to write a readonly database")
+    driver_error.sqlite_errorname = "SQLITE_READONLY"  # type: ignore[attr-defined]
+    return OperationalError("UPDATE heartbeat ...", {}, driver_error)
+
+
+@pytest.mark.parametrize(("failures", "ok"), [(1, True), (2, False)])
+def test_a_connection_left_read_only_gets_one_more_try(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, failures: int, ok: bool
+) -> None:
+    """The file is writable again but a pooled connection still is not: health tries once afresh."""
+    calls = []
+    real_beat = service_module.beat
+
+    def beat(session: Session, now: datetime) -> None:
+        calls.append(now)
+        if len(calls) <= failures:
+            raise read_only_error()
+        real_beat(session, now)
+
+    monkeypatch.setattr(service_module, "beat", beat)
+
+    response = client.get("/health/")
+
+    assert response.get_json()["database"]["ok"] is ok
+    assert response.status_code == (200 if ok else 503)
+    assert len(calls) == 2

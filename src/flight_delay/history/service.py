@@ -38,9 +38,20 @@ class HistoryService:
     def check_writable(self) -> DatabaseHealth:
         """Rewrites and commits the heartbeat row: a read-only, full or locked database fails here."""
         backend = self.db.engine.dialect.name
-        try:
-            with self.db.transaction() as session:
-                beat(session, utcnow())
-        except Exception as exc:  # any failure means "down" for health purposes
-            return DatabaseHealth(ok=False, backend=backend, reason=database_error_reason(exc))
+        for attempt in range(2):
+            try:
+                with self.db.transaction() as session:
+                    beat(session, utcnow())
+            except Exception as exc:  # any failure means "down" for health purposes
+                # A SQLite connection opened while the file was read-only stays read-only after it
+                # is writable again; failing, it was discarded (database.py): one more try, afresh.
+                if attempt == 0 and _opened_read_only(exc):
+                    continue
+                return DatabaseHealth(ok=False, backend=backend, reason=database_error_reason(exc))
+            break
         return DatabaseHealth(ok=True, backend=backend)
+
+
+def _opened_read_only(exc: BaseException) -> bool:
+    """Tells whether SQLite refused a write because its connection is read-only."""
+    return getattr(getattr(exc, "orig", None), "sqlite_errorname", "").startswith("SQLITE_READONLY")
