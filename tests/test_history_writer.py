@@ -192,26 +192,34 @@ def test_a_locked_database_refuses_every_waiting_request_then_recovers(database_
         db.dispose()
 
 
-def test_many_threads_each_get_their_own_rows(db: Database, transactions: list[int]) -> None:
-    """Sixteen threads of twenty requests: every id distinct and pointing at the request that got it."""
-    writer = HistoryWriter(db)
+def record_from_threads(
+    writer: Any, db: Database, threads: int = 16, requests: int = 20
+) -> dict[str, list[int]]:
+    """Records from `threads` threads of `requests` requests each (1-3 rows); checks each got its own rows."""
     results: dict[str, list[int]] = {}
 
     def client(thread: int) -> None:
-        for n in range(20):
+        for n in range(requests):
             request_id = f"t{thread}-{n}"
             results[request_id] = writer.record(rows(request_id, count=1 + n % 3))
 
-    threads = [threading.Thread(target=client, args=(t,)) for t in range(16)]
-    for thread in threads:
+    pool = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
+    for thread in pool:
         thread.start()
-    for thread in threads:
+    for thread in pool:
         thread.join(WAIT_SECONDS)
     found = stored(db)
-    assert len(results) == 320
+    assert len(results) == threads * requests
     assert sum(len(ids) for ids in results.values()) == len(found)
     for request_id, ids in results.items():
         assert {found[i].request_id for i in ids} == {request_id}
+    return results
+
+
+def test_many_threads_each_get_their_own_rows(db: Database, transactions: list[int]) -> None:
+    """Sixteen threads of twenty requests: every id distinct and pointing at the request that got it."""
+    record_from_threads(HistoryWriter(db), db)
+    found = stored(db)
     assert sum(transactions) == len(found)
 
 

@@ -32,7 +32,15 @@ from flight_delay.history.models import ModelVersion
 from tests.databases import write_lock
 from tests.factories import minimal_flight
 from tests.servers import command_line, serve, upload_model
-from tests.test_history_writer import VERSION, WAIT_SECONDS, Requests, rows, stored, wait_until
+from tests.test_history_writer import (
+    VERSION,
+    WAIT_SECONDS,
+    Requests,
+    record_from_threads,
+    rows,
+    stored,
+    wait_until,
+)
 
 pytestmark = pytest.mark.sqlite_only  # the host writer serves SQLite files only
 
@@ -190,26 +198,9 @@ def test_a_locked_database_refuses_the_waiting_requests_then_recovers(
 
 
 def test_many_threads_get_their_own_rows(db: Database, socket_path: str) -> None:
-    client = HostWriterClient(db, socket_path, WAIT_SECONDS)
-    results: dict[str, list[int]] = {}
-
-    def worker_thread(thread: int) -> None:
-        for n in range(20):
-            request_id = f"t{thread}-{n}"
-            results[request_id] = client.record(rows(request_id, count=1 + n % 3))
-
     with writer_serving(db, socket_path) as server:
-        threads = [threading.Thread(target=worker_thread, args=(t,)) for t in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT_SECONDS)
-    found = stored(db)
-    assert len(results) == 320
+        record_from_threads(HostWriterClient(db, socket_path, WAIT_SECONDS), db)
     assert server.requests == 320
-    assert sum(len(ids) for ids in results.values()) == len(found)
-    for request_id, ids in results.items():
-        assert {found[i].request_id for i in ids} == {request_id}
 
 
 def test_without_a_writer_the_worker_writes_itself(db: Database, socket_path: str) -> None:

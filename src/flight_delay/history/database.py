@@ -59,6 +59,11 @@ def database_error_reason(exc: BaseException) -> str:
     return lines[0] if lines else type(original).__name__
 
 
+def refused_read_only(driver_error: BaseException | None) -> bool:
+    """Tells whether SQLite refused a write because its connection is read-only (SQLITE_READONLY_*)."""
+    return getattr(driver_error, "sqlite_errorname", "").startswith("SQLITE_READONLY")
+
+
 def json_text(value: Any) -> str:
     """Serializes a JSON column's value with orjson, or json.dumps for what orjson refuses."""
     # orjson takes a sixth of json.dumps' time per stored flight. It refuses integers beyond 64 bits
@@ -104,8 +109,7 @@ def make_engine(
         SQLite opens a file it cannot write read-only and keeps that connection read-only for good:
         without this, a worker would refuse every prediction until restarted.
         """
-        name = getattr(context.original_exception, "sqlite_errorname", "")
-        if not name.startswith("SQLITE_READONLY"):
+        if not refused_read_only(context.original_exception):
             return
         # SQLAlchemy leaves a dead connection's cursor open; the traceback keeps it alive, and an open
         # statement would keep the closed connection's read-only -shm shared with every new one.

@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from flight_delay.errors import HistoryUnavailable
 from flight_delay.history.database import Database, database_error_reason
 from flight_delay.history.repository import insert_sqlite_rows, sqlite_parameters
-from flight_delay.history.writer import HistoryWriter, ProcessWriteLock
+from flight_delay.history.writer import HistoryWriter, ProcessWriteLock, not_recorded, written_alone_after
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +176,8 @@ class HostWriterServer:
         try:
             first = self._commit([row for _, rows in batch for row in rows])
         except Exception as exc:  # answered whatever it is: the writer must outlive any one request
-            if len(batch) > 1 and not isinstance(exc, OperationalError):
-                for request in batch:  # perhaps one request's rows: the others must not pay for them
+            if written_alone_after(exc, len(batch)):
+                for request in batch:
                     self._write([request])
                 return
             if isinstance(exc, SQLAlchemyError):
@@ -223,11 +222,10 @@ class HostWriterClient:
         """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
         if len(rows) > SHARED_COMMIT_MAX_ROWS:
             return self.local.record(rows)
-        engine = self.db.bound_engine()
-        request = frame(orjson.dumps(sqlite_parameters(rows, engine.dialect)))
         connection = self._connection()
         if connection is None:
             return self.local.record(rows)
+        request = frame(orjson.dumps(sqlite_parameters(rows, self.db.bound_engine().dialect)))
         try:
             connection.sendall(request)
         except OSError:  # the writer went away before taking the rows: they are ours to write
@@ -237,18 +235,12 @@ class HostWriterClient:
             answer = orjson.loads(read_frame(connection))
         except (OSError, ValueError) as exc:
             self._drop()
-            raise HistoryUnavailable(
-                "The prediction could not be recorded in the history, so it is not served: "
-                f"the history writer did not answer ({exc})."
-            ) from exc
+            raise not_recorded(f"the history writer did not answer ({exc})") from exc
         except BaseException:  # interrupted: an answer left unread would be taken by the next request
             self._drop()
             raise
         if "error" in answer:
-            raise HistoryUnavailable(
-                "The prediction could not be recorded in the history, so it is not served: "
-                f"{answer['error']}."
-            )
+            raise not_recorded(answer["error"])
         first = answer["first"]
         return list(range(first, first + len(rows)))
 

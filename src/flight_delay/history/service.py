@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay.errors import HistoryUnavailable
-from flight_delay.history.database import Database, database_error_reason
+from flight_delay.history.database import Database, database_error_reason, refused_read_only
 from flight_delay.history.models import utcnow
 from flight_delay.history.repository import HistoryPage, HistoryQuery, beat, find_predictions
 
@@ -45,13 +45,8 @@ class HistoryService:
             except Exception as exc:  # any failure means "down" for health purposes
                 # A SQLite connection opened while the file was read-only stays read-only after it
                 # is writable again; failing, it was discarded (database.py): one more try, afresh.
-                if attempt == 0 and _opened_read_only(exc):
+                if attempt == 0 and refused_read_only(getattr(exc, "orig", None)):
                     continue
                 return DatabaseHealth(ok=False, backend=backend, reason=database_error_reason(exc))
             break
         return DatabaseHealth(ok=True, backend=backend)
-
-
-def _opened_read_only(exc: BaseException) -> bool:
-    """Tells whether SQLite refused a write because its connection is read-only."""
-    return getattr(getattr(exc, "orig", None), "sqlite_errorname", "").startswith("SQLITE_READONLY")

@@ -33,6 +33,22 @@ log = logging.getLogger(__name__)
 WRITE_LOCK_SUFFIX = ".write-lock"
 
 
+def not_recorded(reason: str) -> HistoryUnavailable:
+    """The refusal of a request whose rows were not (or may not have been) committed, with why."""
+    return HistoryUnavailable(
+        f"The prediction could not be recorded in the history, so it is not served: {reason}."
+    )
+
+
+def written_alone_after(exc: Exception, requests: int) -> bool:
+    """Tells whether a failed batch of several requests is retried one request at a time.
+
+    Not when the database is unavailable (OperationalError: each would fail alike); otherwise the
+    fault may lie in one request's rows, and the others must not be refused for it.
+    """
+    return requests > 1 and not isinstance(exc, OperationalError)
+
+
 @dataclass(eq=False)
 class PendingWrite:
     """One request's rows, and once written, their ids or the error that refused them."""
@@ -98,10 +114,7 @@ class HistoryWriter:
         if batch is not None:
             self._lead(batch)
         if isinstance(pending.error, SQLAlchemyError):
-            raise HistoryUnavailable(
-                "The prediction could not be recorded in the history, so it is not served: "
-                f"{database_error_reason(pending.error)}."
-            ) from pending.error
+            raise not_recorded(database_error_reason(pending.error)) from pending.error
         if pending.error is not None:  # not the database's doing: a fault of ours, answered as one
             raise RuntimeError("recording the predictions failed") from pending.error
         assert pending.ids is not None
@@ -140,9 +153,7 @@ class HistoryWriter:
         try:
             ids = self._commit([row for pending in batch for row in pending.rows])
         except Exception as exc:
-            if len(batch) > 1 and not isinstance(exc, OperationalError):
-                # Not the database being unavailable: perhaps one request's rows. Each on its own, so
-                # one bad request cannot refuse the others.
+            if written_alone_after(exc, len(batch)):
                 for pending in batch:
                     self._write([pending])
                 return
