@@ -196,7 +196,7 @@ def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) ->
             PREDICT_PATH: pipe.predict_path,
             "our predict path, active model not looked up": lambda: pipe.predict_path(with_lookup=False),
             "whole request, Flask alone (before the WSGI front)": post_json(app, pipe.body, flask_only=True),
-            "whole request, WSGI front (as served)": post_json(app, pipe.body),
+            "whole request, WSGI front (as a thread serves it)": post_json(app, pipe.body),
         }
     )
 
@@ -275,7 +275,7 @@ def batch_stages(app: Flask, flights: list[dict[str, Any]]) -> dict[str, float]:
         "response dump (schema + JSON)": per_call(
             lambda: json.dumps(RESPONSE_SCHEMA.dump(response)), repeat=3
         ),
-        "whole request, WSGI front (as served)": per_call(post_json(app, pipe.body), repeat=3),
+        "whole request, WSGI front (as a thread serves it)": per_call(post_json(app, pipe.body), repeat=3),
     }
 
 

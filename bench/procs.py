@@ -16,8 +16,6 @@ from pathlib import Path
 
 import requests
 
-from flight_delay.server import ACCESS_LOG_FORMAT
-
 HOST = "127.0.0.1"
 STOP_GRACE_SECONDS = 20
 
@@ -133,24 +131,20 @@ def our_service(bin_dir: Path, data_dir: Path, model_path: Path, workdir: Path) 
 
 
 @contextmanager
-def flask_ceiling(bin_dir: Path, log_dir: Path, workdir: Path) -> Iterator[Server]:
-    """Runs bench/ceiling_app.py (Flask, no model, no database) under gunicorn with our worker settings."""
+def stack_ceiling(bin_dir: Path, log_dir: Path, workdir: Path) -> Iterator[Server]:
+    """Runs bench/ceiling_app.py (no Flask, model or database) under gunicorn with our worker class."""
     port = free_port()
     command = [
         str(bin_dir / "gunicorn"),
         f"--bind={HOST}:{port}",
         "--workers=2",
-        "--threads=4",
-        "--worker-class=gthread",
+        "--worker-class=flight_delay.server.FlightDelayWorker",
         "--keep-alive=5",
-        "--access-logfile=-",
-        f"--access-logformat={ACCESS_LOG_FORMAT}",
-        "--logger-class=flight_delay.server.AccessLogger",
         "--no-control-socket",  # the default socket is one path per user: servers would collide
         "bench.ceiling_app:app",
     ]
     with process_group(command, dict(os.environ), log_dir / "ceiling.log", workdir) as server:
-        server.name, server.url = "flask-ceiling", f"http://{HOST}:{port}"
+        server.name, server.url = "stack-ceiling", f"http://{HOST}:{port}"
         wait_ready(server, "/health/")
         yield server
 

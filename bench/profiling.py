@@ -16,9 +16,11 @@ from bench.procs import communicate_or_kill
 # A frame in py-spy's raw (collapsed) output: "function (package/module.py:line)".
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
-IN_REQUEST = "ThreadWorker.handle"
-WAITING = "waiting for a request (idle thread)"
-MAIN_LOOP = "gunicorn main loop (poll, accept, keep-alive)"
+# A request runs in AsgiFront (on the event loop), or in Flask on a2wsgi's threads when handed over;
+# the writer's answers are read by a task of their own.
+IN_REQUEST = ("AsgiFront.__call__", "WSGIResponder.wsgi", "PipelinedConnection._read_answers")
+WAITING = "waiting for a request (idle thread or loop)"
+SERVER_LOOP = "uvicorn's event loop outside the app (HTTP parsing, accept, keep-alive, idle polls)"
 HOST_WRITER = "history: the host writer process (reading, INSERT, COMMIT)"
 
 
@@ -85,8 +87,8 @@ def _serializes_response(stack: Sequence[Frame]) -> bool:
 
 
 def _records(stack: Sequence[Frame]) -> bool:
-    """Tells whether the stack is writing the history (the prediction service's _record)."""
-    return _calls(stack, "PredictionService._record")
+    """Tells whether the stack is writing the history (the prediction service's writer)."""
+    return _calls(stack, "HistoryWriter.record", "HostWriterClient.record", "EventLoopWriterClient.record")
 
 
 # Ordered: the first stage whose test matches a stack gets its samples. The native frames (wall
@@ -104,6 +106,10 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
     (
         "history: the host writer process (reading, INSERT, COMMIT)",
         lambda s: _calls(s, "HostWriterServer.serve"),
+    ),
+    (
+        "history: handing rows to the host writer (event loop)",
+        lambda s: _calls(s, "EventLoopWriterClient.record", "PipelinedConnection._read_answers"),
     ),
     (
         "history: queued behind the commit in flight (group commit)",
@@ -126,19 +132,30 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
     ("history: INSERT and session", _records),
     (
         "prediction service, other (checks, shaping)",
-        lambda s: _calls(s, "PredictionService.predict", "Predict.post"),
+        lambda s: _calls(s, "PredictionService.score", "PredictionService._served", "Predict.post"),
     ),
     ("response serialization (marshmallow dump, JSON)", _serializes_response),
     (
         "parsing + validation (JSON, webargs, marshmallow, compiled checks)",
         lambda s: _in_file(s, "webargs/", "marshmallow/", "flight_delay/api/fastpath.py", "<fast load"),
     ),
-    ("WSGI front of predict (headers, metrics)", lambda s: _calls(s, "PredictFront.__call__")),
+    ("uvicorn (response write)", lambda s: _calls(s, "RequestResponseCycle.send")),
     (
         "Flask/werkzeug/flask-smorest (routing, request, hooks)",
-        lambda s: _in_file(s, "flask/", "werkzeug/", "flask_smorest/", "flight_delay/api/"),
+        lambda s: _in_file(s, "flask/", "werkzeug/", "flask_smorest/"),
     ),
-    ("gunicorn (HTTP parsing, response write, access log)", lambda s: True),
+    (
+        "a2wsgi (Flask's requests handed to threads)",
+        lambda s: (
+            _calls(s, *(f"WSGIResponder.{name}" for name in ("__call__", "sender", "send", "start_response")))
+            or _calls(s, "Body.read", "Body._receive_more_data")
+        ),
+    ),
+    (
+        "fronts of predict (ASGI and WSGI: headers, metrics, access log)",
+        lambda s: _in_file(s, "flight_delay/api/", "flight_delay/observability/"),
+    ),
+    ("other (asyncio, uvicorn)", lambda s: True),
 )
 
 
@@ -146,8 +163,10 @@ def stage_of(stack: Sequence[Frame]) -> str:
     """Names the request stage a sampled stack belongs to, or what the thread did outside a request."""
     if _calls(stack, "HostWriterServer.serve"):  # waiting for rows is idle, like a worker's wait
         return WAITING if _calls(stack, "EpollSelector.select", "PollSelector.select") else HOST_WRITER
-    if not _calls(stack, IN_REQUEST):
-        return WAITING if _calls(stack, "_worker") else MAIN_LOOP
+    if not _calls(stack, *IN_REQUEST):
+        if _calls(stack, "_worker"):
+            return WAITING
+        return SERVER_LOOP if _in_file(stack, "uvicorn/", "httptools/", "uvicorn_worker/") else WAITING
     return next(name for name, test in STAGES if test(stack))
 
 

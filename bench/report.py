@@ -33,10 +33,10 @@ def load_rows(results: dict[str, Any]) -> list[list[str]]:
     best = load["mlserver_best"]
     before, after = load["ours_runs"]
     rows = [
-        _load_row("ours: gunicorn 2 workers x 4 threads, history FULL (mean)", load["ours"]),
+        _load_row("ours: gunicorn 2 uvicorn workers, history FULL (mean)", load["ours"]),
         _load_row("  ours, run before the others", before),
         _load_row("  ours, run after the others", after),
-        _load_row("Flask + gunicorn alone, same workers (no model, no DB)", load["ceiling"]),
+        _load_row("gunicorn + uvicorn worker alone (no Flask, model, DB)", load["ceiling"]),
     ]
     for workers, result in load["mlserver"].items():
         mark = " (best)" if workers == best else ""

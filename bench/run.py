@@ -249,10 +249,10 @@ def run_ours(
 
 
 def run_ceiling(options: Options, work: Path) -> dict[str, Any]:
-    """Flask and gunicorn alone (same workers, same body, no model, no database) under the same load."""
+    """Our server stack alone (same workers, same body; no Flask, model or database) under the same load."""
     script = loadgen.write_post_script(json.dumps(payloads.FLIGHT), work / "ceiling.lua")
-    print("Flask + gunicorn alone (the stack's ceiling)", flush=True)
-    with procs.flask_ceiling(Path(sys.executable).parent, work, ROOT) as server:
+    print("gunicorn + uvicorn worker alone (the stack's ceiling)", flush=True)
+    with procs.stack_ceiling(Path(sys.executable).parent, work, ROOT) as server:
         url = f"{server.url}/model/predict/"
         loadgen.run_wrk(url, script, options.connections, options.warmup, options.threads)
         return measure(server, url, script, options, options.connections, options.duration)
@@ -316,7 +316,7 @@ def run(options: Options, work: Path) -> dict[str, Any]:
     inproc = run_inprocess(work, model_path, row, flights)
 
     def others() -> dict[str, Any]:
-        """MLServer and the Flask ceiling, measured while our service idles between its two runs."""
+        """MLServer and the stack ceiling, measured while our service idles between its two runs."""
         theirs, predicted = run_mlserver(options, repo, expected, row)
         return {"ceiling": run_ceiling(options, work), "mlserver": theirs, "prediction": predicted}
 

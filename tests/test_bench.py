@@ -16,18 +16,29 @@ from flask.testing import FlaskClient
 
 from tests.factories import minimal_flight, tiny_model
 
+# Flask's requests, on a2wsgi's threads (the WSGI front first).
 HANDLE_REQUEST = (
     "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81);"
-    "ThreadWorker.handle (gunicorn/workers/gthread.py:532);"
-    "ThreadWorker.handle_request (gunicorn/workers/gthread.py:755)"
+    "WSGIResponder.wsgi (a2wsgi/wsgi.py:262);app (flight_delay/api/asgi_front.py:160)"
 )
-HANDLE = f"{HANDLE_REQUEST};Flask.__call__ (flask/app.py:1536)"
 FRONT = f"{HANDLE_REQUEST};PredictFront.__call__ (flight_delay/api/predict_front.py:60)"
+HANDLE = f"{FRONT};Flask.__call__ (flask/app.py:1536)"
+# Requests on the event loop.
+LOOP = (
+    "UvicornWorker.run (uvicorn_worker/_workers.py:120);asyncio_run (uvicorn/_compat.py:30);"
+    "Runner.run (asyncio/runners.py:118)"
+)
+ASGI = f"{LOOP};RequestResponseCycle.run_asgi (uvicorn/protocols/http/httptools_impl.py:409)"
+ASGI_FRONT = f"{ASGI};AsgiFront.__call__ (flight_delay/api/asgi_front.py:50)"
+ASGI_PREDICT = (
+    f"{ASGI_FRONT};AsgiFront._predict (flight_delay/api/asgi_front.py:80);"
+    "PredictionService.predict_on_event_loop (flight_delay/serving/predictions.py:90)"
+)
 VIEW = (
     f"{HANDLE};wrapper (webargs/core.py:633);Predict.post (flight_delay/api/model.py:87);"
     "PredictionService.predict (flight_delay/serving/predictions.py:66)"
 )
-RECORD = f"{VIEW};PredictionService._record (flight_delay/serving/predictions.py:120)"
+RECORD = f"{VIEW};HistoryWriter.record (flight_delay/history/writer.py:94)"
 RAW_PROFILE = "\n".join(
     [
         f'process 1:"flight-delay serve";{RECORD};'
@@ -70,10 +81,21 @@ RAW_PROFILE = "\n".join(
         "EpollSelector.select (selectors.py:468) 5",
         f"{FRONT};DefaultJSONProvider.dumps (flask/json/provider.py:179) 1",
         f"{FRONT};observe_request (flight_delay/observability/metrics.py:55) 3",
-        "Thread._bootstrap (threading.py:1002);ThreadWorker.handle (gunicorn/workers/gthread.py:532);"
-        "Logger.access (gunicorn/glogging.py:391) 1",
+        f"{ASGI_PREDICT};EventLoopWriterClient.record (flight_delay/history/host_writer.py:260);"
+        "sqlite_parameters (flight_delay/history/repository.py:70) 2",
+        f"{LOOP};PipelinedConnection._read_answers (flight_delay/history/host_writer.py:320) 1",
+        f"{ASGI_PREDICT};PredictionService.score (flight_delay/serving/predictions.py:110);"
+        "SingleRowPredictor.predict (flight_delay/serving/single_row.py:60) 2",
+        f"{ASGI_FRONT};AsgiFront._predict (flight_delay/api/asgi_front.py:90);"
+        "ObservedResponse.send (flight_delay/api/asgi_front.py:110);"
+        "RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py:500) 3",
+        f"{ASGI_FRONT};access_line (flight_delay/api/asgi_front.py:120) 1",
+        f"{ASGI_FRONT};WSGIMiddleware.__call__ (a2wsgi/wsgi.py:165);"
+        "WSGIResponder.__call__ (a2wsgi/wsgi.py:195) 2",
+        f"{ASGI} 1",
+        f"{LOOP};HttpToolsProtocol.data_received (uvicorn/protocols/http/httptools_impl.py:200) 4",
+        f"{LOOP} 6",
         "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81) 9",
-        "Arbiter.run (gunicorn/arbiter.py:210);ThreadWorker.run (gunicorn/workers/gthread.py:300) 8",
         "a line that is not a stack",
     ]
 )
@@ -89,18 +111,20 @@ def test_breakdown_sorts_sampled_stacks_into_request_stages() -> None:
         "history: INSERT and session": 5 + 1,
         "history: queued behind the commit in flight (group commit)": 4,
         "history: waiting for the other worker's commit (flock)": 2,
-        "booster (LightGBM predict)": 4 + 5,
+        "booster (LightGBM predict)": 4 + 5 + 2,
         "encoding (feature contract)": 2,
         "active-model lookup (registry.active)": 6,
         "parsing + validation (JSON, webargs, marshmallow, compiled checks)": 3 + 2,
         "response serialization (marshmallow dump, JSON)": 1 + 1,
-        "WSGI front of predict (headers, metrics)": 3,
+        "fronts of predict (ASGI and WSGI: headers, metrics, access log)": 3 + 1,
+        "history: handing rows to the host writer (event loop)": 2 + 1,
+        "uvicorn (response write)": 3,
+        "a2wsgi (Flask's requests handed to threads)": 2,
         "history: waiting for the host writer's answer (its commit)": 4,
         profiling.HOST_WRITER: 3,
         "Flask/werkzeug/flask-smorest (routing, request, hooks)": 2,
-        "gunicorn (HTTP parsing, response write, access log)": 1,
         profiling.WAITING: 9 + 5,
-        profiling.MAIN_LOOP: 8,
+        profiling.SERVER_LOOP: 1 + 4 + 6,
     }
 
 

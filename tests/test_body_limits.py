@@ -1,12 +1,14 @@
 """MAX_REQUEST_BYTES: a body up to the limit is read whole, one byte more is a 413 in the error shape.
 
-Against the real server too, because bodies sent chunked (no Content-Length) are gunicorn's to
-frame: Werkzeug alone cuts them at the limit without an error.
+Against the real server too, because bodies sent chunked (no Content-Length) are the server's to
+frame: Werkzeug alone cuts them at the limit without an error. The server also bounds the request
+head (REQUEST_HEAD_MAX_BYTES: 431), and answers what it cannot parse with a 400, in the same shape.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from flask.testing import FlaskClient
 from urllib3.filepost import encode_multipart_formdata
 
 from flight_delay.api import create_app
+from flight_delay.http_protocol import REQUEST_HEAD_MAX_BYTES
 from tests.conftest import upload
 from tests.contracts import assert_error_shape, assert_security_headers
 from tests.factories import ADMIN_HEADERS, minimal_flight
@@ -134,3 +137,71 @@ def test_the_server_refuses_a_chunked_multipart_upload_over_the_limit(limited_se
     )
 
     assert_too_large(response)
+
+
+def raw_exchange(server: RunningServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Sends raw bytes on one connection; returns the status, headers and body of what comes back."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):  # the server closes after refusing
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /health/ HTTP/1.1\r\nHost: x\r\nX-Padding: "
+        + b"a" * (REQUEST_HEAD_MAX_BYTES + 1)
+        + b"\r\n\r\n",
+        b"GET /health/ HTTP/1.1\r\nHost: x\r\n" + b"X-Many: header-of-a-thousand\r\n" * 4000 + b"\r\n",
+        b"GET /health/ HTTP/1.1\r\nHost: x\r\nX-Endless: " + b"a" * 20_000_000,
+    ],
+    ids=["one long header", "many headers", "a header that never ends"],
+)
+def test_the_server_refuses_a_request_head_over_the_limit_with_a_431(
+    limited_server: RunningServer, head: bytes
+) -> None:
+    status, headers, body = raw_exchange(limited_server, head)
+
+    assert status == 431
+    assert_error_shape(431, json.loads(body))
+    assert_security_headers(headers)
+    assert headers["connection"] == "close"
+    assert requests.get(f"{limited_server.url}/health/", timeout=30).status_code == 200
+
+
+@pytest.mark.slow
+def test_the_server_reads_a_head_under_the_limit_and_a_large_body_after_it(
+    limited_server: RunningServer,
+) -> None:
+    body = batch_of_size(LIMIT)
+    head = (
+        "POST /model/predict/ HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {LIMIT}\r\n"
+    )
+    padding = b"X-Padding: " + b"a" * (REQUEST_HEAD_MAX_BYTES - len(head) - 1000) + b"\r\n"
+
+    status, _, answer = raw_exchange(
+        limited_server, head.encode() + padding + b"Connection: close\r\n\r\n" + body
+    )
+
+    assert status == 200, answer[:300]
+    assert len(json.loads(answer)["predictions"]) == 3
+
+
+@pytest.mark.slow
+def test_the_server_answers_an_unparseable_request_with_a_400_in_the_error_shape(
+    limited_server: RunningServer,
+) -> None:
+    status, headers, body = raw_exchange(limited_server, b"NOT HTTP AT ALL\r\n\r\n")
+
+    assert status == 400
+    assert_error_shape(400, json.loads(body))
+    assert_security_headers(headers)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
-from gunicorn.config import Config
-from gunicorn.glogging import Logger
 
-from flight_delay.server import ACCESS_LOG_FORMAT, AccessLogger
+from flight_delay.api.asgi_front import ObservedResponse, access_line
 from tests.factories import minimal_flight
 from tests.servers import serve, upload_model
 
@@ -109,34 +107,35 @@ def test_operator_load_command_switches_the_running_server(
 
 
 @pytest.mark.parametrize(
-    ("status", "sent", "headers"),
+    ("status", "body", "headers", "expected"),
     [
-        ("200 OK", 187, [("Content-Type", "application/json"), ("X-Request-ID", 'abc"1')]),
-        ("503 SERVICE UNAVAILABLE", None, [("x-request-id", "lower")]),
-        ("404 NOT FOUND", 0, []),
+        (200, b"x" * 187, [(b"content-type", b"application/json"), (b"X-Request-ID", b'abc"1')], "200 187"),
+        (503, None, [(b"x-request-id", b"lower")], "503 -"),
+        (404, b"", [], "404 -"),
     ],
 )
-def test_the_lean_access_log_writes_the_line_gunicorn_writes(
-    status: str, sent: int | None, headers: list[tuple[str, str]]
+def test_the_access_log_line_names_the_request_its_worker_and_its_id(
+    status: int, body: bytes | None, headers: list[tuple[bytes, bytes]], expected: str
 ) -> None:
-    """AccessLogger builds only the atoms of ACCESS_LOG_FORMAT; the formatted line is gunicorn's own."""
-    config = Config()
-    config.set("access_log_format", ACCESS_LOG_FORMAT)
-    response = SimpleNamespace(status=status, sent=sent, headers=headers)
-    request = SimpleNamespace(headers=[("HOST", "127.0.0.1"), ("X-REQUEST-ID", "from-client")])
-    environ = {
-        "REMOTE_ADDR": "127.0.0.1",
-        "REQUEST_METHOD": "POST",
-        "RAW_URI": "/model/predict/?a=1",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "PATH_INFO": "/model/predict/",
+    """The line gunicorn's access log held under the threaded worker, now written by AsgiFront."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/model/predict/",
+        "raw_path": b"/model/predict/",
+        "query_string": b"a=1",
+        "http_version": "1.1",
+        "client": ("127.0.0.1", 50000),
     }
-    took = timedelta(seconds=1, microseconds=234_567)
+    response = ObservedResponse(lambda message: asyncio.sleep(0))
+    asyncio.run(response.send({"type": "http.response.start", "status": status, "headers": headers}))
+    if body is not None:
+        asyncio.run(response.send({"type": "http.response.body", "body": body}))
+    request_id = {k.lower(): v for k, v in headers}.get(b"x-request-id", b"-").decode()
 
-    def line(logger: Logger) -> str:
-        atoms = logger.atoms_wrapper_class(logger.atoms(response, request, environ, took))
-        return ACCESS_LOG_FORMAT % atoms
+    line = access_line(scope, response, elapsed_s=1.2345)
 
-    expected = line(Logger(config))
-    assert line(AccessLogger(config)) == expected
-    assert "1234ms" in expected
+    assert line == (
+        f'127.0.0.1 "POST /model/predict/?a=1 HTTP/1.1" {expected} 1234ms pid=<{os.getpid()}> '
+        f"request_id={request_id}"
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
@@ -26,7 +27,7 @@ from flight_delay.api.model import PREDICT_REQUEST, PREDICT_RESPONSE
 from flight_delay.api.security import JSON_HEADERS
 from flight_delay.extensions import predictions
 from flight_delay.observability.metrics import observe_request
-from flight_delay.serving.predictions import FlightInput
+from flight_delay.serving.predictions import FlightInput, ScoredFlights
 
 # Both spellings reach the view (the app's url_map has strict_slashes off); metrics use the rule's.
 PREDICT_RULE = "/model/predict/"
@@ -38,18 +39,74 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+@dataclass(frozen=True)
+class PredictAnswer:
+    """A predict response, status line to body, as the Flask view would have sent it."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    data: bytes
+
+    @property
+    def status_line(self) -> str:
+        """The WSGI status line, e.g. "200 OK"."""
+        return f"{self.status} {HTTP_STATUS_CODES.get(self.status, 'unknown').upper()}"
+
+
+def body_length(content_type: str, declared: str, limit: int | None) -> int | None:
+    """The length of a JSON body the fronts may read whole; None leaves the request to Flask."""
+    if content_type.lower() not in JSON_TYPES:
+        return None
+    if not (declared.isascii() and declared.isdigit()):  # absent (streamed) or odd: Flask's to judge
+        return None
+    length = int(declared)
+    if length == 0 or (limit is not None and length > limit):
+        return None
+    return length
+
+
+def flights_from(body: bytes) -> tuple[list[FlightInput], bool] | None:
+    """The flights of a body the request schema accepts, and whether it held one flight; else None."""
+    try:
+        loaded = PREDICT_REQUEST.load(core.parse_json(body))
+    except Exception:  # bad JSON, refused flights, anything odd: Flask answers and words it
+        return None
+    return [FlightInput(**flight) for flight in loaded["flights"]], loaded["single"]
+
+
+def answer(app: Flask, request_id: str, outcome: ScoredFlights | Exception) -> PredictAnswer:
+    """Renders the predictions, or the error that refused them, as the Flask view and handlers do."""
+    if isinstance(outcome, ScoredFlights):
+        status, extra_headers, payload = 200, {}, PREDICT_RESPONSE.dump(outcome)
+    else:
+        reply = reply_for(outcome)
+        status, extra_headers = reply.status, dict(reply.headers or {})
+        payload = error_body(reply.status, reply.code, reply.message, reply.errors, request_id)
+    data = f"{app.json.dumps(payload, **_json_options(app))}\n".encode()
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(data))),
+        *extra_headers.items(),
+        ("X-Request-ID", request_id),
+        ("Cache-Control", "no-store"),
+        *JSON_HEADERS,
+    ]
+    return PredictAnswer(status, headers, data)
+
+
+def _json_options(app: Flask) -> dict[str, Any]:
+    """Flask's JSON response layout: indented in debug mode, compact otherwise (DefaultJSONProvider)."""
+    compact = app.json.compact  # type: ignore[attr-defined]
+    indent = (compact is None and app.debug) or compact is False
+    return {"indent": 2} if indent else {"separators": (",", ":")}
+
+
 class PredictFront:
     """WSGI middleware answering plain predict requests itself and handing the rest to Flask."""
 
     def __init__(self, app: Flask, flask_wsgi: WSGIApp) -> None:
         self.app = app
         self.flask_wsgi = flask_wsgi
-
-    def _json_options(self) -> dict[str, Any]:
-        """Flask's JSON response layout: indented in debug mode, compact otherwise (DefaultJSONProvider)."""
-        compact = self.app.json.compact  # type: ignore[attr-defined]
-        indent = (compact is None and self.app.debug) or compact is False
-        return {"indent": 2} if indent else {"separators": (",", ":")}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Answers the request if it is a plain prediction, else lets Flask answer it."""
@@ -59,43 +116,26 @@ class PredictFront:
         body = self._read_body(environ)
         if body is None:
             return self.flask_wsgi(environ, start_response)
-        try:
-            loaded = PREDICT_REQUEST.load(core.parse_json(body))
-        except Exception:  # bad JSON, refused flights, anything odd: Flask answers and words it
+        parsed = flights_from(body)
+        if parsed is None:
             environ["wsgi.input"] = io.BytesIO(body)
             return self.flask_wsgi(environ, start_response)
+        flights, single = parsed
         request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID", ""))
-        flights = [FlightInput(**flight) for flight in loaded["flights"]]
         try:
-            scored = predictions.predict(flights, request_id, started, single=loaded["single"])
-            status, extra_headers, payload = 200, {}, PREDICT_RESPONSE.dump(scored)
+            scored = predictions.predict(flights, request_id, started, single)
+            reply = answer(self.app, request_id, scored)
         except Exception as exc:  # answered as Flask's error handlers answer it
-            reply = reply_for(exc)
-            status, extra_headers = reply.status, dict(reply.headers or {})
-            payload = error_body(reply.status, reply.code, reply.message, reply.errors, request_id)
-        data = f"{self.app.json.dumps(payload, **self._json_options())}\n".encode()
-        headers = [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-            *extra_headers.items(),
-            ("X-Request-ID", request_id),
-            ("Cache-Control", "no-store"),
-            *JSON_HEADERS,
-        ]
-        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'unknown').upper()}", headers)
-        observe_request(PREDICT_RULE, "POST", status, time.perf_counter() - started)
-        return [data]
+            reply = answer(self.app, request_id, exc)
+        start_response(reply.status_line, reply.headers)
+        observe_request(PREDICT_RULE, "POST", reply.status, time.perf_counter() - started)
+        return [reply.data]
 
     def _read_body(self, environ: dict[str, Any]) -> bytes | None:
         """Reads a JSON body of declared length within the limit; None leaves the request to Flask."""
-        if environ.get("CONTENT_TYPE", "").lower() not in JSON_TYPES:
-            return None
-        declared = environ.get("CONTENT_LENGTH", "")
-        if not (declared.isascii() and declared.isdigit()):  # absent (streamed) or odd: Flask's to judge
-            return None
-        length = int(declared)
         limit = self.app.config.get("MAX_CONTENT_LENGTH")
-        if length == 0 or (limit is not None and length > limit):
+        length = body_length(environ.get("CONTENT_TYPE", ""), environ.get("CONTENT_LENGTH", ""), limit)
+        if length is None:
             return None
         try:
             body = environ["wsgi.input"].read(length)

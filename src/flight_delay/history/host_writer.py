@@ -18,6 +18,7 @@ numbered from it, in order) or {"error": reason}.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import selectors
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -265,6 +267,92 @@ class HostWriterClient:
         self._connections.socket = None
         if connection is not None:
             connection.close()
+
+
+class EventLoopWriterClient:
+    """An ASGI worker's side: its requests share one connection to the writer, without blocking the loop.
+
+    Requests are pipelined: each sends its frame and waits for its answer, and the writer answers a
+    connection's requests in the order it received them, so the answers are matched in that order.
+    When the writer cannot be reached, or a request has too many rows to share a commit, the rows are
+    written by the worker itself in a thread, as by HostWriterClient.
+    """
+
+    def __init__(self, client: HostWriterClient) -> None:
+        self.client = client
+        self.connection: PipelinedConnection | None = None
+        self.connecting: asyncio.Lock | None = None
+
+    async def record(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
+        connection = await self._connection() if len(rows) <= SHARED_COMMIT_MAX_ROWS else None
+        if connection is None:
+            return await asyncio.get_running_loop().run_in_executor(None, self.client.local.record, rows)
+        answer = connection.send(sqlite_parameters(rows, self.client.db.bound_engine().dialect))
+        try:
+            reply = await asyncio.wait_for(answer, self.client.timeout_s)
+        except TimeoutError as exc:
+            connection.close(exc)  # the answers still to come could no longer be matched
+            raise not_recorded("the history writer did not answer in time") from exc
+        except ConnectionError as exc:
+            raise not_recorded(f"the history writer did not answer ({exc})") from exc
+        if "error" in reply:
+            raise not_recorded(reply["error"])
+        first = reply["first"]
+        return list(range(first, first + len(rows)))
+
+    async def _connection(self) -> PipelinedConnection | None:
+        """The loop's open connection to the writer, opened if needed; None if it cannot be reached."""
+        if self.connection is not None and self.connection.open:
+            return self.connection
+        if self.connecting is None:
+            self.connecting = asyncio.Lock()
+        async with self.connecting:  # one connection, however many requests find it closed at once
+            if self.connection is None or not self.connection.open:
+                try:
+                    reader, writer = await asyncio.open_unix_connection(self.client.socket_path)
+                except OSError:
+                    return None
+                self.connection = PipelinedConnection(reader, writer)
+        return self.connection
+
+
+class PipelinedConnection:
+    """One connection to the writer: frames sent in order, answers handed out in that order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.waiting: deque[asyncio.Future[dict[str, Any]]] = deque()
+        self.open = True
+        self.reading = asyncio.get_running_loop().create_task(self._read_answers(reader))
+
+    def send(self, rows: list[list[Any]]) -> asyncio.Future[dict[str, Any]]:
+        """Sends one request's rows; returns the future of its answer."""
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiting.append(answer)
+        self.writer.write(frame(orjson.dumps(rows)))
+        return answer
+
+    async def _read_answers(self, reader: asyncio.StreamReader) -> None:
+        """Hands each answer to the oldest request waiting; on EOF or garbage, fails those left."""
+        try:
+            while True:
+                (size,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
+                answer = orjson.loads(await reader.readexactly(size))
+                waiter = self.waiting.popleft()
+                if not waiter.done():  # a request that timed out or was cancelled left its place
+                    waiter.set_result(answer)
+        except (OSError, EOFError, ValueError, IndexError) as exc:  # IncompleteReadError is an EOFError
+            self.close(ConnectionError(f"the connection ended: {type(exc).__name__}"))
+
+    def close(self, reason: BaseException) -> None:
+        """Closes the connection, failing every request still waiting with `reason`."""
+        self.open = False
+        self.writer.close()
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionError(str(reason) or type(reason).__name__))
 
 
 class HostWriterProcess:

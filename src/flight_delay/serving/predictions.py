@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from flask import Flask
 
 from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlight
 from flight_delay.history.database import Database
-from flight_delay.history.host_writer import HostWriterClient
+from flight_delay.history.host_writer import EventLoopWriterClient, HostWriterClient
 from flight_delay.history.models import utcnow
 from flight_delay.history.writer import HistoryWriter
 from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort, labelled
@@ -56,6 +57,26 @@ def missing_fields(model: ServingModel, flights: Sequence[FlightInput]) -> dict[
     return problems
 
 
+@dataclass(frozen=True)
+class UnrecordedPredictions:
+    """Flights scored but not yet recorded: the history rows to write, and the answer once they are."""
+
+    model_version: str
+    request_id: str
+    rows: list[dict[str, Any]]
+
+    def served(self, ids: Sequence[int]) -> ScoredFlights:
+        """The answer, once the rows are committed under `ids`."""
+        return ScoredFlights(
+            model_version=self.model_version,
+            request_id=self.request_id,
+            predictions=[
+                {"history_id": i, "arr_delay": row["arr_delay"]}
+                for i, row in zip(ids, self.rows, strict=True)
+            ],
+        )
+
+
 class PredictionService:
     """Predicts with the registry's active model and writes the history in the same request."""
 
@@ -63,6 +84,7 @@ class PredictionService:
         self.registry = registry
         self.db = db
         self.writer: HistoryWriter | HostWriterClient = HistoryWriter(db)
+        self.event_loop_writer: EventLoopWriterClient | None = None
 
     def init_app(self, app: Flask) -> None:
         """Records through the host's history writer when the server runs one, else in this process."""
@@ -71,13 +93,35 @@ class PredictionService:
             # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
             timeout_s = app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000 + 30
             self.writer = HostWriterClient(self.db, socket_path, timeout_s)
+            self.event_loop_writer = EventLoopWriterClient(self.writer)
         else:
             self.writer = HistoryWriter(self.db)
+            self.event_loop_writer = None
 
     def predict(
         self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
     ) -> ScoredFlights:
         """Scores the flights and records them; raises if they cannot be scored or recorded."""
+        unrecorded = self.score(flights, request_id, started, single)
+        with _counting_write_failures():
+            ids = self.writer.record(unrecorded.rows)
+        return self._served(unrecorded, ids)
+
+    async def predict_on_event_loop(
+        self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
+    ) -> ScoredFlights:
+        """predict() for an event loop: waits for the host's writer without blocking the loop."""
+        if self.event_loop_writer is None:
+            raise RuntimeError("no host history writer: predict() in a thread instead")
+        unrecorded = self.score(flights, request_id, started, single)
+        with _counting_write_failures():
+            ids = await self.event_loop_writer.record(unrecorded.rows)
+        return self._served(unrecorded, ids)
+
+    def score(
+        self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
+    ) -> UnrecordedPredictions:
+        """Scores the flights with the active model; raises if they cannot be scored."""
         active = self.registry.active()
         problems = missing_fields(active.model, flights)
         if problems:
@@ -101,40 +145,31 @@ class PredictionService:
                 {"flights": {int(i): ["Prediction is not a finite number."] for i in bad[:100]}},
             )
         latency_ms = (time.perf_counter() - started) * 1000.0
-        ids = self._record(active.version, request_id, flights, predicted, latency_ms)
-        return ScoredFlights(
-            model_version=active.version,
-            request_id=request_id,
-            predictions=[
-                {"history_id": i, "arr_delay": float(p)} for i, p in zip(ids, predicted, strict=True)
-            ],
-        )
-
-    def _record(
-        self,
-        version: str,
-        request_id: str,
-        flights: Sequence[FlightInput],
-        predicted: np.ndarray,
-        latency_ms: float,
-    ) -> list[int]:
-        """Writes one history row per flight, committed with concurrent requests; a failure serves none."""
         created_at = utcnow()
         rows = [
             {
                 "created_at": created_at,
                 "request_id": request_id,
-                "model_version": version,
+                "model_version": active.version,
                 "input": flight.payload,
-                "arr_delay": float(value),
+                "arr_delay": value,
                 "latency_ms": latency_ms,
             }
             for flight, value in zip(flights, predicted.tolist(), strict=True)
         ]
-        try:
-            ids = self.writer.record(rows)
-        except HistoryUnavailable:
-            best_effort(HISTORY_WRITE_FAILURES.inc)
-            raise
-        best_effort(lambda: labelled(PREDICTIONS, version).inc(len(ids)))
-        return ids
+        return UnrecordedPredictions(active.version, request_id, rows)
+
+    def _served(self, unrecorded: UnrecordedPredictions, ids: Sequence[int]) -> ScoredFlights:
+        """Counts the recorded predictions and builds the answer."""
+        best_effort(lambda: labelled(PREDICTIONS, unrecorded.model_version).inc(len(ids)))
+        return unrecorded.served(ids)
+
+
+@contextmanager
+def _counting_write_failures() -> Iterator[None]:
+    """Counts a history write that failed (the request is refused by the caller's error mapping)."""
+    try:
+        yield
+    except HistoryUnavailable:
+        best_effort(HISTORY_WRITE_FAILURES.inc)
+        raise

@@ -1,0 +1,168 @@
+"""The ASGI app gunicorn's uvicorn workers run: plain predictions on the event loop, the rest in Flask.
+
+Under gunicorn's threaded worker, its pure-Python HTTP handling and the hand-offs between its
+threads cost more CPU than the prediction itself (bench/PROFILE.md, session 5). Here uvicorn parses
+HTTP in C (httptools) on one event loop per worker (uvloop). A plain prediction (the request
+PredictFront would answer) of up to LOOP_BODY_MAX_BYTES is validated and scored on the loop, and
+waits for the host's history writer without holding a thread. Every other request, a batch, and
+every prediction when no host writer runs (a PostgreSQL history) goes to the Flask app on a thread
+pool (a2wsgi), PredictFront included, as under a WSGI server. Either way the answer is the same,
+byte for byte (tests compare).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from flask import Flask
+
+from flight_delay.api.errors import request_id_from
+from flight_delay.api.predict_front import (
+    PREDICT_PATHS,
+    PREDICT_RULE,
+    WSGIApp,
+    answer,
+    body_length,
+    flights_from,
+)
+from flight_delay.extensions import predictions
+from flight_delay.observability.metrics import observe_request
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# A body beyond this is a batch: validating and scoring it would hold the loop, and every other
+# request of the worker, for milliseconds to seconds. It is answered on a thread, like Flask's requests.
+LOOP_BODY_MAX_BYTES = 64 * 1024
+
+# gunicorn's access logger: its handlers (stdout for "-") are set from gunicorn's accesslog setting.
+ACCESS_LOG = logging.getLogger("gunicorn.access")
+
+
+class AsgiFront:
+    """ASGI app answering plain predictions on the event loop and handing the rest to Flask's threads."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.flask = WSGIMiddleware(_terminated_input(app.wsgi_app), workers=app.config["ML_API_THREADS"])
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Serves one request (lifespan and websocket scopes are a2wsgi's: acknowledged, closed)."""
+        if scope["type"] != "http":
+            await self.flask(scope, receive, send)  # type: ignore[arg-type]
+            return
+        started = time.perf_counter()
+        response = ObservedResponse(send)
+        try:
+            if scope["method"] == "POST" and scope["path"] in PREDICT_PATHS:
+                await self._predict(scope, receive, response.send, started)
+            else:
+                await self.flask(scope, receive, response.send)  # type: ignore[arg-type]
+        finally:
+            ACCESS_LOG.info(access_line(scope, response, time.perf_counter() - started))
+
+    async def _predict(self, scope: Message, receive: Receive, send: Send, started: float) -> None:
+        """Answers a plain prediction here; anything else about it is Flask's to answer."""
+        limit = self.app.config.get("MAX_CONTENT_LENGTH")
+        length = body_length(header(scope, b"content-type"), header(scope, b"content-length"), limit)
+        if length is None or length > LOOP_BODY_MAX_BYTES or predictions.event_loop_writer is None:
+            await self.flask(scope, receive, send)  # type: ignore[arg-type]
+            return
+        body = await read_body(receive)
+        parsed = flights_from(body) if len(body) == length else None
+        if parsed is None:  # refused or cut short: Flask words the refusal from the same body
+            await self.flask(scope, replaying(body, receive), send)  # type: ignore[arg-type]
+            return
+        flights, single = parsed
+        request_id = request_id_from(header(scope, b"x-request-id"))
+        try:
+            scored = await predictions.predict_on_event_loop(flights, request_id, started, single)
+            reply = answer(self.app, request_id, scored)
+        except Exception as exc:  # answered as Flask's error handlers answer it
+            reply = answer(self.app, request_id, exc)
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.data})
+        observe_request(PREDICT_RULE, "POST", reply.status, time.perf_counter() - started)
+
+
+class ObservedResponse:
+    """Passes a response on to the server, noting its status, request id and body size for the log."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status: int | None = None
+        self.request_id = "-"
+        self.sent = 0
+
+    async def send(self, message: Message) -> None:
+        """Notes what the message says of the response, then sends it."""
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"x-request-id":
+                    self.request_id = value.decode("latin-1")
+        elif message["type"] == "http.response.body":
+            self.sent += len(message.get("body", b""))
+        await self._send(message)
+
+
+def access_line(scope: Message, response: ObservedResponse, elapsed_s: float) -> str:
+    """One access-log line: client, request line, status, bytes, milliseconds, worker pid, request id."""
+    client = scope.get("client")
+    target = scope.get("raw_path") or scope["path"].encode()
+    if scope.get("query_string"):
+        target += b"?" + scope["query_string"]
+    request_line = f"{scope['method']} {target.decode('latin-1')} HTTP/{scope['http_version']}"
+    elapsed_ms = int(elapsed_s * 1000)
+    return (
+        f'{client[0] if client else "-"} "{request_line}" {response.status or "-"} {response.sent or "-"} '
+        f"{elapsed_ms}ms pid=<{os.getpid()}> request_id={response.request_id}"
+    )
+
+
+def header(scope: Message, name: bytes) -> str:
+    """A request header's value, repeated ones joined by commas as in the WSGI environ; "" if absent."""
+    values = [value.decode("latin-1") for key, value in scope["headers"] if key == name]
+    return ",".join(values)
+
+
+async def read_body(receive: Receive) -> bytes:
+    """Reads the request body to its end, or to the client's disconnect."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect: what came is all there is
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the body already read once, then whatever the connection says next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        """The body read, then the server's own messages."""
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+def _terminated_input(wsgi_app: WSGIApp) -> WSGIApp:
+    """Tells Flask the body stream ends by itself, as gunicorn's does, so a chunked body is readable."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        """Marks the input terminated (the ASGI server ends every body) and calls the app."""
+        environ["wsgi.input_terminated"] = True
+        return wsgi_app(environ, start_response)
+
+    return app

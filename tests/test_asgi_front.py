@@ -1,0 +1,300 @@
+"""The ASGI front the uvicorn workers run: plain predictions on the event loop, answered as Flask answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select
+
+from flight_delay.api import asgi_front, create_app
+from flight_delay.api.asgi_front import AsgiFront
+from flight_delay.extensions import db, predictions
+from flight_delay.history.database import Database
+from flight_delay.history.host_writer import frame
+from flight_delay.history.models import Prediction
+from tests.conftest import upload
+from tests.databases import refuse_inserts
+from tests.factories import minimal_flight
+from tests.test_host_writer import socket_path, writer_serving
+from tests.test_predict_front import LEFT_TO_FLASK, SERVED, post
+
+__all__ = ["socket_path"]  # a fixture, imported to be used here
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a client receives: status, headers (names lower-cased, as uvicorn sends them), body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def asgi_scope(request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The HTTP scope uvicorn builds for a test-client style request, and its body."""
+    path, _, query = request["path"].partition("?")
+    data = request.get("data", b"")
+    headers = [(name.lower().encode(), value.encode()) for name, value in request.get("headers", {}).items()]
+    if "content_type" in request:
+        headers.append((b"content-type", request["content_type"].encode()))
+    if data or request["method"] == "POST":
+        headers.append((b"content-length", str(len(data)).encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": request["method"],
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    return scope, data
+
+
+async def call(front: AsgiFront, request: dict[str, Any]) -> Answer:
+    """Sends one request through the ASGI app as the server would, and collects the answer."""
+    scope, data = asgi_scope(request)
+    messages = [{"type": "http.request", "body": data, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await front(scope, receive, send)
+    start = sent[0]
+    headers = [(name.decode().lower(), value.decode()) for name, value in start["headers"]]
+    return Answer(start["status"], headers, b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+@dataclass
+class Fronts:
+    """The app behind the ASGI front, and how many requests the front handed to Flask."""
+
+    front: AsgiFront
+    handed_over: int = 0
+
+    def ask(self, through_front: bool, request: dict[str, Any]) -> Answer:
+        """One request through the ASGI front, or through the Flask app only; its rows forgotten."""
+        with db.transaction() as session:  # ids from 1 again for both runs (SQLite: an empty table)
+            session.execute(delete(Prediction))
+        if through_front:
+            return asyncio.run(call(self.front, request))
+        response = self.front.app.test_client().open(**request)
+        headers = [(name.lower(), value) for name, value in response.headers.items()]
+        return Answer(response.status_code, headers, response.get_data())
+
+
+@pytest.fixture
+def writer_db(app_config: dict[str, Any]) -> Iterator[Database]:
+    """The writer's own connection to the app's (migrated) database."""
+    database = Database().bind(app_config["DATABASE_URL"], busy_timeout_ms=20_000)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def fronts(
+    app_config: dict[str, Any], writer_db: Database, socket_path: str, model_files: Callable[[int], Path]
+) -> Iterator[Fronts]:
+    """An ASGI front whose app serves the model of seed 0 and records through a host writer."""
+    with writer_serving(writer_db, socket_path):
+        app = create_app({**app_config, "HISTORY_WRITER_SOCKET": socket_path})
+        assert upload(app.test_client(), model_files(0)).status_code == 201
+        state = Fronts(AsgiFront(app))
+        flask = state.front.flask
+
+        async def counted(scope: Any, receive: Any, send: Any) -> None:
+            state.handed_over += 1
+            await flask(scope, receive, send)
+
+        state.front.flask = counted  # type: ignore[assignment]
+        yield state
+
+
+def answered_alike(fronts: Fronts, request: dict[str, Any]) -> tuple[Answer, bool]:
+    """Asserts the front answers as Flask does; returns the answer and whether the front kept it."""
+    by_flask = fronts.ask(False, request)
+    before = fronts.handed_over
+    by_front = fronts.ask(True, request)
+    assert by_front == by_flask
+    return by_front, fronts.handed_over == before
+
+
+@pytest.mark.sqlite_only  # the host writer serves SQLite files only
+@pytest.mark.parametrize("case", SERVED)
+def test_the_front_answers_plain_predictions_as_flask_does(fronts: Fronts, case: str) -> None:
+    answer, kept = answered_alike(fronts, SERVED[case])
+
+    assert kept, "answered on the event loop"
+    assert answer.status in {200, 422}
+    assert ("x-request-id", "front-1") in answer.headers
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("case", LEFT_TO_FLASK)
+def test_the_front_leaves_everything_else_to_flask_with_its_body(fronts: Fronts, case: str) -> None:
+    answer, kept = answered_alike(fronts, LEFT_TO_FLASK[case])
+
+    assert not kept, "Flask answered it"
+    assert answer.status >= 400
+
+
+@pytest.mark.sqlite_only
+def test_a_history_that_refuses_the_write_is_the_same_503(fronts: Fronts) -> None:
+    with db.transaction() as session:
+        refuse_inserts(session, "predictions", "disk is full")
+
+    answer, kept = answered_alike(fronts, post(minimal_flight()))
+
+    assert kept
+    body = json.loads(answer.body)
+    assert (answer.status, body["code"]) == (503, "history_unavailable")
+    assert body["message"].endswith("so it is not served: disk is full.")
+
+
+@pytest.mark.sqlite_only
+def test_requests_waiting_together_share_one_connection_and_get_their_own_rows(fronts: Fronts) -> None:
+    async def many() -> list[Answer]:
+        requests = [
+            post(minimal_flight(dep_delay=float(i)), **{"X-Request-ID": f"loop-{i}"}) for i in range(60)
+        ]
+        return await asyncio.gather(*(call(fronts.front, request) for request in requests))
+
+    answers = asyncio.run(many())
+
+    assert fronts.handed_over == 0
+    with db.transaction() as session:
+        recorded = {row.id: row for row in session.scalars(select(Prediction))}
+    assert len(recorded) == 60
+    for i, answer in enumerate(answers):
+        assert answer.status == 200, answer.body
+        [prediction] = json.loads(answer.body)["predictions"]
+        row = recorded[prediction["history_id"]]
+        assert (row.request_id, row.input["dep_delay"], row.arr_delay) == (
+            f"loop-{i}",
+            float(i),
+            prediction["arr_delay"],
+        )
+
+
+@pytest.mark.sqlite_only
+def test_without_a_reachable_writer_the_worker_records_itself(
+    app_config: dict[str, Any], model_files: Callable[[int], Path], tmp_path: Path
+) -> None:
+    app = create_app({**app_config, "HISTORY_WRITER_SOCKET": str(tmp_path / "nobody-listens.sock")})
+    assert upload(app.test_client(), model_files(0)).status_code == 201
+
+    answer = asyncio.run(call(AsgiFront(app), post(minimal_flight())))
+
+    assert answer.status == 200, answer.body
+    [prediction] = json.loads(answer.body)["predictions"]
+    with db.transaction() as session:
+        assert session.get(Prediction, prediction["history_id"]).request_id == "front-1"
+
+
+@pytest.mark.sqlite_only
+def test_a_writer_that_takes_the_rows_and_dies_refuses_the_request(
+    app_config: dict[str, Any], model_files: Callable[[int], Path], socket_path: str
+) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(1)
+
+    def take_and_die() -> None:
+        connection, _ = listener.accept()
+        connection.recv(1024 * 1024)
+        connection.close()
+
+    dying = threading.Thread(target=take_and_die)
+    dying.start()
+    app = create_app({**app_config, "HISTORY_WRITER_SOCKET": socket_path})
+    assert upload(app.test_client(), model_files(0)).status_code == 201
+
+    answer = asyncio.run(call(AsgiFront(app), post(minimal_flight())))
+    dying.join(30)
+    listener.close()
+
+    body = json.loads(answer.body)
+    assert (answer.status, body["code"]) == (503, "history_unavailable")
+    assert "the history writer did not answer" in body["message"]
+
+
+@pytest.mark.sqlite_only
+def test_a_garbled_answer_refuses_the_request_and_the_next_one_reconnects(
+    fronts: Fronts, socket_path: str, app_config: dict[str, Any], model_files: Callable[[int], Path]
+) -> None:
+    """An answer that is not the writer's: no request may take another's ids; later ones still work."""
+    garbling = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = socket_path + ".garbled"
+    garbling.bind(path)
+    garbling.listen(1)
+
+    def garble() -> None:
+        connection, _ = garbling.accept()
+        connection.recv(1024 * 1024)
+        connection.sendall(frame(b"not json"))
+        connection.close()
+
+    thread = threading.Thread(target=garble)
+    thread.start()
+    app = fronts.front.app
+    app.config["HISTORY_WRITER_SOCKET"] = path
+    predictions.init_app(app)
+    first = asyncio.run(call(fronts.front, post(minimal_flight())))
+    thread.join(30)
+    garbling.close()
+    os.unlink(path)
+    app.config["HISTORY_WRITER_SOCKET"] = socket_path
+    predictions.init_app(app)
+    second = asyncio.run(call(fronts.front, post(minimal_flight())))
+
+    assert first.status == 503
+    assert second.status == 200, second.body
+
+
+def test_without_a_host_writer_predictions_go_through_flask(
+    app_config: dict[str, Any], model_files: Callable[[int], Path]
+) -> None:
+    """A PostgreSQL history (or SQLITE_HOST_WRITER=false): the threads answer, with PredictFront."""
+    app = create_app(app_config)
+    assert upload(app.test_client(), model_files(0)).status_code == 201
+
+    answer = asyncio.run(call(AsgiFront(app), post(minimal_flight())))
+
+    assert answer.status == 200, answer.body
+    assert ("x-request-id", "front-1") in answer.headers
+    [prediction] = json.loads(answer.body)["predictions"]
+    with db.transaction() as session:
+        assert session.get(Prediction, prediction["history_id"]).request_id == "front-1"
+
+
+@pytest.mark.sqlite_only
+def test_a_batch_beyond_the_loop_limit_is_answered_on_a_thread_as_flask_does(
+    fronts: Fronts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = {"flights": [minimal_flight(dep_delay=float(i)) for i in range(10)]}
+    assert len(json.dumps(batch)) > 1024
+    monkeypatch.setattr(asgi_front, "LOOP_BODY_MAX_BYTES", 1024)
+
+    answer, kept = answered_alike(fronts, post(batch))
+
+    assert not kept, "a thread answered it, through the Flask app's WSGI front"
+    assert answer.status == 200
+    assert len(json.loads(answer.body)["predictions"]) == 10
