@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.inprocess import RAW_MATRIX, RAW_ROW
-from bench.profiling import MAIN_LOOP, WAITING
+from bench.profiling import SERVER_LOOP, WAITING
 
 TARGETS = (
     ("single-flight req/s, ours / MLServer (best)", "throughput_ratio", ">= 1.5x", lambda v: v >= 1.5),
@@ -82,14 +82,14 @@ def profile_rows(profile: dict[str, Any]) -> list[list[str]]:
     # GIL time is all work, the main loop's included; wall shares are of the time inside requests.
     totals = {
         "gil": sum(v for k, v in gil["stages"].items() if k != WAITING),
-        "wall": sum(v for k, v in wall["stages"].items() if k not in (WAITING, MAIN_LOOP)),
+        "wall": sum(v for k, v in wall["stages"].items() if k not in (WAITING, SERVER_LOOP)),
     }
     rows = []
     for name in sorted(names, key=lambda n: -gil["stages"].get(n, 0)):
         cells = [name]
         for key, part in (("gil", gil), ("wall", wall)):
             samples = part["stages"].get(name, 0)
-            share = "" if key == "wall" and name == MAIN_LOOP else f"{samples / max(totals[key], 1):.0%}"
+            share = "" if key == "wall" and name == SERVER_LOOP else f"{samples / max(totals[key], 1):.0%}"
             cells += [f"{_ms_per_request(samples, part):.2f}", share]
         rows.append(cells)
     return rows

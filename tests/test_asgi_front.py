@@ -298,3 +298,39 @@ def test_a_batch_beyond_the_loop_limit_is_answered_on_a_thread_as_flask_does(
     assert not kept, "a thread answered it, through the Flask app's WSGI front"
     assert answer.status == 200
     assert len(json.loads(answer.body)["predictions"]) == 10
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("request_", [post(minimal_flight()), {"method": "GET", "path": "/health/"}])
+def test_headers_named_with_underscores_are_dropped_on_both_paths(
+    fronts: Fronts, request_: dict[str, Any]
+) -> None:
+    """As gunicorn did: X_Request_ID would pass for X-Request-ID in WSGI's environ, not on the loop."""
+    headers = {name: value for name, value in request_.get("headers", {}).items() if name != "X-Request-ID"}
+    answer = asyncio.run(call(fronts.front, {**request_, "headers": {**headers, "X_Request_ID": "spoofed"}}))
+
+    assert answer.status == 200, answer.body
+    request_id = dict(answer.headers)["x-request-id"]
+    assert request_id != "spoofed"
+    assert len(request_id) == 32
+
+
+@pytest.mark.sqlite_only
+def test_a_model_to_load_is_loaded_off_the_event_loop(
+    fronts: Fronts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = []
+    active = predictions.registry.active
+
+    def watched() -> Any:
+        threads.append(threading.current_thread())
+        return active()
+
+    monkeypatch.setattr(predictions.registry, "current", lambda: None)  # as after a new activation
+    monkeypatch.setattr(predictions.registry, "active", watched)
+
+    answer = asyncio.run(call(fronts.front, post(minimal_flight())))
+
+    assert answer.status == 200, answer.body
+    assert threads
+    assert threading.main_thread() not in threads

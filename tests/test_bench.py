@@ -10,7 +10,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pytest
-from bench import history, loadgen, payloads, procs, profiling
+from bench import history, loadgen, payloads, procs, profiling, report
 from bench.inprocess import make_app
 from flask.testing import FlaskClient
 
@@ -194,3 +194,20 @@ def test_the_in_process_app_is_a_production_app_that_starts(tmp_path: Path, mode
 
     assert app.config["ENV"] == "production"
     assert len(app.config["ML_API_ADMIN_TOKEN"]) >= 16
+
+
+def test_profile_rows_give_gil_shares_of_all_work_and_wall_shares_of_request_time() -> None:
+    def part(stages: dict[str, int]) -> dict[str, Any]:
+        return {"stages": stages, "rate": 100, "requests": 10}
+
+    rows = report.profile_rows(
+        {
+            "gil": part({"booster": 30, profiling.SERVER_LOOP: 10, profiling.WAITING: 50}),
+            "wall": part({"booster": 40, profiling.SERVER_LOOP: 60, profiling.WAITING: 5}),
+        }
+    )
+
+    assert rows == [
+        ["booster", "30.00", "75%", "40.00", "100%"],
+        [profiling.SERVER_LOOP, "10.00", "25%", "60.00", ""],
+    ]

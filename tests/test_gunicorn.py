@@ -111,7 +111,8 @@ def test_operator_load_command_switches_the_running_server(
     [
         (200, b"x" * 187, [(b"content-type", b"application/json"), (b"X-Request-ID", b'abc"1')], "200 187"),
         (503, None, [(b"x-request-id", b"lower")], "503 -"),
-        (404, b"", [], "404 -"),
+        (404, b"", [], "404 0"),
+        (500, None, [], "500 -"),
     ],
 )
 def test_the_access_log_line_names_the_request_its_worker_and_its_id(

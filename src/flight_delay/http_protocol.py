@@ -1,13 +1,16 @@
-"""uvicorn's HTTP protocol (httptools) with a bound on the request head and errors in our JSON shape.
+"""uvicorn's HTTP protocol (httptools) with the request head bounded in size and time, errors in our shape.
 
 gunicorn refused request lines over 4 KiB and header fields over 8 KiB; httptools buffers a head
-however long it grows, so a client could fill a worker's memory with one endless header. Here a
-head (request line and headers) beyond REQUEST_HEAD_MAX_BYTES is refused with a 431, and a request
-httptools cannot parse gets its 400; both in the error shape of every other answer, then closed.
+however long it grows, and uvicorn waits for it however long it takes. Here a head (request line
+and headers) beyond REQUEST_HEAD_MAX_BYTES is refused with a 431, one not complete within
+REQUEST_HEAD_TIMEOUT_SECONDS with a 408, and a request httptools cannot parse with a 400: each in
+the error shape of every other answer, after the answers to the requests before it on the
+connection (HTTP/1.1 answers in order), and the connection is then closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import orjson
@@ -19,41 +22,60 @@ from flight_delay.api.security import JSON_HEADERS
 
 # Far above what this API's requests carry (well under 2 KiB), far below what hurts a worker.
 REQUEST_HEAD_MAX_BYTES = 64 * 1024
+# From the connection (or the request's first byte) to the end of its head.
+REQUEST_HEAD_TIMEOUT_SECONDS = 30.0
 # After a refusal, how long what the client still sends is read and dropped before closing: closing
 # with unread bytes makes the kernel reset the connection, and the client would lose the answer.
 LINGER_SECONDS = 2.0
 
 
 class HeadTooLarge(Exception):
-    """Raised from a parser callback: httptools stops and uvicorn answers through send_400_response."""
+    """Raised from a parser callback: httptools stops, and uvicorn calls send_400_response."""
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol counting each request head's bytes and refusing it past the limit."""
+    """HttpToolsProtocol bounding each request head's bytes and time, refusing in our error shape."""
 
     # The head's parsed bytes (request target, header lines), counted as httptools hands them over.
     head_bytes = 0
-    # Bytes received while a head is unfinished (httptools buffers a header until its line ends);
-    # None between a complete head and the next request's first byte.
-    fed_bytes: int | None = 0
+    # Bytes received after the chunk a head began in while it is unfinished (httptools buffers a
+    # header until its line ends); None while no head is being read.
+    fed_bytes: int | None = None
+    head_began_in_chunk = False
     head_too_large = False
+    head_timer: asyncio.TimerHandle | None = None
+    refusal: bytes | None = None  # the refusal to send once the answers before it are out
     refused = False
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Starts the head timer: a connection that never sends a request is closed."""
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stops the head timer."""
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
     def data_received(self, data: bytes) -> None:
-        """Feeds the parser; bytes that leave the head unfinished count too (httptools buffers them)."""
+        """Feeds the parser; counts what leaves a head unfinished, past the chunk it began in."""
         if self.refused:  # answered already: the rest is dropped until the connection closes
             return
+        self.head_began_in_chunk = False
         super().data_received(data)
         if self.fed_bytes is None or self.refused or self.transport.is_closing():
             return
-        self.fed_bytes += len(data)
-        if self.fed_bytes > REQUEST_HEAD_MAX_BYTES:
+        if not self.head_began_in_chunk:  # that chunk's head bytes were counted by the callbacks
+            self.fed_bytes += len(data)
+        if max(self.fed_bytes, self.head_bytes) > REQUEST_HEAD_MAX_BYTES:
             self.head_too_large = True
             self.send_400_response("")
 
     def on_message_begin(self) -> None:
-        """A new request: its head starts counting from zero."""
-        self.head_bytes = self.fed_bytes = 0
+        """A new request: its head counts from zero, against a fresh clock."""
+        self.head_bytes, self.fed_bytes, self.head_began_in_chunk = 0, 0, True
+        self._disarm_head_timer()
+        self._arm_head_timer()
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -62,21 +84,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """Counts one header line."""
+        """Counts one header line (a chunked body's trailers count afresh, in the same bound)."""
         self._count(len(name) + len(value) + 4)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         """The head is whole: the body and what follows are not the head's."""
-        self.fed_bytes = None
+        self.fed_bytes, self.head_bytes = None, 0
+        self._disarm_head_timer()
         super().on_headers_complete()
-
-    def _count(self, size: int) -> None:
-        """Adds to the head's bytes; stops the parser once they pass the limit."""
-        self.head_bytes += size
-        if self.head_bytes > REQUEST_HEAD_MAX_BYTES:
-            self.head_too_large = True
-            raise HeadTooLarge
 
     def send_400_response(self, msg: str) -> None:
         """Refuses a request the parser stopped on: a 431 for a head too large, else a 400."""
@@ -87,24 +103,90 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.refuse(400, "bad_request", msg)
 
+    def on_response_complete(self) -> None:
+        """After each answer, sends a refusal that was waiting for it."""
+        super().on_response_complete()
+        self._send_refusal_when_due()
+
     def refuse(self, status: int, code: str, message: str) -> None:
-        """Answers with an error outside any request (no app involved), then closes the connection."""
-        request_id = uuid.uuid4().hex
-        body = orjson.dumps(error_body(status, code, message, None, request_id)) + b"\n"
-        reason = HTTP_STATUS_CODES.get(status, "Error").encode()
-        head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
-        headers = [
-            ("content-type", "application/json"),
-            ("content-length", str(len(body))),
-            ("x-request-id", request_id),
-            ("cache-control", "no-store"),
-            *((name.lower(), value) for name, value in JSON_HEADERS),
-            ("connection", "close"),
-        ]
-        head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
-        self.transport.write(b"".join(head) + b"\r\n" + body)
+        """Answers with an error outside the app, in order after earlier answers, then closes."""
         self.refused = True
+        self._disarm_head_timer()
+        self.refusal = refusal_bytes(status, code, message, self.server_state.default_headers)
+        self.flow.resume_reading()  # paused for pipelining, maybe: what comes now is dropped
+        cycle = self.cycle
+        if self.fed_bytes is None and cycle is not None and not cycle.response_complete:
+            # The parser failed in the body of the request in flight: its app sees a disconnect.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if cycle.response_started or self.pipeline:  # no room left for an answer in order
+                self.transport.close()
+            else:
+                self._write_refusal()
+            return
+        self._send_refusal_when_due()
+
+    def _send_refusal_when_due(self) -> None:
+        """Sends the refusal once every request before it on the connection is answered."""
+        if self.refusal is None or self.transport.is_closing():
+            return
+        if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
+            return
+        self._write_refusal()
+
+    def _write_refusal(self) -> None:
+        """Writes the refusal and closes the connection once the client has had time to read it."""
+        assert self.refusal is not None
+        self.transport.write(self.refusal)
+        self.refusal = None
         if self.transport.can_write_eof():
             self.transport.write_eof()  # the answer is whole: the client may stop sending and read it
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def _count(self, size: int) -> None:
+        """Adds to the head's bytes; stops the parser once they pass the limit."""
+        self.head_bytes += size
+        if self.head_bytes > REQUEST_HEAD_MAX_BYTES:
+            self.head_too_large = True
+            raise HeadTooLarge
+
+    def _arm_head_timer(self) -> None:
+        """Starts the clock on the head being read (or awaited), unless it runs already."""
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(REQUEST_HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        """Stops the head's clock."""
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        """Closes a connection that sent nothing; refuses a head still unfinished with a 408."""
+        self.head_timer = None
+        if self.refused or self.transport.is_closing():
+            return
+        if self.fed_bytes is None:  # no request begun (keep-alive idling has uvicorn's own timer)
+            self.transport.close()
+            return
+        message = f"The request line and headers did not arrive within {REQUEST_HEAD_TIMEOUT_SECONDS:.0f} s."
+        self.refuse(408, "request_timeout", message)
+
+
+def refusal_bytes(status: int, code: str, message: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A whole HTTP/1.1 error answer in our error shape, with our headers, closing the connection."""
+    request_id = uuid.uuid4().hex
+    body = orjson.dumps(error_body(status, code, message, None, request_id)) + b"\n"
+    reason = HTTP_STATUS_CODES.get(status, "Error").encode()
+    head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    head += [name + b": " + value + b"\r\n" for name, value in default_headers]
+    headers = [
+        ("content-type", "application/json"),
+        ("content-length", str(len(body))),
+        ("x-request-id", request_id),
+        ("cache-control", "no-store"),
+        *((name.lower(), value) for name, value in JSON_HEADERS),
+        ("connection", "close"),
+    ]
+    head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
+    return b"".join(head) + b"\r\n" + body

@@ -34,6 +34,8 @@ class FlightDelayWorker(UvicornWorker):
         "lifespan": "off",
         "access_log": False,
         "server_header": False,
+        # The client is the peer, as under gthread: X-Forwarded-For is not taken on its word.
+        "proxy_headers": False,
     }
 
 
@@ -64,7 +66,7 @@ class GunicornServer(BaseApplication):
             sys.exit(1)
 
     def load_config(self) -> None:
-        """Applies bind address, workers, threads and timeouts from our configuration."""
+        """Applies bind address, workers, worker class and timeouts from our configuration."""
         config = self.app_config
         options = {
             "bind": f"{config['ML_API_HOST']}:{config['ML_API_PORT']}",

@@ -25,6 +25,7 @@ from flight_delay.api.errors import request_id_from
 from flight_delay.api.predict_front import (
     PREDICT_PATHS,
     PREDICT_RULE,
+    PredictAnswer,
     WSGIApp,
     answer,
     body_length,
@@ -32,6 +33,7 @@ from flight_delay.api.predict_front import (
 )
 from flight_delay.extensions import predictions
 from flight_delay.observability.metrics import observe_request
+from flight_delay.serving.predictions import FlightInput
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -58,6 +60,9 @@ class AsgiFront:
             await self.flask(scope, receive, send)  # type: ignore[arg-type]
             return
         started = time.perf_counter()
+        if any(b"_" in name for name, _ in scope["headers"]):
+            # As gunicorn did: X_Request_ID would reach WSGI as HTTP_X_REQUEST_ID, like X-Request-ID.
+            scope["headers"] = [(name, value) for name, value in scope["headers"] if b"_" not in name]
         response = ObservedResponse(send)
         try:
             if scope["method"] == "POST" and scope["path"] in PREDICT_PATHS:
@@ -68,7 +73,7 @@ class AsgiFront:
             ACCESS_LOG.info(access_line(scope, response, time.perf_counter() - started))
 
     async def _predict(self, scope: Message, receive: Receive, send: Send, started: float) -> None:
-        """Answers a plain prediction here; anything else about it is Flask's to answer."""
+        """Answers a plain prediction on the loop; anything else about it is Flask's to answer."""
         limit = self.app.config.get("MAX_CONTENT_LENGTH")
         length = body_length(header(scope, b"content-type"), header(scope, b"content-length"), limit)
         if length is None or length > LOOP_BODY_MAX_BYTES or predictions.event_loop_writer is None:
@@ -79,17 +84,22 @@ class AsgiFront:
         if parsed is None:  # refused or cut short: Flask words the refusal from the same body
             await self.flask(scope, replaying(body, receive), send)  # type: ignore[arg-type]
             return
-        flights, single = parsed
         request_id = request_id_from(header(scope, b"x-request-id"))
-        try:
-            scored = await predictions.predict_on_event_loop(flights, request_id, started, single)
-            reply = answer(self.app, request_id, scored)
-        except Exception as exc:  # answered as Flask's error handlers answer it
-            reply = answer(self.app, request_id, exc)
+        reply = await self._scored(*parsed, request_id, started)
         headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.data})
         observe_request(PREDICT_RULE, "POST", reply.status, time.perf_counter() - started)
+
+    async def _scored(
+        self, flights: list[FlightInput], single: bool, request_id: str, started: float
+    ) -> PredictAnswer:
+        """Scores and records the flights; the answer Flask would give, success or refusal."""
+        try:
+            scored = await predictions.predict_on_event_loop(flights, request_id, started, single)
+            return answer(self.app, request_id, scored)
+        except Exception as exc:  # answered as Flask's error handlers answer it
+            return answer(self.app, request_id, exc)
 
 
 class ObservedResponse:
@@ -99,7 +109,7 @@ class ObservedResponse:
         self._send = send
         self.status: int | None = None
         self.request_id = "-"
-        self.sent = 0
+        self.sent: int | None = None  # body bytes, once a body message went out
 
     async def send(self, message: Message) -> None:
         """Notes what the message says of the response, then sends it."""
@@ -109,7 +119,7 @@ class ObservedResponse:
                 if name.lower() == b"x-request-id":
                     self.request_id = value.decode("latin-1")
         elif message["type"] == "http.response.body":
-            self.sent += len(message.get("body", b""))
+            self.sent = (self.sent or 0) + len(message.get("body", b""))
         await self._send(message)
 
 
@@ -121,8 +131,9 @@ def access_line(scope: Message, response: ObservedResponse, elapsed_s: float) ->
         target += b"?" + scope["query_string"]
     request_line = f"{scope['method']} {target.decode('latin-1')} HTTP/{scope['http_version']}"
     elapsed_ms = int(elapsed_s * 1000)
+    sent = "-" if response.sent is None else response.sent
     return (
-        f'{client[0] if client else "-"} "{request_line}" {response.status or "-"} {response.sent or "-"} '
+        f'{client[0] if client else "-"} "{request_line}" {response.status or "-"} {sent} '
         f"{elapsed_ms}ms pid=<{os.getpid()}> request_id={response.request_id}"
     )
 

@@ -288,11 +288,13 @@ class EventLoopWriterClient:
         connection = await self._connection() if len(rows) <= SHARED_COMMIT_MAX_ROWS else None
         if connection is None:
             return await asyncio.get_running_loop().run_in_executor(None, self.client.local.record, rows)
-        answer = connection.send(sqlite_parameters(rows, self.client.db.bound_engine().dialect))
+        pending_answer = connection.send(sqlite_parameters(rows, self.client.db.bound_engine().dialect))
         try:
-            reply = await asyncio.wait_for(answer, self.client.timeout_s)
+            reply = await asyncio.wait_for(pending_answer, self.client.timeout_s)
         except TimeoutError as exc:
-            connection.close(exc)  # the answers still to come could no longer be matched
+            # A writer silent this long is hung: the requests waiting behind this one are refused
+            # now (their rows' fate unknown, as for a writer that died), not each after its timeout.
+            connection.close(exc)
             raise not_recorded("the history writer did not answer in time") from exc
         except ConnectionError as exc:
             raise not_recorded(f"the history writer did not answer ({exc})") from exc
@@ -328,10 +330,11 @@ class PipelinedConnection:
 
     def send(self, rows: list[list[Any]]) -> asyncio.Future[dict[str, Any]]:
         """Sends one request's rows; returns the future of its answer."""
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.waiting.append(answer)
-        self.writer.write(frame(orjson.dumps(rows)))
-        return answer
+        request = frame(orjson.dumps(rows))  # built first: a waiter must never be queued without its frame
+        pending_answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.writer.write(request)
+        self.waiting.append(pending_answer)
+        return pending_answer
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         """Hands each answer to the oldest request waiting; on EOF or garbage, fails those left."""

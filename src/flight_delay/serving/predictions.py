@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from flight_delay.history.models import utcnow
 from flight_delay.history.writer import HistoryWriter
 from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort, labelled
 from flight_delay.serving.adapters import ServingModel
-from flight_delay.serving.registry import ModelRegistry
+from flight_delay.serving.registry import ActiveModel, ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class PredictionService:
         self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
     ) -> ScoredFlights:
         """Scores the flights and records them; raises if they cannot be scored or recorded."""
-        unrecorded = self.score(flights, request_id, started, single)
+        unrecorded = self.score(self.registry.active(), flights, request_id, started, single)
         with _counting_write_failures():
             ids = self.writer.record(unrecorded.rows)
         return self._served(unrecorded, ids)
@@ -113,16 +114,22 @@ class PredictionService:
         """predict() for an event loop: waits for the host's writer without blocking the loop."""
         if self.event_loop_writer is None:
             raise RuntimeError("no host history writer: predict() in a thread instead")
-        unrecorded = self.score(flights, request_id, started, single)
+        # Asking the database, and loading a new model, would hold the loop: done in a thread.
+        active = self.registry.current() or await asyncio.to_thread(self.registry.active)
+        unrecorded = self.score(active, flights, request_id, started, single)
         with _counting_write_failures():
             ids = await self.event_loop_writer.record(unrecorded.rows)
         return self._served(unrecorded, ids)
 
     def score(
-        self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
+        self,
+        active: ActiveModel,
+        flights: Sequence[FlightInput],
+        request_id: str,
+        started: float,
+        single: bool,
     ) -> UnrecordedPredictions:
         """Scores the flights with the active model; raises if they cannot be scored."""
-        active = self.registry.active()
         problems = missing_fields(active.model, flights)
         if problems:
             raise InvalidInput(

@@ -133,12 +133,20 @@ class ModelRegistry:
         best_effort(lambda: MODEL_LOADS.labels("accepted", "").inc())
         return ActiveModel(checked.version, model, record_info, activation.activated_at)
 
-    def active(self) -> ActiveModel:
-        """Returns the model every worker must serve now; raises ModelNotLoaded if there is none."""
+    def current(self) -> ActiveModel | None:
+        """The active model when known without the database (the stamp unchanged); else None."""
         stamp = self._stamp() if self._stamped else None
         remembered = self._active
         if stamp is not None and remembered is not None and remembered[0] == stamp:
             return remembered[1]
+        return None
+
+    def active(self) -> ActiveModel:
+        """Returns the model every worker must serve now; raises ModelNotLoaded if there is none."""
+        known = self.current()
+        if known is not None:
+            return known
+        stamp = self._stamp() if self._stamped else None
         active = self._read_active()
         if stamp is not None:  # read before the query: a newer activation changes it again
             self._active = (stamp, active)

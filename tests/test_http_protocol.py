@@ -1,0 +1,151 @@
+"""The server's HTTP protocol: request heads bounded in size and time, refusals in order and in our shape.
+
+A real uvicorn server with LimitedHttpToolsProtocol on 127.0.0.1, in a thread, in front of a small
+ASGI app; raw sockets, so pipelining and unfinished heads can be sent as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from flight_delay import http_protocol
+from flight_delay.http_protocol import REQUEST_HEAD_MAX_BYTES, LimitedHttpToolsProtocol
+from tests.contracts import assert_error_shape, assert_security_headers
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers after a pause with the path and how many body bytes it read."""
+    if scope["type"] != "http":
+        return
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    await asyncio.sleep(0.2)  # still answering when the next pipelined request arrives
+    body = json.dumps({"path": scope["path"], "bytes": size}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, int]]:
+    """The protocol served by uvicorn on a free loopback port until the test ends."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        echo, host="127.0.0.1", port=port, http=LimitedHttpToolsProtocol, lifespan="off", log_level="warning"
+    )
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not running.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield "127.0.0.1", port
+    running.should_exit = True
+    thread.join(30)
+
+
+def answers(address: tuple[str, int], request: bytes) -> list[tuple[int, dict, bytes]]:
+    """Sends raw bytes, reads until the server closes the connection; returns each answer."""
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(request)
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    found = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
+        length = int(headers["content-length"])
+        found.append((int(status_line.split()[1]), headers, rest[:length]))
+        data = rest[length:]
+    return found
+
+
+def get(path: str, last: bool = False) -> bytes:
+    """A GET of `path`; the last one on its connection asks the server to close it."""
+    close = "Connection: close\r\n" if last else ""
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{close}\r\n".encode()
+
+
+def assert_refusal(answer: tuple[int, dict, bytes], status: int) -> None:
+    """Checks a refusal: its status, the error shape, the security headers, the closing."""
+    code, headers, body = answer
+    assert code == status
+    assert_error_shape(status, json.loads(body))
+    assert_security_headers(headers)
+    assert headers["connection"] == "close"
+
+
+def test_a_refusal_waits_for_the_answer_to_the_request_before_it(server: tuple[str, int]) -> None:
+    first, refused = answers(server, get("/first") + b"NOT HTTP AT ALL\r\n\r\n")
+
+    assert first[0] == 200
+    assert json.loads(first[2])["path"] == "/first"
+    assert_refusal(refused, 400)
+
+
+def test_pipelined_requests_after_a_large_body_are_not_taken_for_a_large_head(
+    server: tuple[str, int],
+) -> None:
+    body = b"x" * (3 * REQUEST_HEAD_MAX_BYTES)
+    upload = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    served = answers(server, upload + get("/after") + get("/last", last=True))
+
+    assert [(status, json.loads(body)) for status, _, body in served] == [
+        (200, {"path": "/upload", "bytes": len(body)}),
+        (200, {"path": "/after", "bytes": 0}),
+        (200, {"path": "/last", "bytes": 0}),
+    ]
+
+
+def test_a_head_sent_in_pieces_is_bounded_too(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=30) as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        try:
+            for _ in range(2 * REQUEST_HEAD_MAX_BYTES // 1024):
+                connection.sendall(b"a" * 1024)
+                time.sleep(0.001)
+        except OSError:
+            pass  # refused while sending: the answer is still there to read
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+
+    assert data.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_head_that_does_not_arrive_in_time_is_a_408(
+    server: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_protocol, "REQUEST_HEAD_TIMEOUT_SECONDS", 0.5)
+
+    [refused] = answers(server, b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+
+    assert_refusal(refused, 408)
+
+
+def test_a_connection_that_sends_nothing_is_closed(
+    server: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_protocol, "REQUEST_HEAD_TIMEOUT_SECONDS", 0.5)
+    with socket.create_connection(server, timeout=30) as connection:
+        started = time.monotonic()
+        assert connection.recv(1024) == b""
+
+    assert time.monotonic() - started < 20
