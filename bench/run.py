@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--profile-seconds", type=float, default=8, help="seconds of each of 3 py-spy runs")
     parser.add_argument("--batch-size", type=int, default=10_000, help="flights in the batch request")
-    parser.add_argument("--batch-repeat", type=int, default=3, help="batch requests timed (median)")
+    parser.add_argument("--batch-repeat", type=int, default=5, help="batch requests timed (median)")
     parser.add_argument("--history-rows", type=int, default=1_000_000, help="history size for the page test")
     parser.add_argument("--mlserver-venv", type=Path, default=ROOT / "bench" / ".venv-mlserver")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR / "latest.json")
@@ -175,10 +175,17 @@ def profile_once(
 
 
 def batch_over_http(url: str, flights: list[dict[str, Any]], repeat: int) -> float:
-    """Median seconds of a batch POST whose flights are all predicted and recorded."""
+    """Median seconds of a batch POST whose flights are all predicted and recorded, after one untimed.
+
+    Single batches swing widely (24-40 µs per flight in one series of six after the load runs,
+    bench/PROFILE.md session 5): the median of several is the typical cost.
+    """
     body = json.dumps({"flights": flights})
     samples = []
     with requests.Session() as session:
+        session.post(
+            url, data=body, headers={"Content-Type": "application/json"}, timeout=300
+        ).raise_for_status()
         for _ in range(repeat):
             started = time.perf_counter()
             answer = session.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=300)

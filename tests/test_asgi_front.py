@@ -21,6 +21,7 @@ from flight_delay.extensions import db, predictions
 from flight_delay.history.database import Database
 from flight_delay.history.host_writer import frame
 from flight_delay.history.models import Prediction
+from flight_delay.serving.registry import ModelRegistry
 from tests.conftest import upload
 from tests.databases import refuse_inserts
 from tests.factories import minimal_flight
@@ -320,14 +321,15 @@ def test_a_model_to_load_is_loaded_off_the_event_loop(
     fronts: Fronts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads = []
-    active = predictions.registry.active
+    active = ModelRegistry.active
 
-    def watched() -> Any:
+    def watched(registry: ModelRegistry) -> Any:
         threads.append(threading.current_thread())
-        return active()
+        return active(registry)
 
-    monkeypatch.setattr(predictions.registry, "current", lambda: None)  # as after a new activation
-    monkeypatch.setattr(predictions.registry, "active", watched)
+    # On the class: an instance attribute would outlive the test (monkeypatch restores it there).
+    monkeypatch.setattr(ModelRegistry, "current", lambda registry: None)  # as after a new activation
+    monkeypatch.setattr(ModelRegistry, "active", watched)
 
     answer = asyncio.run(call(fronts.front, post(minimal_flight())))
 

@@ -92,6 +92,13 @@ def post(body: Any, *, path: str = "/model/predict/", content_type: str = JSON, 
     }
 
 
+def test_the_edited_bodies_hold_their_edits() -> None:
+    assert b'"dep_delay": 1.0, "dep_delay": 5.0' in SERVED["a key given twice (the last one counts)"]["data"]
+    assert (
+        b'"dep_delay": NaN' in LEFT_TO_FLASK["a NaN literal (json.loads takes it, orjson does not)"]["data"]
+    )
+
+
 def answered_alike(front: Front, request: dict) -> tuple[Answer, bool]:
     """Asserts the front answers as Flask does; returns the answer and whether the front kept it."""
     by_flask = front.ask(front_on=False, **request)
@@ -110,6 +117,11 @@ SERVED = {
     "JSON declared as UTF-8": post(minimal_flight(), content_type="application/json; charset=utf-8"),
     "a query string": post(minimal_flight(), path="/model/predict/?verbose=1"),
     "a flight lacking a field the model reads": post({"flights": [minimal_flight(), {"year": 2013}]}),
+    "a key given twice (the last one counts)": post(
+        json.dumps(minimal_flight(dep_delay=5.0))
+        .replace('"dep_delay": 5.0', '"dep_delay": 1.0, "dep_delay": 5.0')
+        .encode()
+    ),
 }
 
 
@@ -131,6 +143,9 @@ LEFT_TO_FLASK = {
     "an empty body": post(b""),
     "JSON nested too deeply": post(b"[" * 100_000 + b"]" * 100_000),
     "a GET": {"method": "GET", "path": "/model/predict/", "headers": {"X-Request-ID": "front-1"}},
+    "a NaN literal (json.loads takes it, orjson does not)": post(
+        json.dumps(minimal_flight()).replace('"dep_delay": 2.0', '"dep_delay": NaN').encode()
+    ),
 }
 
 

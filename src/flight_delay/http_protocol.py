@@ -2,10 +2,10 @@
 
 gunicorn refused request lines over 4 KiB and header fields over 8 KiB; httptools buffers a head
 however long it grows, and uvicorn waits for it however long it takes. Here a head (request line
-and headers) beyond REQUEST_HEAD_MAX_BYTES is refused with a 431, one not complete within
-REQUEST_HEAD_TIMEOUT_SECONDS with a 408, and a request httptools cannot parse with a 400: each in
-the error shape of every other answer, after the answers to the requests before it on the
-connection (HTTP/1.1 answers in order), and the connection is then closed.
+and headers; a chunked body's trailers alike) beyond REQUEST_HEAD_MAX_BYTES is refused with a 431,
+one not complete within REQUEST_HEAD_TIMEOUT_SECONDS with a 408, and a request httptools cannot
+parse with a 400: each in the error shape of every other answer, after the answers to the requests
+before it on the connection (HTTP/1.1 answers in order), and the connection is then closed.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # The head's parsed bytes (request target, header lines), counted as httptools hands them over.
     head_bytes = 0
-    # Bytes received after the chunk a head began in while it is unfinished (httptools buffers a
-    # header until its line ends); None while no head is being read.
-    fed_bytes: int | None = None
-    head_began_in_chunk = False
+    # Bytes received since the request began or its body last moved on: what httptools may be
+    # holding unfinished (a header or trailer line); None between requests.
+    unparsed_bytes: int | None = None
+    reading_head = False
     head_too_large = False
     head_timer: asyncio.TimerHandle | None = None
     refusal: bytes | None = None  # the refusal to send once the answers before it are out
@@ -58,22 +58,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """Feeds the parser; counts what leaves a head unfinished, past the chunk it began in."""
+        """Feeds the parser, counting the bytes that leave a request's head or trailers unfinished.
+
+        Counted before the parser runs: its callbacks set the count back to zero where what came
+        was a request's start (so a chunk counts only from there) or body bytes.
+        """
         if self.refused:  # answered already: the rest is dropped until the connection closes
             return
-        self.head_began_in_chunk = False
+        if self.unparsed_bytes is not None:
+            self.unparsed_bytes += len(data)
         super().data_received(data)
-        if self.fed_bytes is None or self.refused or self.transport.is_closing():
+        if self.unparsed_bytes is None or self.refused or self.transport.is_closing():
             return
-        if not self.head_began_in_chunk:  # that chunk's head bytes were counted by the callbacks
-            self.fed_bytes += len(data)
-        if max(self.fed_bytes, self.head_bytes) > REQUEST_HEAD_MAX_BYTES:
+        if self.unparsed_bytes > REQUEST_HEAD_MAX_BYTES:
             self.head_too_large = True
             self.send_400_response("")
 
     def on_message_begin(self) -> None:
         """A new request: its head counts from zero, against a fresh clock."""
-        self.head_bytes, self.fed_bytes, self.head_began_in_chunk = 0, 0, True
+        self.head_bytes = self.unparsed_bytes = 0
+        self.reading_head = True
         self._disarm_head_timer()
         self._arm_head_timer()
         super().on_message_begin()
@@ -89,10 +93,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        """The head is whole: the body and what follows are not the head's."""
-        self.fed_bytes, self.head_bytes = None, 0
+        """The head is whole: its clock stops; a chunked body's trailers count afresh."""
+        self.head_bytes = self.unparsed_bytes = 0
+        self.reading_head = False
         self._disarm_head_timer()
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        """Body bytes are not the head's: the count starts again after them."""
+        self.unparsed_bytes = 0
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        """The request is whole: nothing is counted until the next one begins."""
+        self.unparsed_bytes = None
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         """Refuses a request the parser stopped on: a 431 for a head too large, else a 400."""
@@ -115,7 +130,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.refusal = refusal_bytes(status, code, message, self.server_state.default_headers)
         self.flow.resume_reading()  # paused for pipelining, maybe: what comes now is dropped
         cycle = self.cycle
-        if self.fed_bytes is None and cycle is not None and not cycle.response_complete:
+        if not self.reading_head and cycle is not None and not cycle.response_complete:
             # The parser failed in the body of the request in flight: its app sees a disconnect.
             cycle.disconnected = True
             cycle.message_event.set()
@@ -166,7 +181,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.head_timer = None
         if self.refused or self.transport.is_closing():
             return
-        if self.fed_bytes is None:  # no request begun (keep-alive idling has uvicorn's own timer)
+        if not self.reading_head:  # no request begun (keep-alive idling has uvicorn's own timer)
             self.transport.close()
             return
         message = f"The request line and headers did not arrive within {REQUEST_HEAD_TIMEOUT_SECONDS:.0f} s."
