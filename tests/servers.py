@@ -118,7 +118,12 @@ def serve(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, log_path)
-        yield RunningServer(url=url, log_path=log_path, process=process)
+        server = RunningServer(url=url, log_path=log_path, process=process)
+        # One worker answering is not all forked: gunicorn spawns them one after another.
+        deadline = time.monotonic() + 60
+        while len(server.worker_pids()) < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield server
     finally:
         process.send_signal(signal.SIGTERM)
         try:

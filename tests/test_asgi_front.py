@@ -336,3 +336,27 @@ def test_a_model_to_load_is_loaded_off_the_event_loop(
     assert answer.status == 200, answer.body
     assert threads
     assert threading.main_thread() not in threads
+
+
+@pytest.mark.sqlite_only
+def test_requests_arriving_during_a_model_load_share_it(
+    fronts: Fronts, model_files: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert upload(fronts.front.app.test_client(), model_files(1)).status_code == 201
+    monkeypatch.setattr(predictions.registry, "_active", None)  # this worker has not looked it up yet
+    lookups = []
+    read_active = ModelRegistry._read_active
+
+    def counted(registry: ModelRegistry) -> Any:
+        lookups.append(threading.current_thread())
+        return read_active(registry)
+
+    monkeypatch.setattr(ModelRegistry, "_read_active", counted)
+
+    async def many() -> list[Answer]:
+        return await asyncio.gather(*(call(fronts.front, post(minimal_flight())) for _ in range(20)))
+
+    answers = asyncio.run(many())
+
+    assert {answer.status for answer in answers} == {200}
+    assert len(lookups) == 1

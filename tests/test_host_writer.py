@@ -309,11 +309,16 @@ def test_a_worker_leaving_leaves_the_writer_running(
         socket_file = command_line(writer).split()[3]
         workers = server.worker_pids()
         victim = min(workers)
-        os.kill(victim, signal.SIGTERM)  # a graceful exit: SystemExit unwinds the worker's serve()
-        wait_until(
-            lambda: victim not in server.worker_pids() and len(server.worker_pids()) == len(workers),
-            "gunicorn replaces the worker",
-        )
+        os.kill(victim, signal.SIGTERM)  # a graceful exit: uvicorn stops serving, then the worker ends
+        try:
+            wait_until(
+                lambda: victim not in server.worker_pids() and bool(server.worker_pids() - workers),
+                "gunicorn replaces the worker",
+            )
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; workers {server.worker_pids()}, log:\n{server.log()[-3000:]}"
+            ) from exc
         assert os.path.exists(socket_file)
         assert server.writer_pids() == {writer}
         for n in range(6):  # on new connections, so that the new worker takes some

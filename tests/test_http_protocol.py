@@ -183,3 +183,56 @@ def test_trailers_are_bounded_like_the_head(server: tuple[str, int]) -> None:
             data += chunk
 
     assert data.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_target_uvicorn_cannot_read_is_refused_after_the_answer_before_it(server: tuple[str, int]) -> None:
+    unreadable = b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    first, refused = answers(server, get("/first") + unreadable)
+
+    assert (first[0], json.loads(first[2])["path"]) == (200, "/first")
+    assert_refusal(refused, 400)
+
+
+def test_a_queued_request_whose_body_is_malformed_is_refused_after_the_answer_before_it(
+    server: tuple[str, int],
+) -> None:
+    malformed = b"POST /second HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n"
+
+    first, refused = answers(server, get("/first") + malformed)
+
+    assert (first[0], json.loads(first[2])["path"]) == (200, "/first")
+    assert_refusal(refused, 400)
+
+
+@pytest.mark.parametrize(("count", "status"), [(http_protocol.REQUEST_HEADERS_MAX - 2, 200), (200, 431)])
+def test_header_fields_are_counted_as_gunicorn_counted_them(
+    server: tuple[str, int], count: int, status: int
+) -> None:
+    headers = b"".join(b"X-Field-%d: %d\r\n" % (i, i) for i in range(count))
+
+    [(code, _, body)] = answers(
+        server, b"GET /fields HTTP/1.1\r\nHost: x\r\n" + headers + b"Connection: close\r\n\r\n"
+    )
+
+    assert code == status
+    if status == 431:
+        assert "header fields" in json.loads(body)["message"]
+
+
+def test_blank_lines_do_not_hold_a_connection_open(
+    server: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_protocol, "REQUEST_HEAD_TIMEOUT_SECONDS", 0.5)
+    started = time.monotonic()
+    with socket.create_connection(server, timeout=30) as connection:
+        try:
+            while time.monotonic() - started < 20:
+                connection.sendall(b"\r\n")
+                time.sleep(0.1)
+        except OSError:
+            pass  # closed by the server
+        while connection.recv(65536):
+            pass
+
+    assert time.monotonic() - started < 20

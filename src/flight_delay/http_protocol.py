@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -22,6 +23,9 @@ from flight_delay.api.security import JSON_HEADERS
 
 # Far above what this API's requests carry (well under 2 KiB), far below what hurts a worker.
 REQUEST_HEAD_MAX_BYTES = 64 * 1024
+HEAD_TOO_LONG = f"The request line and headers are larger than {REQUEST_HEAD_MAX_BYTES} bytes."
+# As gunicorn's limit_request_fields: each header costs far more in Python than its bytes.
+REQUEST_HEADERS_MAX = 100
 # From the connection (or the request's first byte) to the end of its head.
 REQUEST_HEAD_TIMEOUT_SECONDS = 30.0
 # After a refusal, how long what the client still sends is read and dropped before closing: closing
@@ -30,7 +34,7 @@ LINGER_SECONDS = 2.0
 
 
 class HeadTooLarge(Exception):
-    """Raised from a parser callback: httptools stops, and uvicorn calls send_400_response."""
+    """Raised from a parser callback (with why): httptools stops, and uvicorn calls send_400_response."""
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -38,11 +42,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # The head's parsed bytes (request target, header lines), counted as httptools hands them over.
     head_bytes = 0
+    header_count = 0
     # Bytes received since the request began or its body last moved on: what httptools may be
     # holding unfinished (a header or trailer line); None between requests.
     unparsed_bytes: int | None = None
     reading_head = False
-    head_too_large = False
+    head_too_large: str | None = None  # why, once a head was refused for its size
+    previous_cycle: Any = None  # the request before the latest, to fall back on if that one is dropped
     head_timer: asyncio.TimerHandle | None = None
     refusal: bytes | None = None  # the refusal to send once the answers before it are out
     refused = False
@@ -68,15 +74,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.unparsed_bytes is not None:
             self.unparsed_bytes += len(data)
         super().data_received(data)
-        if self.unparsed_bytes is None or self.refused or self.transport.is_closing():
+        if self.refused or self.transport.is_closing():
+            return
+        if self.unparsed_bytes is None:
+            if self.head_timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm_head_timer()  # bytes (blank lines) that begin no request: still on the clock
             return
         if self.unparsed_bytes > REQUEST_HEAD_MAX_BYTES:
-            self.head_too_large = True
+            self.head_too_large = HEAD_TOO_LONG
             self.send_400_response("")
 
     def on_message_begin(self) -> None:
         """A new request: its head counts from zero, against a fresh clock."""
-        self.head_bytes = self.unparsed_bytes = 0
+        self.head_bytes = self.unparsed_bytes = self.header_count = 0
         self.reading_head = True
         self._disarm_head_timer()
         self._arm_head_timer()
@@ -88,16 +98,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """Counts one header line (a chunked body's trailers count afresh, in the same bound)."""
+        """Counts one header line (a chunked body's trailers count afresh, in the same bounds)."""
+        self.header_count += 1
+        if self.header_count > REQUEST_HEADERS_MAX:
+            self.head_too_large = f"The request has more than {REQUEST_HEADERS_MAX} header fields."
+            raise HeadTooLarge(self.head_too_large)
         self._count(len(name) + len(value) + 4)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         """The head is whole: its clock stops; a chunked body's trailers count afresh."""
-        self.head_bytes = self.unparsed_bytes = 0
-        self.reading_head = False
         self._disarm_head_timer()
-        super().on_headers_complete()
+        self.previous_cycle = self.cycle
+        super().on_headers_complete()  # may raise (a target uvicorn cannot read): still the head's fault
+        self.head_bytes = self.unparsed_bytes = self.header_count = 0
+        self.reading_head = False
 
     def on_body(self, body: bytes) -> None:
         """Body bytes are not the head's: the count starts again after them."""
@@ -112,9 +127,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """Refuses a request the parser stopped on: a 431 for a head too large, else a 400."""
         if self.head_too_large:
-            self.logger.warning("Refused a request head over %d bytes.", REQUEST_HEAD_MAX_BYTES)
-            message = f"The request line and headers are larger than {REQUEST_HEAD_MAX_BYTES} bytes."
-            self.refuse(431, "request_header_fields_too_large", message)
+            self.logger.warning("Refused a request head: %s", self.head_too_large)
+            self.refuse(431, "request_header_fields_too_large", self.head_too_large)
         else:
             self.refuse(400, "bad_request", msg)
 
@@ -131,14 +145,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.flow.resume_reading()  # paused for pipelining, maybe: what comes now is dropped
         cycle = self.cycle
         if not self.reading_head and cycle is not None and not cycle.response_complete:
-            # The parser failed in the body of the request in flight: its app sees a disconnect.
-            cycle.disconnected = True
-            cycle.message_event.set()
-            if cycle.response_started or self.pipeline:  # no room left for an answer in order
-                self.transport.close()
-            else:
-                self._write_refusal()
-            return
+            # The parser failed in the body of the latest request.
+            if self.pipeline and self.pipeline[0][0] is cycle:  # queued, never started: dropped
+                self.pipeline.popleft()
+                self.cycle = self.previous_cycle
+            else:  # in flight: its app sees a disconnect, the client this refusal
+                cycle.disconnected = True
+                cycle.waiting_for_100_continue = False
+                cycle.message_event.set()
+                if cycle.response_started:  # no room left for an answer in order
+                    self.transport.close()
+                else:
+                    self._write_refusal()
+                return
         self._send_refusal_when_due()
 
     def _send_refusal_when_due(self) -> None:
@@ -162,8 +181,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """Adds to the head's bytes; stops the parser once they pass the limit."""
         self.head_bytes += size
         if self.head_bytes > REQUEST_HEAD_MAX_BYTES:
-            self.head_too_large = True
-            raise HeadTooLarge
+            self.head_too_large = HEAD_TOO_LONG
+            raise HeadTooLarge(self.head_too_large)
 
     def _arm_head_timer(self) -> None:
         """Starts the clock on the head being read (or awaited), unless it runs already."""
@@ -180,6 +199,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """Closes a connection that sent nothing; refuses a head still unfinished with a 408."""
         self.head_timer = None
         if self.refused or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # uvicorn stopped reading (pipelining): not the client's delay
+            self._arm_head_timer()
             return
         if not self.reading_head:  # no request begun (keep-alive idling has uvicorn's own timer)
             self.transport.close()

@@ -86,6 +86,7 @@ class PredictionService:
         self.db = db
         self.writer: HistoryWriter | HostWriterClient = HistoryWriter(db)
         self.event_loop_writer: EventLoopWriterClient | None = None
+        self._lookup_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     def init_app(self, app: Flask) -> None:
         """Records through the host's history writer when the server runs one, else in this process."""
@@ -114,12 +115,23 @@ class PredictionService:
         """predict() for an event loop: waits for the host's writer without blocking the loop."""
         if self.event_loop_writer is None:
             raise RuntimeError("no host history writer: predict() in a thread instead")
-        # Asking the database, and loading a new model, would hold the loop: done in a thread.
-        active = self.registry.current() or await asyncio.to_thread(self.registry.active)
+        active = self.registry.current() or await self._active_from_a_thread()
         unrecorded = self.score(active, flights, request_id, started, single)
         with _counting_write_failures():
             ids = await self.event_loop_writer.record(unrecorded.rows)
         return self._served(unrecorded, ids)
+
+    async def _active_from_a_thread(self) -> ActiveModel:
+        """Looks the active model up in a thread: asking the database, loading it, would hold the loop.
+
+        One lookup at a time per loop: the requests that arrive during a model's load wait for it
+        rather than each loading the same model again in a thread of its own.
+        """
+        loop = asyncio.get_running_loop()
+        if self._lookup_lock is None or self._lookup_lock[0] is not loop:
+            self._lookup_lock = (loop, asyncio.Lock())
+        async with self._lookup_lock[1]:
+            return self.registry.current() or await asyncio.to_thread(self.registry.active)
 
     def score(
         self,
