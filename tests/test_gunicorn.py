@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from flight_delay.api.asgi_front import ObservedResponse, access_line
+from flight_delay.api.asgi_front import AsgiFront, ObservedResponse, access_line
+from flight_delay.config import load_config
+from flight_delay.server import GunicornServer
 from tests.factories import minimal_flight
 from tests.servers import serve, upload_model
 
@@ -140,3 +144,17 @@ def test_the_access_log_line_names_the_request_its_worker_and_its_id(
         f'127.0.0.1 "POST /model/predict/?a=1 HTTP/1.1" {expected} 1234ms pid=<{os.getpid()}> '
         f"request_id={request_id}"
     )
+
+
+def test_a_worker_freezes_the_objects_its_app_starts_with(
+    app_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's app-building step ends with gc.freeze(): full collections skip what lives on."""
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    config = load_config(**app_config)
+
+    app = GunicornServer(config).load()
+
+    assert isinstance(app, AsgiFront)
+    assert frozen == [True]
