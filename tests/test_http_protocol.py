@@ -76,6 +76,22 @@ def answers(address: tuple[str, int], request: bytes) -> list[tuple[int, dict, b
     return found
 
 
+def trickled(address: tuple[str, int], start: bytes, rest: bytes) -> bytes:
+    """Sends `start`, then `rest` in small pieces until done or refused; returns all that came back."""
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(start)
+        try:
+            for offset in range(0, len(rest), 4096):
+                connection.sendall(rest[offset : offset + 4096])
+                time.sleep(0.001)
+        except OSError:
+            pass  # refused while sending: the answer is still there to read
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    return data
+
+
 def get(path: str, last: bool = False) -> bytes:
     """A GET of `path`; the last one on its connection asks the server to close it."""
     close = "Connection: close\r\n" if last else ""
@@ -115,17 +131,7 @@ def test_pipelined_requests_after_a_large_body_are_not_taken_for_a_large_head(
 
 
 def test_a_head_sent_in_pieces_is_bounded_too(server: tuple[str, int]) -> None:
-    with socket.create_connection(server, timeout=30) as connection:
-        connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        try:
-            for _ in range(2 * REQUEST_HEAD_MAX_BYTES // 1024):
-                connection.sendall(b"a" * 1024)
-                time.sleep(0.001)
-        except OSError:
-            pass  # refused while sending: the answer is still there to read
-        data = b""
-        while chunk := connection.recv(65536):
-            data += chunk
+    data = trickled(server, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a" * (2 * REQUEST_HEAD_MAX_BYTES))
 
     assert data.startswith(b"HTTP/1.1 431 ")
 
@@ -168,19 +174,10 @@ def test_a_chunked_body_of_large_chunks_is_read_whole(server: tuple[str, int]) -
 
 
 def test_trailers_are_bounded_like_the_head(server: tuple[str, int]) -> None:
+    body_and_last_chunk = chunked_post([b"x" * 100])[: -len(b"\r\n")]
     endless = b"X-Trailer: " + b"a" * (2 * REQUEST_HEAD_MAX_BYTES)
-    with socket.create_connection(server, timeout=30) as connection:
-        request = chunked_post([b"x" * 100])
-        connection.sendall(request[: -len(b"0\r\n\r\n")] + b"0\r\n")
-        try:
-            for start in range(0, len(endless), 4096):
-                connection.sendall(endless[start : start + 4096])
-                time.sleep(0.001)
-        except OSError:
-            pass  # refused while sending: the answer is still there to read
-        data = b""
-        while chunk := connection.recv(65536):
-            data += chunk
+
+    data = trickled(server, body_and_last_chunk, endless)
 
     assert data.startswith(b"HTTP/1.1 431 ")
 
