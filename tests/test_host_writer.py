@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 import requests
+import uvloop
 
 from flight_delay.errors import HistoryUnavailable
 from flight_delay.history import host_writer
 from flight_delay.history.database import Database
 from flight_delay.history.host_writer import (
     MAX_FRAME_BYTES,
+    EventLoopWriterClient,
     FrameReader,
     HostWriterClient,
     HostWriterServer,
@@ -343,3 +345,30 @@ def test_a_large_request_commits_its_own_rows(db: Database, socket_path: str) ->
     assert {found[i].request_id for i in shared} == {"shared"}
     assert {found[i].request_id for i in alone} == {"alone"}
     assert len(found) == 2 * host_writer.SHARED_COMMIT_MAX_ROWS + 1
+
+
+def test_rows_a_closed_connection_could_not_send_are_written_by_the_worker(
+    db: Database, socket_path: str
+) -> None:
+    """uvloop raises on a write once the writer's end has closed, a loop iteration before EOF is read."""
+    client = EventLoopWriterClient(HostWriterClient(db, socket_path, WAIT_SECONDS))
+
+    def closed(data: bytes) -> None:
+        raise RuntimeError(
+            "unable to perform operation on <UnixTransport closed=True>; the handler is closed"
+        )
+
+    async def record_across_a_lost_connection() -> list[list[int]]:
+        first = await client.record(rows("before"))
+        assert client.connection is not None
+        client.connection.writer.write = closed  # type: ignore[method-assign]
+        after = await client.record(rows("after"))  # not sent: written by the worker, in a thread
+        again = await client.record(rows("again"))  # a new connection to the writer
+        return [first, after, again]
+
+    with writer_serving(db, socket_path) as server:
+        recorded = uvloop.run(record_across_a_lost_connection())
+
+    found = stored(db)
+    assert [[found[i].request_id for i in ids] for ids in recorded] == [["before"], ["after"], ["again"]]
+    assert server.requests == 2

@@ -285,10 +285,10 @@ class EventLoopWriterClient:
 
     async def record(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
-        connection = await self._connection() if len(rows) <= SHARED_COMMIT_MAX_ROWS else None
-        if connection is None:
+        sent = await self._sent(rows) if len(rows) <= SHARED_COMMIT_MAX_ROWS else None
+        if sent is None:
             return await asyncio.get_running_loop().run_in_executor(None, self.client.local.record, rows)
-        pending_answer = connection.send(sqlite_parameters(rows, self.client.db.bound_engine().dialect))
+        connection, pending_answer = sent
         try:
             reply = await asyncio.wait_for(pending_answer, self.client.timeout_s)
         except TimeoutError as exc:
@@ -303,14 +303,26 @@ class EventLoopWriterClient:
         first = reply["first"]
         return list(range(first, first + len(rows)))
 
+    async def _sent(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[PipelinedConnection, asyncio.Future[dict[str, Any]]] | None:
+        """Sends the rows to the writer: the connection and its answer to come; None if not taken."""
+        connection = await self._connection()
+        if connection is None:
+            return None
+        try:
+            return connection, connection.send(sqlite_parameters(rows, self.client.db.bound_engine().dialect))
+        except ConnectionError:  # the writer went away before taking the rows: they are ours to write
+            return None
+
     async def _connection(self) -> PipelinedConnection | None:
         """The loop's open connection to the writer, opened if needed; None if it cannot be reached."""
-        if self.connection is not None and self.connection.open:
+        if self.connection is not None and self.connection.usable:
             return self.connection
         if self.connecting is None:
             self.connecting = asyncio.Lock()
         async with self.connecting:  # one connection, however many requests find it closed at once
-            if self.connection is None or not self.connection.open:
+            if self.connection is None or not self.connection.usable:
                 try:
                     reader, writer = await asyncio.open_unix_connection(self.client.socket_path)
                 except OSError:
@@ -328,11 +340,26 @@ class PipelinedConnection:
         self.open = True
         self.reading = asyncio.get_running_loop().create_task(self._read_answers(reader))
 
+    @property
+    def usable(self) -> bool:
+        """Whether requests may still be sent: not closed by us, nor by the writer going away.
+
+        The transport closes as soon as the writer is gone, an iteration of the loop before the
+        reading task sees the end; writing to it then would raise (uvloop) rather than fail the request.
+        """
+        return self.open and not self.writer.is_closing()
+
     def send(self, rows: list[list[Any]]) -> asyncio.Future[dict[str, Any]]:
-        """Sends one request's rows; returns the future of its answer."""
+        """Sends one request's rows; returns the future of its answer; ConnectionError if not sent."""
+        if not self.usable:
+            raise ConnectionError("the connection to the history writer is closed")
         request = frame(orjson.dumps(rows))  # built first: a waiter must never be queued without its frame
         pending_answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.writer.write(request)
+        try:
+            self.writer.write(request)
+        except (OSError, RuntimeError) as exc:  # uvloop: "the handler is closed"
+            self.close(exc)
+            raise ConnectionError(f"the history writer's connection failed: {exc}") from exc
         self.waiting.append(pending_answer)
         return pending_answer
 
