@@ -19,7 +19,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from werkzeug.http import HTTP_STATUS_CODES
 
 from flight_delay.api.errors import error_body
-from flight_delay.api.security import JSON_HEADERS
+from flight_delay.api.security import json_answer_headers
 
 # Far above what this API's requests carry (well under 2 KiB), far below what hurts a worker.
 REQUEST_HEAD_MAX_BYTES = 64 * 1024
@@ -217,13 +217,6 @@ def refusal_bytes(status: int, code: str, message: str, default_headers: list[tu
     reason = HTTP_STATUS_CODES.get(status, "Error").encode()
     head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     head += [name + b": " + value + b"\r\n" for name, value in default_headers]
-    headers = [
-        ("content-type", "application/json"),
-        ("content-length", str(len(body))),
-        ("x-request-id", request_id),
-        ("cache-control", "no-store"),
-        *((name.lower(), value) for name, value in JSON_HEADERS),
-        ("connection", "close"),
-    ]
-    head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
+    headers = [*json_answer_headers(len(body), request_id), ("connection", "close")]
+    head += [f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in headers]
     return b"".join(head) + b"\r\n" + body

@@ -25,7 +25,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from flight_delay.api.errors import error_body, reply_for, request_id_from
 from flight_delay.api.model import PREDICT_REQUEST, PREDICT_RESPONSE
-from flight_delay.api.security import JSON_HEADERS
+from flight_delay.api.security import json_answer_headers
 from flight_delay.extensions import predictions
 from flight_delay.observability.metrics import observe_request
 from flight_delay.serving.predictions import FlightInput, ScoredFlights
@@ -86,15 +86,7 @@ def answer(app: Flask, request_id: str, outcome: ScoredFlights | Exception) -> P
         status, extra_headers = reply.status, dict(reply.headers or {})
         payload = error_body(reply.status, reply.code, reply.message, reply.errors, request_id)
     data = f"{app.json.dumps(payload, **_json_options(app))}\n".encode()
-    headers = [
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(data))),
-        *extra_headers.items(),
-        ("X-Request-ID", request_id),
-        ("Cache-Control", "no-store"),
-        *JSON_HEADERS,
-    ]
-    return PredictAnswer(status, headers, data)
+    return PredictAnswer(status, json_answer_headers(len(data), request_id, extra_headers.items()), data)
 
 
 def _json_options(app: Flask) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterable
 
 from flask import Response
 
@@ -26,6 +27,20 @@ DOCS_POLICY = (
 )
 JSON_HEADERS = [*SECURITY_HEADERS.items(), ("Content-Security-Policy", JSON_POLICY)]
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def json_answer_headers(
+    content_length: int, request_id: str, extra: Iterable[tuple[str, str]] = ()
+) -> list[tuple[str, str]]:
+    """The headers of a JSON API answer written outside Flask, in the order Flask's hooks give them."""
+    return [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(content_length)),
+        *extra,
+        ("X-Request-ID", request_id),
+        ("Cache-Control", "no-store"),
+        *JSON_HEADERS,
+    ]
 
 
 def script_hash(source: str) -> str:

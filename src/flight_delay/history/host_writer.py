@@ -80,6 +80,14 @@ def frame(payload: bytes) -> bytes:
     return LENGTH.pack(len(payload)) + payload
 
 
+def ids_from(answer: Mapping[str, Any], count: int) -> list[int]:
+    """The ids of a request's `count` rows from the writer's answer; raises if it refused them."""
+    if "error" in answer:
+        raise not_recorded(answer["error"])
+    first = answer["first"]
+    return list(range(first, first + count))
+
+
 def read_frame(connection: socket.socket) -> bytes:
     """Reads one whole frame from a blocking socket; raises ConnectionError if it closes first."""
     reader = FrameReader()
@@ -241,10 +249,7 @@ class HostWriterClient:
         except BaseException:  # interrupted: an answer left unread would be taken by the next request
             self._drop()
             raise
-        if "error" in answer:
-            raise not_recorded(answer["error"])
-        first = answer["first"]
-        return list(range(first, first + len(rows)))
+        return ids_from(answer, len(rows))
 
     def _connection(self) -> socket.socket | None:
         """This thread's connection to the writer, opened on first use; None if it cannot be reached."""
@@ -298,10 +303,7 @@ class EventLoopWriterClient:
             raise not_recorded("the history writer did not answer in time") from exc
         except ConnectionError as exc:
             raise not_recorded(f"the history writer did not answer ({exc})") from exc
-        if "error" in reply:
-            raise not_recorded(reply["error"])
-        first = reply["first"]
-        return list(range(first, first + len(rows)))
+        return ids_from(reply, len(rows))
 
     async def _sent(
         self, rows: Sequence[Mapping[str, Any]]

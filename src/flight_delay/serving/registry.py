@@ -135,22 +135,25 @@ class ModelRegistry:
 
     def current(self) -> ActiveModel | None:
         """The active model when known without the database (the stamp unchanged); else None."""
-        stamp = self._stamp() if self._stamped else None
-        remembered = self._active
-        if stamp is not None and remembered is not None and remembered[0] == stamp:
-            return remembered[1]
-        return None
+        return self._remembered(self._stamp() if self._stamped else None)
 
     def active(self) -> ActiveModel:
         """Returns the model every worker must serve now; raises ModelNotLoaded if there is none."""
-        known = self.current()
+        stamp = self._stamp() if self._stamped else None
+        known = self._remembered(stamp)
         if known is not None:
             return known
-        stamp = self._stamp() if self._stamped else None
         active = self._read_active()
         if stamp is not None:  # read before the query: a newer activation changes it again
             self._active = (stamp, active)
         return active
+
+    def _remembered(self, stamp: tuple[int, int, int] | None) -> ActiveModel | None:
+        """The model remembered for this stamp of MODEL_STORE_DIR/ACTIVE, if it is the one remembered."""
+        remembered = self._active
+        if stamp is not None and remembered is not None and remembered[0] == stamp:
+            return remembered[1]
+        return None
 
     def _read_active(self) -> ActiveModel:
         """Asks the database which model is active and returns it, loading it if needed."""
