@@ -8,9 +8,12 @@
 # with --no-deps) -> app (the venv and what the service reads) -> test, runtime (the default: last).
 # BASE_IMAGE: any Debian-based image with python3.11 and its venv module.
 # Few layers after the venv is copied: every layer is a full copy on some storage drivers (vfs).
+# Every stage carries the title label: `make docker/install` removes the untagged images it leaves
+# behind by that label (the image a rebuild replaced), and nothing else.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS base
+LABEL org.opencontainers.image.title="flight-delay"
 ENV LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -9,6 +9,11 @@
 #   make docker/test        the test suite inside the image built with --target test
 #   make docker/base        a local Debian base image (debootstrap) for machines without Docker Hub
 #   make docker/smoke       scripts/docker_smoke.sh: the whole user flow, checked, on this machine
+#   make docker/prune       removes the untagged images of this Dockerfile (its title label) and nothing else
+#
+# Builds keep the builder stage tagged ($(DOCKER_BUILDER_IMAGE): the pip layers, i.e. the build cache),
+# then prune: a rebuild's replaced images would otherwise stay on disk untagged, and on the vfs storage
+# driver every layer of each is a full copy (dozens of GB after a day of builds).
 #
 # Variables: BASE_IMAGE (python:3.11-slim), DOCKER_IMAGE (flight-delay:latest), ML_API_PORT (8000),
 # DB=postgres (the history in PostgreSQL 16: compose profile + docker/compose.postgres.yml),
@@ -21,6 +26,9 @@ BASE_IMAGE ?= python:3.11-slim
 DOCKER ?= docker
 DOCKER_IMAGE ?= flight-delay:latest
 DOCKER_TEST_IMAGE ?= flight-delay:test
+DOCKER_BUILDER_IMAGE ?= flight-delay:builder
+# The label every stage of the Dockerfile carries: what docker/prune may remove.
+DOCKER_TITLE_LABEL := org.opencontainers.image.title=flight-delay
 DOCKER_BUILD_NETWORK ?=
 DOCKER_WAIT ?= 180
 COMPOSE_PROJECT ?= flight-delay
@@ -44,12 +52,20 @@ DOCKER_BUILD = $(DOCKER) build --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 	$(if $(DOCKER_BUILD_NETWORK),--network $(DOCKER_BUILD_NETWORK))
 
 .PHONY: docker/install docker/run docker/model_dummy docker/logs docker/stop docker/clean docker/test \
-	docker/base docker/smoke
+	docker/base docker/smoke docker/builder docker/prune
 
 ## docker/install: builds the serving image $(DOCKER_IMAGE) FROM $(BASE_IMAGE)
-docker/install:
+docker/install: docker/builder
 	$(DOCKER_BUILD) --target runtime -t $(DOCKER_IMAGE) .
+	@$(MAKE) --no-print-directory docker/prune
 	@$(DOCKER) image inspect -f '$(DOCKER_IMAGE): {{.Size}} bytes' $(DOCKER_IMAGE)
+
+# The builder stage under a tag, so that docker/prune keeps it: the next build reuses its pip layers.
+docker/builder:
+	$(DOCKER_BUILD) --target builder -t $(DOCKER_BUILDER_IMAGE) .
+
+docker/prune:
+	$(DOCKER) image prune --force --filter label=$(DOCKER_TITLE_LABEL)
 
 ## docker/run: starts the stack in the background and waits until the api's health check passes
 docker/run: docker/install $(ADMIN_TOKEN_FILE)
@@ -79,8 +95,9 @@ docker/clean:
 	$(COMPOSE_ALL) down --remove-orphans --volumes
 
 ## docker/test: the tests (without the Spark pipeline's) inside the image, with no network but loopback
-docker/test:
+docker/test: docker/builder
 	$(DOCKER_BUILD) --target test -t $(DOCKER_TEST_IMAGE) .
+	@$(MAKE) --no-print-directory docker/prune
 	$(DOCKER) run --rm --network none $(DOCKER_TEST_IMAGE)
 
 docker/base:

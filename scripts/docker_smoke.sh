@@ -4,7 +4,9 @@
 #   2. dockerd:   starts one (vfs, no iptables, no default bridge) if no engine answers
 #   3. base:      a local Debian bookworm base image by debootstrap (cached), since Docker Hub may be
 #                 unreachable; SMOKE_BASE_IMAGE=python:3.11-slim uses that instead
-#   4. build:     make docker/install with that base (builds use the host network)
+#   4. build:     make docker/install with that base (builds use the host network), after checking that
+#                 docker's storage has SMOKE_MIN_FREE_GB free (default 8: on vfs every layer is a full
+#                 copy); no untagged image of this Dockerfile may be left behind (make docker/prune)
 #   5. smoke:     make docker/run, then over 127.0.0.1 only: health, make docker/model_dummy, predict
 #                 one and a batch of 3, the history, an upload without the admin token refused (401), a bad
 #                 upload refused (400), a restart that keeps the model
@@ -150,10 +152,23 @@ fi
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL="http://127.0.0.1:$PORT"
 phase_start build
+# Measured: a build from an empty cache, the stack and docker/test take 7.5 GB at their peak on vfs.
+# Failing here says why; running out midway fails some later step with "no space left on device".
+DOCKER_ROOT=$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || true)
+if [[ -n $DOCKER_ROOT && -d $DOCKER_ROOT ]]; then
+    free_gb=$(df -P -BG "$DOCKER_ROOT" | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+    echo "docker's storage $DOCKER_ROOT: $free_gb GB free"
+    ((free_gb >= ${SMOKE_MIN_FREE_GB:-8})) || fail "only $free_gb GB free under $DOCKER_ROOT, \
+needs ${SMOKE_MIN_FREE_GB:-8} GB: make docker/prune removes this project's untagged images, \
+docker system df shows the rest"
+fi
 mk docker/install >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; fail "make docker/install"; }
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 SIZE_MB=$(python3 -c "print(f'{$size / 1e6:.0f} MB')")
 echo "image $IMAGE: $SIZE_MB (FROM $BASE)"
+untagged=$(docker images -q --filter dangling=true --filter label=org.opencontainers.image.title=flight-delay)
+[[ -z $untagged ]] || fail "make docker/install left untagged flight-delay images: $(echo $untagged)"
+ok "no untagged flight-delay image left behind (docker/prune)"
 phase_end "($IMAGE, $SIZE_MB)"
 
 # --- 5. the user's flow ------------------------------------------------------------------------

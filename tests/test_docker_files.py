@@ -33,6 +33,21 @@ def test_the_base_image_is_an_argument_defaulting_to_python_slim() -> None:
     assert re.search(r"^FROM \$\{BASE_IMAGE\} AS base$", dockerfile, flags=re.MULTILINE)
 
 
+def test_builds_prune_only_the_untagged_images_of_this_dockerfile() -> None:
+    dockerfile, docker_mk = read("Dockerfile"), read("docker.mk")
+    base_stage = dockerfile[dockerfile.index("AS base\n") : dockerfile.index("\nFROM base AS builder")]
+    label = re.search(r'^LABEL (org\.opencontainers\.image\.title)="([^"]+)"$', base_stage, re.MULTILINE)
+    assert label, "the base stage (which every stage builds on) carries the title label"
+    assert f"DOCKER_TITLE_LABEL := {label[1]}={label[2]}" in docker_mk
+    prune = re.search(r"^docker/prune:\n\t(.+)$", docker_mk, flags=re.MULTILINE)
+    assert prune
+    assert prune[1] == "$(DOCKER) image prune --force --filter label=$(DOCKER_TITLE_LABEL)"
+    for target in ("docker/install", "docker/test"):
+        recipe = re.search(rf"^{re.escape(target)}: docker/builder\n((?:\t.*\n)+)", docker_mk, re.MULTILINE)
+        assert recipe, f"{target} builds the tagged builder stage first (the cache prune keeps)"
+        assert "docker/prune" in recipe[1], f"{target} prunes after building"
+
+
 def test_runtime_is_the_last_stage_and_test_a_target() -> None:
     names = stages(read("Dockerfile"))
     assert names[-1] == "runtime"
