@@ -8,7 +8,6 @@ head (REQUEST_HEAD_MAX_BYTES: 431), and answers what it cannot parse with a 400,
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from flight_delay.http_protocol import REQUEST_HEAD_MAX_BYTES
 from tests.conftest import upload
 from tests.contracts import assert_error_shape, assert_security_headers
 from tests.factories import ADMIN_HEADERS, minimal_flight
+from tests.raw_http import answers
 from tests.servers import RunningServer, serve_with_model
 
 LIMIT = 64 * 1024
@@ -140,17 +140,10 @@ def test_the_server_refuses_a_chunked_multipart_upload_over_the_limit(limited_se
 
 
 def raw_exchange(server: RunningServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Sends raw bytes on one connection; returns the status, headers and body of what comes back."""
+    """Sends raw bytes on one connection; returns the one answer (the server closes after it)."""
     host, port = server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as connection:
-        connection.sendall(request)
-        answer = b""
-        while chunk := connection.recv(65536):  # the server closes after refusing
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines)
-    return int(status_line.split()[1]), headers, body
+    [answer] = answers((host, int(port)), request)
+    return answer
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import uvicorn
 from flight_delay import http_protocol
 from flight_delay.http_protocol import REQUEST_HEAD_MAX_BYTES, LimitedHttpToolsProtocol
 from tests.contracts import assert_error_shape, assert_security_headers
+from tests.raw_http import answers
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -56,24 +57,6 @@ def server() -> Iterator[tuple[str, int]]:
     yield "127.0.0.1", port
     running.should_exit = True
     thread.join(30)
-
-
-def answers(address: tuple[str, int], request: bytes) -> list[tuple[int, dict, bytes]]:
-    """Sends raw bytes, reads until the server closes the connection; returns each answer."""
-    with socket.create_connection(address, timeout=30) as connection:
-        connection.sendall(request)
-        data = b""
-        while chunk := connection.recv(65536):
-            data += chunk
-    found = []
-    while data:
-        head, _, rest = data.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
-        length = int(headers["content-length"])
-        found.append((int(status_line.split()[1]), headers, rest[:length]))
-        data = rest[length:]
-    return found
 
 
 def trickled(address: tuple[str, int], start: bytes, rest: bytes) -> bytes:

@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from flight_delay.history.database import Database, database_error_reason
 from flight_delay.history.repository import insert_sqlite_rows, sqlite_parameters
 from flight_delay.history.writer import HistoryWriter, ProcessWriteLock, not_recorded, written_alone_after
+from flight_delay.loop_lock import LoopLock
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ class EventLoopWriterClient:
     def __init__(self, client: HostWriterClient) -> None:
         self.client = client
         self.connection: PipelinedConnection | None = None
-        self.connecting: asyncio.Lock | None = None
+        self.connecting = LoopLock()
 
     async def record(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
@@ -321,9 +322,7 @@ class EventLoopWriterClient:
         """The loop's open connection to the writer, opened if needed; None if it cannot be reached."""
         if self.connection is not None and self.connection.usable:
             return self.connection
-        if self.connecting is None:
-            self.connecting = asyncio.Lock()
-        async with self.connecting:  # one connection, however many requests find it closed at once
+        async with self.connecting():  # one connection, however many requests find it closed at once
             if self.connection is None or not self.connection.usable:
                 try:
                     reader, writer = await asyncio.open_unix_connection(self.client.socket_path)

@@ -17,6 +17,7 @@ from flight_delay.history.database import Database
 from flight_delay.history.host_writer import EventLoopWriterClient, HostWriterClient
 from flight_delay.history.models import utcnow
 from flight_delay.history.writer import HistoryWriter
+from flight_delay.loop_lock import LoopLock
 from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort, labelled
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.registry import ActiveModel, ModelRegistry
@@ -86,7 +87,7 @@ class PredictionService:
         self.db = db
         self.writer: HistoryWriter | HostWriterClient = HistoryWriter(db)
         self.event_loop_writer: EventLoopWriterClient | None = None
-        self._lookup_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._lookup_lock = LoopLock()
 
     def init_app(self, app: Flask) -> None:
         """Records through the host's history writer when the server runs one, else in this process."""
@@ -127,10 +128,7 @@ class PredictionService:
         One lookup at a time per loop: the requests that arrive during a model's load wait for it
         rather than each loading the same model again in a thread of its own.
         """
-        loop = asyncio.get_running_loop()
-        if self._lookup_lock is None or self._lookup_lock[0] is not loop:
-            self._lookup_lock = (loop, asyncio.Lock())
-        async with self._lookup_lock[1]:
+        async with self._lookup_lock():
             return self.registry.current() or await asyncio.to_thread(self.registry.active)
 
     def score(
