@@ -345,13 +345,13 @@ def test_requests_arriving_during_a_model_load_share_it(
     assert upload(fronts.front.app.test_client(), model_files(1)).status_code == 201
     monkeypatch.setattr(predictions.registry, "_active", None)  # this worker has not looked it up yet
     lookups = []
-    read_active = ModelRegistry._read_active
+    read_active = ModelRegistry._refresh
 
     def counted(registry: ModelRegistry) -> Any:
         lookups.append(threading.current_thread())
         return read_active(registry)
 
-    monkeypatch.setattr(ModelRegistry, "_read_active", counted)
+    monkeypatch.setattr(ModelRegistry, "_refresh", counted)
 
     async def many() -> list[Answer]:
         return await asyncio.gather(*(call(fronts.front, post(minimal_flight())) for _ in range(20)))

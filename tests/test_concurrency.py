@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 WORKERS = 4
 CLIENTS = 16
+REFRESH_MS = 100
 
 
 def test_5000_predictions_across_a_model_load_are_each_recorded_with_their_model(
@@ -34,9 +35,11 @@ def test_5000_predictions_across_a_model_load_are_each_recorded_with_their_model
         traffic.wait_for_answers(traffic.total // 2)
         traffic.mark("uploading")
         loaded["version"] = upload_model(traffic.url, second_model)
+        # Every worker asks which model is active at least every MODEL_REFRESH_MS, then serves it.
+        time.sleep(5 * REFRESH_MS / 1000)
         traffic.mark("loaded")
 
-    with serve(tmp_path / "data", database_url, workers=WORKERS) as server:
+    with serve(tmp_path / "data", database_url, workers=WORKERS, MODEL_REFRESH_MS=str(REFRESH_MS)) as server:
         first = upload_model(server.url, first_model)
         traffic = Traffic(server.url, total=5_000, clients=CLIENTS, prefix="load")
         seconds = traffic.run(load_midway)

@@ -1,10 +1,11 @@
-"""GET /health/: status, database, model, version."""
+"""GET /health/ (status, database, model, version), /health/live and /health/ready."""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -26,11 +27,69 @@ def test_health_without_a_model(client: FlaskClient, database_url: str) -> None:
 
     assert response.status_code == 200
     body = response.get_json()
-    assert body["status"] == "no_model"
+    assert body["status"] == "ok"  # the process and its database answer; the model has its own field
     assert body["version"] == __version__
     assert body["database"] == {"ok": True, "backend": make_url(database_url).get_backend_name()}
     assert body["model"]["loaded"] is False
     assert "/model/load/" in body["model"]["reason"]
+
+
+def test_live_answers_without_a_model(client: FlaskClient) -> None:
+    response = client.get("/health/live")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_not_ready_without_a_model(client: FlaskClient) -> None:
+    response = client.get("/health/ready")
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["code"] == "not_ready"
+    assert body["status"] == 503
+    assert "/model/load/" in body["message"]
+
+
+def test_ready_once_a_model_is_loaded(loaded_client: FlaskClient) -> None:
+    version = loaded_client.get("/model/").get_json()["version"]
+
+    response = loaded_client.get("/health/ready")
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ready"
+    assert body["model_version"] == version
+    assert body["database"]["ok"] is True
+
+
+def test_not_ready_when_the_model_stops_scoring(loaded_client: FlaskClient, monkeypatch: Any) -> None:
+    from flight_delay.extensions import registry
+
+    model = registry.active().model
+    monkeypatch.setattr(model, "predict", lambda rows: [float("nan")] * len(rows))
+
+    response = loaded_client.get("/health/ready")
+
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "not_ready"
+    assert "finite" in response.get_json()["message"]
+
+
+@pytest.mark.sqlite_only
+def test_not_ready_when_the_database_refuses_writes(loaded_client: FlaskClient, database_url: str) -> None:
+    path = make_url(database_url).database
+    with sqlite3.connect(path) as connection:  # as a full disk would, every heartbeat write fails
+        connection.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON heartbeat BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+
+    response = loaded_client.get("/health/ready")
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["code"] == "not_ready"
+    assert "disk full" in body["message"]
 
 
 def test_health_with_a_model(loaded_client: FlaskClient) -> None:

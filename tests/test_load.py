@@ -57,7 +57,7 @@ def test_multipart_upload_is_stored_and_activated(
     assert set(info["metrics"]) == {"test", "baselines"}
     for moment in (info["created_at"], info["loaded_at"]):
         assert datetime.fromisoformat(moment).utcoffset() == timedelta(0)
-    assert (app_config["MODEL_STORE_DIR"] / f"{version}.pkl").read_bytes() == path.read_bytes()
+    assert (app_config["MODEL_STORE_DIR"] / version).read_bytes() == path.read_bytes()
     assert client.get("/model/").get_json() == info
 
 

@@ -10,7 +10,14 @@ from sqlalchemy import create_engine, inspect, select
 from flight_delay.history.migrate import downgrade, migrations_dir, upgrade
 from flight_delay.history.models import Base, Heartbeat
 
-TABLES = {"model_versions", "model_activations", "predictions", "heartbeat", "alembic_version"}
+TABLES = {
+    "model_versions",
+    "model_artifacts",
+    "model_activations",
+    "predictions",
+    "heartbeat",
+    "alembic_version",
+}
 
 
 def schema(url: str) -> dict[str, set[str]]:
@@ -45,7 +52,7 @@ def test_heartbeat_revision_down_and_up(database_url: str) -> None:
     engine = create_engine(database_url)
 
     downgrade(database_url, "0001")
-    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat"}
+    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat", "model_artifacts"}
 
     upgrade(database_url)
     with engine.connect() as connection:

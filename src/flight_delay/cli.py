@@ -10,7 +10,7 @@ import click
 
 from flight_delay import __version__
 from flight_delay.config import load_config
-from flight_delay.errors import FlightDelayError, UnsafeConfiguration
+from flight_delay.errors import DatabaseNotMigrated, FlightDelayError, UnsafeConfiguration
 
 
 @click.group()
@@ -25,7 +25,12 @@ def main() -> None:
 @click.option("--port", type=int, help="overrides ML_API_PORT (default 8000)")
 @click.option("--host", help="overrides ML_API_HOST (default 127.0.0.1)")
 @click.option("--workers", type=int, help="overrides ML_API_WORKERS (default 2)")
-def serve(port: int | None, host: str | None, workers: int | None) -> None:
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="skip migrating (MIGRATE_AT_START=false): `flight-delay migrate` ran as the release step",
+)
+def serve(port: int | None, host: str | None, workers: int | None, no_migrate: bool) -> None:
     """Migrates the database, activates the start-up model and runs the API under gunicorn."""
     from flight_delay.observability.multiprocess import use_fresh_metrics_dir
 
@@ -33,9 +38,11 @@ def serve(port: int | None, host: str | None, workers: int | None) -> None:
     from flight_delay.server import serve as run_server
 
     overrides = {"ML_API_PORT": port, "ML_API_HOST": host, "ML_API_WORKERS": workers}
+    if no_migrate:
+        overrides["MIGRATE_AT_START"] = False
     try:
         run_server(load_config(**{k: v for k, v in overrides.items() if v is not None}))
-    except UnsafeConfiguration as exc:
+    except (UnsafeConfiguration, DatabaseNotMigrated) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -95,6 +102,8 @@ def load(artifact: Path) -> None:
     try:
         with open_registry(config) as registry:
             active = registry.activate_upload(artifact.read_bytes(), artifact.name)
+    except DatabaseNotMigrated as exc:
+        raise click.ClickException(str(exc)) from exc
     except FlightDelayError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     click.echo(json.dumps({"version": active.version, "kind": active.model.kind}))

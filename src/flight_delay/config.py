@@ -41,6 +41,8 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'flight_delay.db'}",
         "MODEL_STORE_DIR": Path(env.get("MODEL_STORE_DIR") or data_dir / "models"),
         "DEFAULT_MODEL_PATH": Path(env.get("DEFAULT_MODEL_PATH") or data_dir / "model_dummy.pkl"),
+        "MIGRATE_AT_START": _bool(env, "MIGRATE_AT_START", True),
+        "MODEL_REFRESH_MS": _int(env, "MODEL_REFRESH_MS", 250),
         "ML_API_HOST": env.get("ML_API_HOST", "127.0.0.1"),
         "ML_API_PORT": _int(env, "ML_API_PORT", 8000),
         "ML_API_WORKERS": _int(env, "ML_API_WORKERS", 2),
@@ -58,13 +60,26 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         "ML_API_ALLOW_UPLOAD": _bool(env, "ML_API_ALLOW_UPLOAD", True),
         "ML_API_MODEL_SIGNING_KEY": env.get("ML_API_MODEL_SIGNING_KEY") or None,
         "MAX_MODEL_BYTES": _int(env, "MAX_MODEL_BYTES", 64 * 1024 * 1024),
+        # A body not whole this many seconds after its head is a 408 (it is read on the event loop,
+        # holding no thread meanwhile); as long as the head's own bound, REQUEST_HEAD_TIMEOUT_SECONDS.
+        "ML_API_BODY_TIMEOUT_S": _int(env, "ML_API_BODY_TIMEOUT_S", 30),
+        # Requests in flight per worker (health checks aside) beyond which the next is a 503: 16 per
+        # Flask thread at the default 4, so even a full queue of 10,000-flight batches (0.25-0.4 s
+        # each over HTTP, bench/PROFILE.md) drains in 4-6 s, within clients' timeouts; single flights
+        # take well under a millisecond, so 64 is far above what a worker holds at the bench's load.
+        "ML_API_MAX_CONCURRENT": _int(env, "ML_API_MAX_CONCURRENT", 64),
     }
     config.update(overrides)
     if config["ENV"] not in ENVIRONMENTS:
         raise ValueError(f"FLIGHT_DELAY_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    if config["MODEL_REFRESH_MS"] < 0:
+        raise ValueError("MODEL_REFRESH_MS must be 0 or more")
     if config["SQLITE_COMMIT_INTERVAL_MS"] < 0:
         raise ValueError("SQLITE_COMMIT_INTERVAL_MS must be 0 or more")
     if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+    for name in ("ML_API_BODY_TIMEOUT_S", "ML_API_MAX_CONCURRENT"):
+        if config[name] < 1:
+            raise ValueError(f"{name} must be 1 or more")
     config["TESTING"] = config["ENV"] == "testing"
     return config

@@ -60,6 +60,13 @@ class UnusableModel(FlightDelayError):
     code = "unusable_model"
 
 
+class NotReady(FlightDelayError):
+    """This replica cannot serve a prediction now: no model, a failing model, or no database writes."""
+
+    status = 503
+    code = "not_ready"
+
+
 class HistoryUnavailable(FlightDelayError):
     """The prediction history cannot be written or read, so nothing may be served."""
 
@@ -96,5 +103,24 @@ class ModelTooLarge(FlightDelayError):
     code = "model_too_large"
 
 
+class BodyTimeout(FlightDelayError):
+    """The client did not send the whole request body within ML_API_BODY_TIMEOUT_S."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class Overloaded(FlightDelayError):
+    """The worker already has ML_API_MAX_CONCURRENT requests in flight: the client should retry shortly."""
+
+    status = 503
+    code = "overloaded"
+    headers = {"Retry-After": "1"}
+
+
 class UnsafeConfiguration(ValueError):
     """The service refuses to start with a configuration that would expose it."""
+
+
+class DatabaseNotMigrated(ValueError):
+    """The service refuses to start on a database whose schema is behind the code's migrations."""

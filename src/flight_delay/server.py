@@ -14,9 +14,10 @@ from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
 from flight_delay.api.auth import check_upload_policy
+from flight_delay.errors import DatabaseNotMigrated
 from flight_delay.history.database import Database, engine_options, sqlite_file
 from flight_delay.history.host_writer import HostWriterProcess
-from flight_delay.history.migrate import upgrade
+from flight_delay.history.migrate import pending_revision, startup_lock, upgrade
 from flight_delay.http_protocol import LimitedHttpToolsProtocol
 from flight_delay.serving.registry import ModelRegistry
 
@@ -100,20 +101,33 @@ class GunicornServer(BaseApplication):
         return app
 
 
+def ensure_schema(config: dict[str, Any]) -> None:
+    """Migrates the database (under the start-up lock), or with MIGRATE_AT_START off checks it is at head."""
+    url = config["DATABASE_URL"]
+    if config["MIGRATE_AT_START"]:
+        upgrade(url)
+        return
+    head = pending_revision(url)
+    if head is not None:
+        raise DatabaseNotMigrated(
+            f"The database is not at revision {head} and MIGRATE_AT_START is off: run `flight-delay migrate`."
+        )
+
+
 @contextmanager
 def open_registry(config: dict[str, Any]) -> Iterator[ModelRegistry]:
     """Opens the model registry outside the app (start-up, operator commands), migrating first."""
-    upgrade(config["DATABASE_URL"])
+    ensure_schema(config)
     db = Database().bind(config["DATABASE_URL"], **engine_options(config))
     try:
-        yield ModelRegistry().configure(config["MODEL_STORE_DIR"], db)
+        yield ModelRegistry().configure(config["MODEL_STORE_DIR"], db, config["MODEL_REFRESH_MS"])
     finally:
         db.dispose()
 
 
 def prepare(config: dict[str, Any]) -> str | None:
-    """Migrates the database and activates the start-up model; returns the active version."""
-    with open_registry(config) as registry:
+    """Migrates and activates the start-up model, one replica at a time; returns the active version."""
+    with open_registry(config) as registry, startup_lock(config["DATABASE_URL"]):
         return registry.bootstrap(config["DEFAULT_MODEL_PATH"])
 
 

@@ -1,4 +1,4 @@
-"""GET /health/: whether the service, its database and its model are usable."""
+"""GET /health/ for people, /health/live and /health/ready for orchestrators and load balancers."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay import __version__
 from flight_delay.api.blueprint import INTERNAL_ERROR, ApiBlueprint
-from flight_delay.api.schemas import HealthSchema
-from flight_delay.errors import ModelNotLoaded
+from flight_delay.api.schemas import HealthSchema, LiveSchema, ReadySchema
+from flight_delay.errors import FlightDelayError, ModelNotLoaded, NotReady
 from flight_delay.extensions import history, registry
+from flight_delay.serving.loader import check_reference_prediction
 
 blp = ApiBlueprint("health", __name__, url_prefix="/health", description="Service health")
 
@@ -29,16 +30,55 @@ def model_health() -> dict[str, Any]:
 
 @blp.route("/")
 class Health(MethodView):
-    """The health of the API."""
+    """The health of the API, for people: the process, its database and its model."""
 
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="The database cannot be written")
     @blp.error_responses(INTERNAL_ERROR)
     def get(self) -> tuple[dict[str, Any], int]:
-        """Reports status (ok, no_model or unavailable), the database, the model, the app version."""
+        """Reports status (ok; unavailable when the database fails), database, model, app version."""
         model = model_health()
         # Last: a refused write discards the connections this request opened (see make_engine).
         database = history.check_writable()
-        status = ("ok" if model["loaded"] else "no_model") if database.ok else "unavailable"
+        status = "ok" if database.ok else "unavailable"
         body = {"status": status, "version": __version__, "database": database, "model": model}
         return body, 200 if database.ok else 503
+
+
+@blp.route("/live")
+class Live(MethodView):
+    """Liveness: the process answers (no database, no model)."""
+
+    @blp.response(200, LiveSchema)
+    @blp.error_responses(INTERNAL_ERROR)
+    def get(self) -> dict[str, Any]:
+        """Answers 200 while the process serves requests; restart the replica when it stops."""
+        return {"status": "ok"}
+
+
+@blp.route("/ready")
+class Ready(MethodView):
+    """Readiness: this replica can serve a prediction now."""
+
+    @blp.response(200, ReadySchema)
+    @blp.error_responses({503: "Not ready: no model, a model that fails to score, or no database writes"})
+    @blp.error_responses(INTERNAL_ERROR)
+    def get(self) -> dict[str, Any]:
+        """200 when the active model scores the reference flight and the database takes a write."""
+        version = _scoring_model()
+        database = history.check_writable()
+        if not database.ok:
+            raise NotReady(f"The database does not take writes: {database.reason}.")
+        return {"status": "ready", "model_version": version, "database": database}
+
+
+def _scoring_model() -> str:
+    """The active model's version, once it has scored the reference flight; raises NotReady if not."""
+    try:
+        active = registry.active()
+        check_reference_prediction(active.model)
+    except FlightDelayError as exc:
+        raise NotReady(exc.message) from exc
+    except SQLAlchemyError as exc:
+        raise NotReady("The database is unavailable.") from exc
+    return active.version

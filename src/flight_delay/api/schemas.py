@@ -328,10 +328,26 @@ class DatabaseHealthSchema(ma.Schema):
 class HealthSchema(ma.Schema):
     """The service's health."""
 
-    status = ma.fields.String(required=True, metadata={"description": "ok, no_model or unavailable"})
+    status = ma.fields.String(
+        required=True, metadata={"description": "ok; unavailable when the database fails (model: `model`)"}
+    )
     version = ma.fields.String(required=True, metadata={"description": "application version"})
     database = ma.fields.Nested(DatabaseHealthSchema, required=True)
     model = ma.fields.Dict(required=True)
+
+
+class LiveSchema(ma.Schema):
+    """The process answers."""
+
+    status = ma.fields.String(required=True, metadata={"description": "ok"})
+
+
+class ReadySchema(ma.Schema):
+    """This replica can serve a prediction now."""
+
+    status = ma.fields.String(required=True, metadata={"description": "ready"})
+    model_version = ma.fields.String(required=True, metadata={"description": "the model it serves"})
+    database = ma.fields.Nested(DatabaseHealthSchema, required=True)
 
 
 class ErrorSchema(ma.Schema):

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from flask import Flask
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -188,3 +190,12 @@ class Database:
         """Closes pooled connections (after a fork or at shutdown)."""
         if self.engine is not None:
             self.engine.dispose()
+
+
+def insert_absent(session: Session, table: type[Any], values: Mapping[str, Any]) -> None:
+    """Inserts a row unless one with its primary key exists: safe when replicas insert it at once."""
+    if session.get_bind().dialect.name == "postgresql":
+        statement = postgresql_insert(table).values(**values).on_conflict_do_nothing()
+    else:
+        statement = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    session.execute(statement)

@@ -1,20 +1,17 @@
-"""The model registry: artifacts stored content-addressed, the active one named in the database.
+"""The model registry: which model is active, read from the database that every replica shares.
 
-Every worker asks the database which version is active before it scores, so a model loaded
-through one worker is the model all of them serve from the next request on. Each worker keeps
-the models it has read in memory, keyed by version.
-
-On SQLite (one host, so one model store) an activation also replaces the file ACTIVE in the store,
-and a worker asks the database again only when that file changed: a stat instead of a query per
-request. On a server database the replicas need not share the store, so every request asks.
+An activation (an upload through any replica, `flight-delay load`, the start-up model) adds a row to
+model_activations and the artifact's bytes to model_artifacts. Each worker remembers the active model
+and asks the database again at most every MODEL_REFRESH_MS: one small query per interval instead of
+one per request, and a model activated anywhere is served everywhere within that interval (plus the
+time to fetch and load it once). The worker that activated a model serves it from its next request.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +19,15 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from flight_delay.errors import FlightDelayError, ModelNotLoaded
-from flight_delay.history.database import Database
+from flight_delay.history.database import Database, insert_absent
 from flight_delay.history.models import FILENAME_LENGTH, ModelActivation, ModelVersion, utcnow
 from flight_delay.observability.metrics import MODEL_LOADS, best_effort
 from flight_delay.serving.adapters import ServingModel
-from flight_delay.serving.loader import artifact_version, check_artifact
+from flight_delay.serving.artifact_store import ArtifactStore
+from flight_delay.serving.loader import CheckedModel, check_artifact
 
 HOW_TO_LOAD = (
     "No model is loaded. Upload one: curl -H 'Authorization: Bearer <ML_API_ADMIN_TOKEN>' "
@@ -36,8 +35,7 @@ HOW_TO_LOAD = (
     "writes model.pkl and model.lgbm.json)."
 )
 MODELS_KEPT_IN_MEMORY = 2
-STORED_SUFFIXES = (".pkl", ".lgbm.json", ".txt")
-ACTIVE_STAMP = "ACTIVE"
+DEFAULT_REFRESH_MS = 250
 
 
 @dataclass(frozen=True)
@@ -66,97 +64,59 @@ class ActiveModel:
 
 
 class ModelRegistry:
-    """Stores artifacts under MODEL_STORE_DIR and records which one is active."""
+    """Records accepted artifacts and activations in the database; serves the newest activation."""
 
     def __init__(self) -> None:
-        self.store_dir: Path | None = None
         self.db: Database | None = None
+        self.store: ArtifactStore | None = None
+        self.refresh_s = DEFAULT_REFRESH_MS / 1000
         self._cache: dict[str, tuple[ServingModel, dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self._stamped = False
-        self._stamp_path = ""  # a str: os.stat of a str costs less than building a Path per request
-        self._active: tuple[tuple[int, int, int], ActiveModel] | None = None
+        # (monotonic time until which it needs no check, the model): one tuple, replaced whole.
+        self._active: tuple[float, ActiveModel] | None = None
 
     def init_app(self, app: Flask, db: Database) -> None:
-        """Binds to the app's model store and database."""
-        self.configure(Path(app.config["MODEL_STORE_DIR"]), db)
+        """Binds to the app's model cache folder, database and refresh interval."""
+        self.configure(Path(app.config["MODEL_STORE_DIR"]), db, app.config["MODEL_REFRESH_MS"])
 
-    def configure(self, store_dir: Path, db: Database) -> ModelRegistry:
-        """Binds to a model store folder and a database."""
-        self.store_dir = Path(store_dir)
+    def configure(self, store_dir: Path, db: Database, refresh_ms: int = DEFAULT_REFRESH_MS) -> ModelRegistry:
+        """Binds to a model cache folder and a database."""
+        self.store = ArtifactStore(Path(store_dir))
         self.db = db
+        self.refresh_s = refresh_ms / 1000
         self._cache.clear()
-        self._stamped = db.engine is not None and db.engine.dialect.name == "sqlite"
-        self._stamp_path = str(self.store_dir / ACTIVE_STAMP)
         self._active = None
         return self
 
-    def artifact_path(self, version: str, suffix: str = ".pkl") -> Path:
-        """Returns where an artifact of this version and format lives in the store."""
-        assert self.store_dir is not None, "ModelRegistry is not configured"
-        return self.store_dir / f"{version}{suffix}"
-
-    def stored_path(self, version: str) -> Path:
-        """Finds the stored artifact of a version, whichever format it was uploaded in."""
-        for suffix in STORED_SUFFIXES:
-            path = self.artifact_path(version, suffix)
-            if path.is_file():
-                return path
-        return self.artifact_path(version)
-
     def activate_upload(self, data: bytes, filename: str | None) -> ActiveModel:
         """Checks an upload, stores it, records it as the active model and returns it."""
-        try:
-            checked = check_artifact(data)
-        except FlightDelayError as exc:
-            code = exc.code
-            best_effort(lambda: MODEL_LOADS.labels("refused", code).inc())
-            raise
-        self._store(self.artifact_path(checked.version, checked.suffix), data)
+        checked = _checked(data)
         with self.db.transaction() as session:
-            record = session.get(ModelVersion, checked.version)
-            if record is None:
-                record = ModelVersion(
-                    version=checked.version,
-                    kind=checked.model.kind,
-                    filename=filename[:FILENAME_LENGTH] if filename else filename,
-                    size_bytes=checked.size_bytes,
-                    details=_json_safe(checked.model.describe()),
-                    created_at=utcnow(),
-                )
-                session.add(record)
-                session.flush()
+            self.store.save(session, checked.version, data)
+            record = _recorded_version(session, checked, filename)
             activation = ModelActivation(version=checked.version, activated_at=utcnow())
             session.add(activation)
-        self._write_stamp(checked.version)
+        self.store.keep(checked.version, data)
         model, record_info = self._remember(checked.version, checked.model, record)
         best_effort(lambda: MODEL_LOADS.labels("accepted", "").inc())
-        return ActiveModel(checked.version, model, record_info, activation.activated_at)
-
-    def current(self) -> ActiveModel | None:
-        """The active model when known without the database (the stamp unchanged); else None."""
-        return self._remembered(self._stamp() if self._stamped else None)
-
-    def active(self) -> ActiveModel:
-        """Returns the model every worker must serve now; raises ModelNotLoaded if there is none."""
-        stamp = self._stamp() if self._stamped else None
-        known = self._remembered(stamp)
-        if known is not None:
-            return known
-        active = self._read_active()
-        if stamp is not None:  # read before the query: a newer activation changes it again
-            self._active = (stamp, active)
+        active = ActiveModel(checked.version, model, record_info, activation.activated_at)
+        self._active = (time.monotonic() + self.refresh_s, active)
         return active
 
-    def _remembered(self, stamp: tuple[int, int, int] | None) -> ActiveModel | None:
-        """The model remembered for this stamp of MODEL_STORE_DIR/ACTIVE, if it is the one remembered."""
+    def current(self) -> ActiveModel | None:
+        """The active model when checked within MODEL_REFRESH_MS (no database query); else None."""
         remembered = self._active
-        if stamp is not None and remembered is not None and remembered[0] == stamp:
+        if remembered is not None and time.monotonic() < remembered[0]:
             return remembered[1]
         return None
 
-    def _read_active(self) -> ActiveModel:
-        """Asks the database which model is active and returns it, loading it if needed."""
+    def active(self) -> ActiveModel:
+        """Returns the model to serve now; raises ModelNotLoaded if there is none."""
+        return self.current() or self._refresh()
+
+    def _refresh(self) -> ActiveModel:
+        """Asks the database which model is active, loading it if this worker has not yet."""
+        checked_at = time.monotonic()
         with self.db.transaction() as session:
             row = session.execute(
                 select(ModelActivation.version, ModelActivation.activated_at)
@@ -165,10 +125,10 @@ class ModelRegistry:
             ).first()
             if row is None:
                 raise ModelNotLoaded(HOW_TO_LOAD)
-            cached = self._cache.get(row.version)
-            if cached is None:
-                cached = self._load_stored(session.get(ModelVersion, row.version))
-        return ActiveModel(row.version, cached[0], cached[1], row.activated_at)
+            cached = self._cache.get(row.version) or self._load_stored(session, row.version)
+        active = ActiveModel(row.version, cached[0], cached[1], row.activated_at)
+        self._active = (checked_at + self.refresh_s, active)
+        return active
 
     def active_version(self) -> str | None:
         """Names the active version without loading it (None when no model was ever loaded)."""
@@ -178,25 +138,21 @@ class ModelRegistry:
             ).scalar()
 
     def bootstrap(self, default_path: Path | None) -> str | None:
-        """At start: keeps the last active model, else activates the file at default_path if any."""
+        """At start: keeps the last active model, else activates the file at default_path if any.
+
+        Run under the start-up lock (server.prepare), so N replicas starting at once activate it once.
+        """
+        with self.db.transaction() as session:
+            self.store.backfill(session)
         current = self.active_version()
         if current is not None or default_path is None or not Path(default_path).is_file():
             return current
         return self.activate_upload(Path(default_path).read_bytes(), Path(default_path).name).version
 
-    def _load_stored(self, record: ModelVersion) -> tuple[ServingModel, dict[str, Any]]:
-        """Reads an active model from the store, checking it is the artifact that was accepted."""
-        path = self.stored_path(record.version)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelNotLoaded(
-                f"The active model {record.version} is not in the model store ({exc.strerror}); "
-                "load a model again."
-            ) from exc
-        if artifact_version(data) != record.version:
-            raise ModelNotLoaded(f"The stored artifact {path.name} does not match its sha256.")
-        return self._remember(record.version, check_artifact(data).model, record)
+    def _load_stored(self, session: Session, version: str) -> tuple[ServingModel, dict[str, Any]]:
+        """Reads a version's artifact (local cache, else the database) and loads it."""
+        record = session.get(ModelVersion, version)
+        return self._remember(version, check_artifact(self.store.load(session, version)).model, record)
 
     def _remember(
         self, version: str, model: ServingModel, record: ModelVersion
@@ -216,37 +172,32 @@ class ModelRegistry:
                 self._cache.pop(next(iter(self._cache)))
         return entry
 
-    def _stamp(self) -> tuple[int, int, int] | None:
-        """Identifies the ACTIVE file's current version (inode, mtime, size); None when there is none."""
-        try:
-            status = os.stat(self._stamp_path)
-        except OSError:
-            return None
-        return (status.st_ino, status.st_mtime_ns, status.st_size)
 
-    def _write_stamp(self, version: str) -> None:
-        """Replaces the ACTIVE file (new inode), telling every worker on this host to ask again."""
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.store_dir, prefix=".active-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{version}\n")
-        os.replace(tmp, self.store_dir / ACTIVE_STAMP)
+def _checked(data: bytes) -> CheckedModel:
+    """Checks an upload, counting a refusal by its code."""
+    try:
+        return check_artifact(data)
+    except FlightDelayError as exc:
+        code = exc.code
+        best_effort(lambda: MODEL_LOADS.labels("refused", code).inc())
+        raise
 
-    def _store(self, path: Path, data: bytes) -> None:
-        """Writes an artifact into the store atomically (temporary file, fsync, rename)."""
-        if path.is_file() and path.read_bytes() == data:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+def _recorded_version(session: Session, checked: CheckedModel, filename: str | None) -> ModelVersion:
+    """The version's registry row, inserted unless a replica did (the first upload's name stays)."""
+    insert_absent(
+        session,
+        ModelVersion,
+        {
+            "version": checked.version,
+            "kind": checked.model.kind,
+            "filename": filename[:FILENAME_LENGTH] if filename else filename,
+            "size_bytes": checked.size_bytes,
+            "details": _json_safe(checked.model.describe()),
+            "created_at": utcnow(),
+        },
+    )
+    return session.get(ModelVersion, checked.version)
 
 
 def _json_safe(value: Any) -> Any:
