@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -96,6 +97,39 @@ def serve(
 
     before_exec runs in the child just before the server starts (e.g. to drop privileges).
     """
+    server = start(data_dir, database_url, workers, before_exec, **env)
+    try:
+        wait_started(server, workers)
+        yield server
+    finally:
+        stop(server)
+
+
+@contextmanager
+def replicas(
+    count: int, root: Path, database_url: str, workers: int = 1, **env: str
+) -> Iterator[list[RunningServer]]:
+    """Starts `count` servers at once over one database, each with a data folder (model cache) of its own."""
+    servers = []
+    try:
+        for number in range(count):
+            servers.append(start(root / f"replica-{number}", database_url, workers, **env))
+        for server in servers:
+            wait_started(server, workers)
+        yield servers
+    finally:
+        for server in servers:
+            stop(server)
+
+
+def start(
+    data_dir: Path,
+    database_url: str,
+    workers: int = 2,
+    before_exec: Callable[[], None] | None = None,
+    **env: str,
+) -> RunningServer:
+    """Starts `flight-delay serve` on a free port, in a session of its own (killpg ends it all)."""
     port = free_port()
     log_path = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,24 +147,37 @@ def serve(
     command = [str(Path(sys.executable).parent / "flight-delay"), "serve"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, env=environment, stdout=log, stderr=subprocess.STDOUT, preexec_fn=before_exec
+            command,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=before_exec,
+            start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
+    return RunningServer(url=f"http://127.0.0.1:{port}", log_path=log_path, process=process)
+
+
+def wait_started(server: RunningServer, workers: int) -> None:
+    """Waits until the server answers /health/ and all its workers are forked."""
+    wait_healthy(server.url, server.process, server.log_path)
+    # One worker answering is not all forked: gunicorn spawns them one after another.
+    deadline = time.monotonic() + 60
+    while len(server.worker_pids()) < workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def stop(server: RunningServer) -> None:
+    """Stops a server with SIGTERM, SIGKILL to its whole session after 30 s or if its master is gone."""
+    if server.process.poll() is not None:
+        with contextlib.suppress(ProcessLookupError):  # orphaned workers of a killed master
+            os.killpg(server.process.pid, signal.SIGKILL)
+        return
+    server.process.send_signal(signal.SIGTERM)
     try:
-        wait_healthy(url, process, log_path)
-        server = RunningServer(url=url, log_path=log_path, process=process)
-        # One worker answering is not all forked: gunicorn spawns them one after another.
-        deadline = time.monotonic() + 60
-        while len(server.worker_pids()) < workers and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
 
 
 def upload_model(url: str, path: Path) -> str:

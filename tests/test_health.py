@@ -133,7 +133,11 @@ def test_health_reports_a_database_dropped_under_the_app(
     assert body["status"] == "unavailable"
     assert body["database"]["ok"] is False
     assert body["database"]["backend"] == "postgresql"
-    assert body["model"] == {"loaded": False, "reason": "The database is unavailable."}
+    # The worker still holds the model it serves; without a database it is not ready to serve it.
+    assert body["model"]["loaded"] is True
+    ready = loaded_client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.get_json()["code"] == "not_ready"
 
 
 def heartbeat_at(database_url: str) -> datetime:

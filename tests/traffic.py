@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -63,8 +63,10 @@ class Outcome:
 class Traffic:
     """Sends `total` one-flight predictions from `clients` threads while a disturbance runs beside them."""
 
-    def __init__(self, url: str, total: int, clients: int, prefix: str) -> None:
-        self.url = url
+    def __init__(self, url: str | Sequence[str], total: int, clients: int, prefix: str) -> None:
+        # Several URLs (replicas): client i sends to urls[i % len(urls)].
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.url = self.urls[0]
         self.total = total
         self.clients = clients
         self.prefix = prefix
@@ -92,7 +94,7 @@ class Traffic:
         """Runs the clients and the disturbance to completion; returns the wall time in seconds."""
         started = time.perf_counter()
         with ThreadPoolExecutor(self.clients + 1) as pool:
-            futures = [pool.submit(self._client) for _ in range(self.clients)]
+            futures = [pool.submit(self._client, self.urls[i % len(self.urls)]) for i in range(self.clients)]
             futures.append(pool.submit(disturbance, self))
             for future in futures:
                 future.result()  # re-raises a client's or the disturbance's failure
@@ -111,19 +113,19 @@ class Traffic:
         number = next(self._numbers)
         return number if number < self.total else None
 
-    def _client(self) -> None:
-        """One client: a keep-alive session sending predictions until none are left."""
+    def _client(self, url: str) -> None:
+        """One client: a keep-alive session sending predictions to `url` until none are left."""
         with requests.Session() as session:
             while (number := self._take()) is not None:
-                self._send(session, number)
+                self._send(session, url, number)
 
-    def _send(self, session: requests.Session, number: int) -> None:
+    def _send(self, session: requests.Session, url: str, number: int) -> None:
         """Sends one prediction and records its outcome; a dropped connection is an outcome too."""
         request_id = f"{self.prefix}-{number}"
         before = self.marks()
         try:
             response = session.post(
-                f"{self.url}/model/predict/",
+                f"{url}/model/predict/",
                 json=minimal_flight(dep_delay=float(number % 400)),
                 headers={"X-Request-ID": request_id},
                 timeout=60,

@@ -63,6 +63,7 @@ def downgrade(database_url: str, revision: str) -> None:
 def pending_revision(database_url: str) -> str | None:
     """Names the head revision when the database is not at it (None when it is up to date)."""
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    prepare_sqlite_path(database_url)
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
