@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -117,3 +120,32 @@ def test_a_replica_killed_under_load_loses_no_answered_prediction(
     served = traffic.served()
     recorded = recorded_predictions(database_url)
     assert {i: recorded.get(i) for i in served} == served
+
+
+def test_a_model_loaded_by_a_one_off_task_is_served_by_every_replica(
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
+) -> None:
+    with replicas(2, tmp_path, database_url) as servers:
+        task = load_task(model_files(2), database_url, tmp_path / "task")
+        assert task.returncode == 0, task.stdout + task.stderr
+        version = json.loads(task.stdout.splitlines()[-1])["version"]
+
+        for server in servers:
+            wait_until(lambda s=server: get(s, "/model/").json().get("version") == version, 2.0)
+
+
+def test_a_one_off_task_refuses_a_model_over_max_model_bytes(
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
+) -> None:
+    task = load_task(model_files(0), database_url, tmp_path / "task", MAX_MODEL_BYTES="1000")
+
+    assert task.returncode != 0
+    assert "larger than MAX_MODEL_BYTES (1000 bytes)" in task.stderr
+    assert not (tmp_path / "task" / "models").exists()
+
+
+def load_task(model: Path, database_url: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess:
+    """Runs `flight-delay load MODEL` as a one-off task would: its own data folder, the shared database."""
+    environment = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(data_dir), **env}
+    command = [str(Path(sys.executable).parent / "flight-delay"), "load", str(model)]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)

@@ -99,6 +99,10 @@ def load(artifact: Path) -> None:
     from flight_delay.server import open_registry
 
     config = load_config()
+    if artifact.stat().st_size > config["MAX_MODEL_BYTES"]:
+        raise click.ClickException(
+            f"{artifact} is larger than MAX_MODEL_BYTES ({config['MAX_MODEL_BYTES']} bytes)."
+        )
     try:
         with open_registry(config) as registry:
             active = registry.activate_upload(artifact.read_bytes(), artifact.name)
