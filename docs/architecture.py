@@ -39,9 +39,9 @@ EDGE = {"fontsize": "12", "fontname": "Helvetica"}
 CLUSTER = {"fontsize": "15", "fontname": "Helvetica Bold", "margin": "18"}
 
 
-def label(text: str, color: str, style: str = "solid") -> Edge:
+def label(text: str, color: str, style: str = "solid", **attrs: str) -> Edge:
     """An edge with a readable label."""
-    return Edge(label=text, color=color, fontcolor=color, style=style, **EDGE)
+    return Edge(label=text, color=color, fontcolor=color, style=style, **EDGE, **attrs)
 
 
 with Diagram(
@@ -68,13 +68,15 @@ with Diagram(
     users = Users("clients")
 
     with Cluster("Serving (VPC, private subnets)", graph_attr={**CLUSTER, "bgcolor": "#E9F7EF"}):
-        alb = ELB("Application\nLoad Balancer\n/health/ checks")
+        alb = ELB("Application\nLoad Balancer\n/health/ready checks")
         with Cluster(
             "ECS service on Fargate (or EKS deployment)", graph_attr={**CLUSTER, "bgcolor": "#D5F5E3"}
         ):
-            api = [Fargate("api task\ngunicorn x N workers") for _ in range(3)]
+            api = [Fargate("api task\ngunicorn x N workers\nlocal artifact cache") for _ in range(3)]
         scaling = AutoScaling("autoscaling on CloudWatch\nalarms: CPU, requests\nper target")
-        rds = RDSPostgresqlInstance("RDS PostgreSQL\nhistory + active model\n(DATABASE_URL)")
+        rds = RDSPostgresqlInstance(
+            "RDS PostgreSQL\nhistory + active model\n+ model_artifacts\n(DATABASE_URL)"
+        )
 
     with Cluster("Observability", graph_attr={**CLUSTER, "bgcolor": "#F4ECF7"}):
         logs = CloudwatchLogs("CloudWatch Logs\naccess log + request_id")
@@ -88,17 +90,21 @@ with Diagram(
     curated >> label("train / test split", "#B9770E") >> trainer
     trainer >> label("artifact + metrics", "#B9770E") >> registry
 
-    # CI/CD: code -> image -> rolling deploy.
+    # CI/CD: code -> image -> one-off `flight-delay migrate` task -> rolling deploy.
     repo >> label("push / PR", "#1F618D") >> ci
     ci >> label("image", "#1F618D") >> ecr
-    ecr >> label("pull on deploy", "#1F618D", "dashed") >> api[1]
+    # headport="w": dashed edges from below end at the icon, not across the task's label.
+    ecr >> label("deploy: migrate, then roll\n(pull image)", "#1F618D", "dashed", headport="w") >> api[1]
 
-    # Serving: clients -> ALB -> tasks -> RDS; tasks read artifacts from the registry.
+    # Serving: clients -> ALB -> tasks -> RDS; artifacts live in RDS (each task caches locally).
+    # Activation copies a registry artifact into RDS: POST /model/load/ or a one-off load task.
     users >> label("HTTPS /model/predict/", "#1E8449") >> alb
     for i, task in enumerate(api):
         alb >> label("round robin" if i == 1 else "", "#1E8449") >> task
-        task >> label("predictions, history,\nactive version" if i == 1 else "", "#1E8449") >> rds
-    registry >> label("artifact by sha256\n(activate: POST /model/load/)", "#7D3C98", "dashed") >> api[0]
+        task >> label("predictions, history,\nactive version, artifacts" if i == 1 else "", "#1E8449") >> rds
+    # Leading newline: keeps the label off the Serving cluster's border.
+    activate = "\nactivate: POST /model/load/\nor flight-delay load task"
+    registry >> label(activate, "#7D3C98", "dashed", headport="w") >> api[0]
     scaling >> label("add / remove tasks", "#1E8449", "dashed") >> api[2]
 
     # Observability.
