@@ -16,7 +16,7 @@ BENCH_VENV ?= bench/.venv-mlserver
 BENCH_ARGS ?=
 
 .PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train \
-	notebook bench bench/install
+	notebook bench bench/install bench/refresh
 
 install: $(STAMP)
 
@@ -84,6 +84,11 @@ format: $(STAMP)
 ## bench: ours against MLServer under wrk, in process, batch, history, py-spy profile (~5 min); BENCH_ARGS=--help
 bench: bench/install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## bench/refresh: how a worker learns the active model (per-call cost, propagation), SQLite then PostgreSQL
+bench/refresh: $(STAMP)
+	$(BIN)/python -m bench.refresh
+	bash scripts/with_postgres.sh sh -c '$(BIN)/python -m bench.refresh --database-url "$$TEST_DATABASE_URL"'
 
 ## bench/install: wrk (Debian), py-spy in .venv, MLServer in its own $(BENCH_VENV)
 bench/install: $(STAMP) $(VENV)/.bench-tools $(BENCH_VENV)/.installed

@@ -14,6 +14,7 @@ import lightgbm as lgb
 import numpy as np
 
 from flight_delay.features import FeatureContract
+from flight_delay.files import write_atomically
 
 ARTIFACT_FORMAT = "flight-delay/lightgbm"
 # The pickle-free form: LightGBM's own text model with the contract and metadata as JSON.
@@ -147,17 +148,10 @@ def bundle_path(pickle_path: Path) -> Path:
     return Path(pickle_path).with_suffix(BUNDLE_SUFFIX)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Writes a file through a temporary sibling so that a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def save_artifact(model: FlightDelayModel, out: Path) -> Path:
     """Writes the model as a .pkl (cloudpickle) and, beside it, as a pickle-free .lgbm.json bundle."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out, cloudpickle.dumps(model))
-    _write_atomically(bundle_path(out), to_bundle(model))
+    write_atomically(out, cloudpickle.dumps(model))
+    write_atomically(bundle_path(out), to_bundle(model))
     return out

@@ -9,14 +9,13 @@ store, the database keeping the sha256 and the URL): docs/ARCHITECTURE.md says h
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flight_delay.errors import ModelNotLoaded
+from flight_delay.files import write_atomically
 from flight_delay.history.database import insert_absent
 from flight_delay.history.models import ModelArtifact, ModelVersion, utcnow
 from flight_delay.serving.loader import artifact_version
@@ -53,7 +52,7 @@ class ArtifactStore:
     def keep(self, version: str, data: bytes) -> None:
         """Writes the local copy atomically; a cache that cannot be written only costs a fetch later."""
         try:
-            _write_atomically(self.cache_path(version), data)
+            write_atomically(self.cache_path(version), data)
         except OSError as exc:
             log.warning("model cache %s not written (%s): served from memory", self.cache_dir, exc)
 
@@ -101,18 +100,3 @@ class ArtifactStore:
             if path.is_file() and artifact_version(data := path.read_bytes()) == version:
                 return data
         return None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Writes a file through a temporary one, fsync and rename: readers see all of it or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
