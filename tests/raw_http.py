@@ -13,9 +13,14 @@ def answers(address: tuple[str, int], request: bytes) -> list[tuple[int, dict[st
     """
     with socket.create_connection(address, timeout=30) as connection:
         connection.sendall(request)
-        data = b""
-        while chunk := connection.recv(65536):
-            data += chunk
+        return read_answers(connection)
+
+
+def read_answers(connection: socket.socket) -> list[tuple[int, dict[str, str], bytes]]:
+    """Reads a connection until the server closes it; returns each answer, as `answers` does."""
+    data = b""
+    while chunk := connection.recv(65536):
+        data += chunk
     found = []
     while data:
         head, _, rest = data.partition(b"\r\n\r\n")

@@ -139,6 +139,30 @@ def test_the_server_refuses_a_chunked_multipart_upload_over_the_limit(limited_se
     assert_too_large(response)
 
 
+@pytest.mark.slow
+def test_the_server_takes_a_model_upload_over_the_request_limit_within_its_own(
+    tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
+) -> None:
+    # Bodies are read before Flask sees them: an upload's bound is MAX_MODEL_BYTES, not MAX_REQUEST_BYTES.
+    artifact = model_files(0).read_bytes()
+    assert len(artifact) > 1024
+    env = {"MAX_REQUEST_BYTES": "1024"}
+    # serve_with_model uploads it as multipart, with a Content-Length, and checks the 201.
+    with serve_with_model(tmp_path / "data", database_url, model_files(0), workers=1, **env) as server:
+        streamed = requests.post(
+            f"{server.url}/model/load/",
+            data=chunked(artifact),
+            headers={**ADMIN_HEADERS, "Content-Type": "application/octet-stream"},
+            timeout=60,
+        )
+        predicted = requests.post(
+            f"{server.url}/model/predict/", data=batch_of_size(1025), headers=JSON, timeout=60
+        )
+
+    assert streamed.status_code == 201, streamed.text[:300]
+    assert_too_large(predicted)
+
+
 def raw_exchange(server: RunningServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Sends raw bytes on one connection; returns the one answer (the server closes after it)."""
     host, port = server.url.removeprefix("http://").split(":")

@@ -64,9 +64,8 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         # holding no thread meanwhile); as long as the head's own bound, REQUEST_HEAD_TIMEOUT_SECONDS.
         "ML_API_BODY_TIMEOUT_S": _int(env, "ML_API_BODY_TIMEOUT_S", 30),
         # Requests in flight per worker (health checks aside) beyond which the next is a 503: 16 per
-        # Flask thread at the default 4, so even a full queue of 10,000-flight batches (0.25-0.4 s
-        # each over HTTP, bench/PROFILE.md) drains in 4-6 s, within clients' timeouts; single flights
-        # take well under a millisecond, so 64 is far above what a worker holds at the bench's load.
+        # Flask thread at the default 4, so that even a full queue of the largest batches drains
+        # within clients' timeouts, while single flights (answered on the loop) never come near it.
         "ML_API_MAX_CONCURRENT": _int(env, "ML_API_MAX_CONCURRENT", 64),
     }
     config.update(overrides)

@@ -8,10 +8,17 @@ waits for the host's history writer without holding a thread. Every other reques
 every prediction when no host writer runs (a PostgreSQL history) goes to the Flask app on a thread
 pool (a2wsgi), PredictFront included, as under a WSGI server. Either way the answer is the same,
 byte for byte (tests compare).
+
+Every body is read here, on the loop, before anything answers it: within its limit (beyond it, the
+bytes that prove it too large are handed on, and Flask refuses it as it always did) and within
+ML_API_BODY_TIMEOUT_S, else a 408. A client stalling mid-body so holds no Flask thread. Each worker
+takes at most ML_API_MAX_CONCURRENT requests at once (a stalled one counts) and answers the next
+with a 503 `overloaded` at once, rather than queueing work without bound for its threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -20,7 +27,9 @@ from typing import Any
 
 from a2wsgi import WSGIMiddleware
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 
+from flight_delay.api.body_limit import body_limit, upload_paths
 from flight_delay.api.errors import request_id_from
 from flight_delay.api.predict_front import (
     PREDICT_PATHS,
@@ -31,6 +40,7 @@ from flight_delay.api.predict_front import (
     body_length,
     flights_from,
 )
+from flight_delay.errors import BodyTimeout, FlightDelayError, Overloaded
 from flight_delay.extensions import predictions
 from flight_delay.observability.metrics import observe_request
 from flight_delay.serving.predictions import FlightInput
@@ -43,6 +53,10 @@ Send = Callable[[Message], Awaitable[None]]
 # request of the worker, for milliseconds to seconds. It is answered on a thread, like Flask's requests.
 LOOP_BODY_MAX_BYTES = 64 * 1024
 
+# Health checks are never refused for the cap on requests in flight: a load balancer's probe must
+# learn whether the replica is up, and a replica at its cap is up (and busy), not to be taken out.
+HEALTH_PREFIX = "/health/"
+
 # gunicorn's access logger: its handlers (stdout for "-") are set from gunicorn's accesslog setting.
 ACCESS_LOG = logging.getLogger("gunicorn.access")
 
@@ -53,6 +67,10 @@ class AsgiFront:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.flask = WSGIMiddleware(_terminated_input(app.wsgi_app), workers=app.config["ML_API_THREADS"])
+        self.body_timeout_s = app.config["ML_API_BODY_TIMEOUT_S"]
+        self.max_concurrent = app.config["ML_API_MAX_CONCURRENT"]
+        self.in_flight = 0  # requests being served, health checks aside (the loop's only: no lock)
+        self.upload_paths = upload_paths(app)
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         """Serves one request (lifespan and websocket scopes are a2wsgi's: acknowledged, closed)."""
@@ -65,31 +83,62 @@ class AsgiFront:
             scope["headers"] = [(name, value) for name, value in scope["headers"] if b"_" not in name]
         response = ObservedResponse(send)
         try:
-            if scope["method"] == "POST" and scope["path"] in PREDICT_PATHS:
-                await self._predict(scope, receive, response.send, started)
-            else:
-                await self.flask(scope, receive, response.send)  # type: ignore[arg-type]
+            await self._admit(scope, receive, response.send, started)
         finally:
             ACCESS_LOG.info(access_line(scope, response, time.perf_counter() - started))
 
-    async def _predict(self, scope: Message, receive: Receive, send: Send, started: float) -> None:
-        """Answers a plain prediction on the loop; anything else about it is Flask's to answer."""
+    async def _admit(self, scope: Message, receive: Receive, send: Send, started: float) -> None:
+        """Serves the request if the worker has room for it (health checks always), else a 503 at once."""
+        if is_health_check(scope["path"]):
+            await self._serve(scope, receive, send, started)
+        elif self.in_flight >= self.max_concurrent:
+            message = f"This worker has {self.max_concurrent} requests in flight, its limit; retry shortly."
+            await self._refuse(scope, send, Overloaded(message), started)
+        else:
+            self.in_flight += 1
+            try:
+                await self._serve(scope, receive, send, started)
+            finally:
+                self.in_flight -= 1
+
+    async def _serve(self, scope: Message, receive: Receive, send: Send, started: float) -> None:
+        """Reads the body on the loop within the deadline, then answers: on the loop, or in Flask."""
+        try:
+            body = await self._body(scope, receive)
+        except TimeoutError:
+            message = f"The request body did not arrive within {self.body_timeout_s} s."
+            await self._refuse(scope, send, BodyTimeout(message), started)
+            return
+        if await self._predict(scope, body, send, started):
+            return
+        # The body replayed: Flask's thread reads it from memory, never waiting for the client.
+        await self.flask(scope, replaying(body, receive), send)  # type: ignore[arg-type]
+
+    async def _body(self, scope: Message, receive: Receive) -> bytes:
+        """The body, up to one byte past its limit (Flask refuses it from those), within the deadline."""
+        limit = body_limit(self.app.config, scope["path"] in self.upload_paths)
+        declared = header(scope, b"content-length")
+        if limit is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+            return b""  # refused by Flask from its declared length alone, unread, as before
+        async with asyncio.timeout(self.body_timeout_s):
+            return await read_body(receive, limit)
+
+    async def _predict(self, scope: Message, body: bytes, send: Send, started: float) -> bool:
+        """Answers a plain prediction on the loop; False leaves it (and any refusal of it) to Flask."""
+        if scope["method"] != "POST" or scope["path"] not in PREDICT_PATHS:
+            return False
         limit = self.app.config.get("MAX_CONTENT_LENGTH")
         length = body_length(header(scope, b"content-type"), header(scope, b"content-length"), limit)
         if length is None or length > LOOP_BODY_MAX_BYTES or predictions.event_loop_writer is None:
-            await self.flask(scope, receive, send)  # type: ignore[arg-type]
-            return
-        body = await read_body(receive)
+            return False
         parsed = flights_from(body) if len(body) == length else None
         if parsed is None:  # refused or cut short: Flask words the refusal from the same body
-            await self.flask(scope, replaying(body, receive), send)  # type: ignore[arg-type]
-            return
+            return False
         request_id = request_id_from(header(scope, b"x-request-id"))
         reply = await self._scored(*parsed, request_id, started)
-        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.data})
+        await send_answer(send, reply)
         observe_request(PREDICT_RULE, "POST", reply.status, time.perf_counter() - started)
+        return True
 
     async def _scored(
         self, flights: list[FlightInput], single: bool, request_id: str, started: float
@@ -100,6 +149,22 @@ class AsgiFront:
             return answer(self.app, request_id, scored)
         except Exception as exc:  # answered as Flask's error handlers answer it
             return answer(self.app, request_id, exc)
+
+    async def _refuse(self, scope: Message, send: Send, error: FlightDelayError, started: float) -> None:
+        """Answers an error on the loop, in the shape and with the headers Flask's handlers give it."""
+        reply = answer(self.app, request_id_from(header(scope, b"x-request-id")), error)
+        # After a 408 the rest of the body may still come: the connection cannot carry another request.
+        await send_answer(send, reply, close=isinstance(error, BodyTimeout))
+        observe_request(self._rule(scope), scope["method"], reply.status, time.perf_counter() - started)
+
+    def _rule(self, scope: Message) -> str:
+        """The route the request would reach, as Flask's metrics name it ("unmatched" for none)."""
+        try:
+            adapter = self.app.url_map.bind("localhost")
+            rule, _ = adapter.match(scope["path"], scope["method"], return_rule=True)
+        except HTTPException:
+            return "unmatched"
+        return rule.rule
 
 
 class ObservedResponse:
@@ -138,21 +203,36 @@ def access_line(scope: Message, response: ObservedResponse, elapsed_s: float) ->
     )
 
 
+def is_health_check(path: str) -> bool:
+    """Whether the path is a health endpoint's (/health/, /health/live, ...; with or without its slash)."""
+    return path.startswith(HEALTH_PREFIX) or path == HEALTH_PREFIX.rstrip("/")
+
+
 def header(scope: Message, name: bytes) -> str:
     """A request header's value, repeated ones joined by commas as in the WSGI environ; "" if absent."""
     values = [value.decode("latin-1") for key, value in scope["headers"] if key == name]
     return ",".join(values)
 
 
-async def read_body(receive: Receive) -> bytes:
-    """Reads the request body to its end, or to the client's disconnect."""
-    chunks = []
+async def send_answer(send: Send, reply: PredictAnswer, close: bool = False) -> None:
+    """Sends a whole answer; `close` asks the server to close the connection after it."""
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.data})
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes:
+    """Reads the request body to its end, to the client's disconnect, or past `limit` bytes."""
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":  # http.disconnect: what came is all there is
             break
         chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
+        size += len(chunks[-1])
+        if not message.get("more_body", False) or (limit is not None and size > limit):
             break
     return b"".join(chunks)
 

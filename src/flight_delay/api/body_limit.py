@@ -1,10 +1,15 @@
-"""MAX_CONTENT_LENGTH for bodies streamed without Content-Length (chunked), not only for declared ones."""
+"""MAX_CONTENT_LENGTH for bodies streamed without Content-Length (chunked), not only for declared ones.
+
+Also each request's limit (body_limit), for the ASGI front that reads every body before Flask does.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
+from typing import Any
 
-from flask import current_app, request
+from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from flight_delay.errors import ModelTooLarge
@@ -27,10 +32,7 @@ def buffer_streamed_body() -> None:
     if not environ.get("wsgi.input_terminated") or request.content_length is not None:
         return
     upload = request.endpoint == MODEL_UPLOAD_ENDPOINT
-    if upload:
-        limit = current_app.config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES
-    else:
-        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    limit = body_limit(current_app.config, upload)
     if limit is None:
         return
     body = _read_at_most(environ["wsgi.input"], limit + 1)
@@ -40,6 +42,19 @@ def buffer_streamed_body() -> None:
             raise ModelTooLarge(f"The model file is larger than MAX_MODEL_BYTES ({cap} bytes).")
         raise RequestEntityTooLarge()
     environ["wsgi.input"] = io.BytesIO(body)
+
+
+def body_limit(config: Mapping[str, Any], upload: bool) -> int | None:
+    """The most body bytes a request may carry: the model upload's own limit, else MAX_CONTENT_LENGTH."""
+    if upload:
+        return config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES
+    return config.get("MAX_CONTENT_LENGTH")
+
+
+def upload_paths(app: Flask) -> frozenset[str]:
+    """The model upload's paths (with and without the trailing slash), for fronts that route no request."""
+    rules = [rule.rule for rule in app.url_map.iter_rules(MODEL_UPLOAD_ENDPOINT)]
+    return frozenset({*rules, *(rule.rstrip("/") for rule in rules)})
 
 
 def _read_at_most(stream: io.BufferedIOBase, size: int) -> bytes:
