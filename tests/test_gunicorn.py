@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ pytestmark = pytest.mark.slow
 def test_a_model_loaded_through_one_worker_is_served_by_all(
     tmp_path: Path, database_url: str, model_files: Callable[[int], Path]
 ) -> None:
-    with serve(tmp_path / "data", database_url, workers=2) as server:
+    with serve(tmp_path / "data", database_url, workers=2, MODEL_REFRESH_MS="100") as server:
         version_a = upload_model(server.url, model_files(0))
         version_b = upload_model(server.url, model_files(1))
         assert version_a != version_b
+        time.sleep(0.5)  # the other worker asks which model is active at least every MODEL_REFRESH_MS
 
         served = []
         for i in range(50):
