@@ -63,10 +63,15 @@ COPY src/model_dummy.py src/model_dummy.py
 COPY docker/entrypoint.sh docker/healthcheck.py docker/
 VOLUME /data
 EXPOSE 8000
+# Readiness: healthy when this container can serve a prediction now (GET /health/ready: the active
+# model loaded and scoring, the database writable), so a balancer or an orchestrator never sends it
+# traffic before. A fresh container without a model is live (GET /health/live) but not healthy until
+# a model is loaded: make docker/run waits for liveness, make docker/model_dummy for this.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "/app/docker/healthcheck.py"]
-# flight-delay serve migrates once, activates the start-up model, then becomes gunicorn's master:
-# the entrypoint execs it, so gunicorn is PID 1 and gets docker stop's SIGTERM.
+    CMD ["python", "/app/docker/healthcheck.py", "ready"]
+# flight-delay serve migrates once (unless MIGRATE_AT_START=false, as the scaled stack's replicas,
+# whose release step is `flight-delay migrate`), activates the start-up model, then becomes
+# gunicorn's master: the entrypoint execs it, so gunicorn is PID 1 and gets docker stop's SIGTERM.
 ENTRYPOINT ["/bin/sh", "/app/docker/entrypoint.sh"]
 CMD []
 USER app
