@@ -406,7 +406,7 @@ QUESTION_FUNCTIONS: dict[str, tuple[Transform, Callable[[DataFrame], Any]]] = {
 # Intermediates two questions build: route counts (q5, q12) and daily counts (q7, q15), both small.
 # Spark substitutes a cached plan wherever a query contains the same plan. The landed filter (q4,
 # q9, q16) is not cached: it would copy 97% of the flights to save a scan of data already in memory,
-# and on the full data that made the 17 answers about 1.5 s slower.
+# and on the full data that made the 17 answers slower (docs/PIPELINE.md).
 SHARED: tuple[Transform, ...] = (route_counts, daily_flights)
 
 
