@@ -58,6 +58,48 @@ def test_http_errors_share_the_json_shape(
     assert body["request_id"] == response.headers["X-Request-ID"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("get", "/model/predict/", "OPTIONS, POST"),
+        ("put", "/model/predict", "OPTIONS, POST"),
+        ("delete", "/model/history/", "GET, HEAD, OPTIONS"),
+        ("post", "/health/ready", "GET, HEAD, OPTIONS"),
+        ("get", "/model/load/", "OPTIONS, POST"),
+        ("head", "/model/predict/", "OPTIONS, POST"),
+    ],
+)
+def test_405_lists_the_path_methods_in_allow(client: FlaskClient, method: str, path: str, allow: str) -> None:
+    response = getattr(client, method)(path)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+    assert response.content_type == "application/json"
+    if method != "head":
+        assert response.get_json()["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"), [("/model/predict/", "OPTIONS, POST"), ("/model/history", "GET, HEAD, OPTIONS")]
+)
+def test_options_answers_204_with_allow_and_no_body(client: FlaskClient, path: str, allow: str) -> None:
+    response = client.options(path)
+
+    assert response.status_code == 204
+    assert response.headers["Allow"] == allow
+    assert response.get_data() == b""
+    assert "Content-Type" not in response.headers
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Request-ID"]
+
+
+def test_options_on_an_unknown_path_is_a_json_404(client: FlaskClient) -> None:
+    response = client.options("/nowhere/")
+
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "not_found"
+
+
 def test_unexpected_errors_are_500_without_a_trace(
     loaded_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,6 +171,7 @@ def test_every_operation_documents_its_errors_in_the_error_shape(client: FlaskCl
     assert {"400", "413", "415", "422", "503"} <= set(spec["paths"]["/model/predict/"]["post"]["responses"])
     assert {"400", "413", "415", "422"} <= set(spec["paths"]["/model/load/"]["post"]["responses"])
     assert {"NotFound", "MethodNotAllowed"} <= set(spec["components"]["responses"])
+    assert "Allow" in spec["components"]["responses"]["MethodNotAllowed"]["headers"]
     assert set(spec["components"]["schemas"]["Error"]["required"]) == {
         "status",
         "code",

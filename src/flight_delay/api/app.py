@@ -15,7 +15,6 @@ from flight_delay.api.health import blp as health_blp
 from flight_delay.api.metrics import blp as metrics_blp
 from flight_delay.api.model import blp as model_blp
 from flight_delay.api.predict_front import PredictFront
-from flight_delay.api.schemas import FlightSchema, PredictRequestSchema
 from flight_delay.config import load_config
 from flight_delay.extensions import api, db, predictions, registry
 from flight_delay.observability.metrics import observe_request
@@ -25,25 +24,28 @@ API_DESCRIPTION = (
     "prediction served. Every error, on any path, has one JSON shape (schema `Error`): `status` (the "
     "HTTP status), `code`, `message`, `errors` (per field, when fields are at fault) and `request_id`. "
     "Besides the statuses each operation lists, an unknown path answers 404 and a known path called "
-    "with another method 405, in the same shape."
+    "with another method 405, in the same shape, with `Allow` listing the path's methods. OPTIONS on a "
+    "known path answers 204 with that `Allow` and no body."
 )
+
+
+class FlightDelayFlask(Flask):
+    """Flask, answering OPTIONS with 204 and `Allow` rather than an empty text/html 200."""
+
+    def make_default_options_response(self) -> Response:
+        """Answers OPTIONS on a known path: 204, `Allow` listing its methods, no body nor content type."""
+        response = self.response_class(status=204)
+        del response.headers["Content-Type"]
+        response.headers["Allow"] = errors.allow_header(errors.path_methods(request.path))
+        return response
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Builds the app from the environment's configuration, with `config` overriding it."""
-    app = Flask("flight_delay")
+    app = FlightDelayFlask("flight_delay")
     app.config.update(load_config(**dict(config or {})))
     check_upload_policy(app.config)
-    app.config.update(
-        API_TITLE="flight-delay",
-        API_VERSION=__version__,
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/",
-        OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
-        API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
-    )
+    app.config.update(openapi_config())
     app.json.sort_keys = False
     # Every path answers with or without its trailing slash, never with a redirect.
     app.url_map.strict_slashes = False
@@ -51,26 +53,37 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     registry.init_app(app, db)
     predictions.init_app(app)
     api.init_app(app)
-    # The predict body is documented as oneOf these two, so they are named components.
-    api.spec.components.schema("Flight", schema=FlightSchema)
-    api.spec.components.schema("PredictRequest", schema=PredictRequestSchema)
-    api.spec.components.security_scheme(
-        "adminToken", {"type": "http", "scheme": "bearer", "description": "ML_API_ADMIN_TOKEN"}
-    )
-    # Answers that belong to no operation: an unknown path, a known path with another method.
-    for name, description in (("NotFound", "Unknown path"), ("MethodNotAllowed", "Method not allowed here")):
-        api.spec.components.response(name, errors.error_response_doc(description))
+    docs.document_components(api.spec)
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
     api.register_blueprint(metrics_blp)
     docs.init_app(app)
     errors.init_app(app)
+    register_request_hooks(app)
+    app.wsgi_app = PredictFront(app, app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def openapi_config() -> dict[str, Any]:
+    """flask-smorest's settings: the document's title and version, where it and /docs are served."""
+    return {
+        "API_TITLE": "flight-delay",
+        "API_VERSION": __version__,
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": docs.ASSETS_URL,
+        "API_SPEC_OPTIONS": {"info": {"description": API_DESCRIPTION}},
+    }
+
+
+def register_request_hooks(app: Flask) -> None:
+    """Times, tags and counts every request Flask answers; buffers a streamed body first."""
     app.before_request(_start_request)
     app.before_request(body_limit.buffer_streamed_body)  # before anything reads the body
     app.after_request(_tag_response)
     app.after_request(_observe_response)
-    app.wsgi_app = PredictFront(app, app.wsgi_app)  # type: ignore[method-assign]
-    return app
 
 
 def _start_request() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from flight_delay.errors import FlightDelayError
 from flight_delay.history.database import database_error_reason
@@ -50,9 +50,10 @@ def error_response(
     return response, status
 
 
-def error_response_doc(description: str) -> dict[str, Any]:
-    """Documents a response in the error shape, for responses no operation lists."""
-    return {"description": description, "content": {"application/json": {"schema": "Error"}}}
+def error_response_doc(description: str, headers: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Documents a response in the error shape (and its headers), for responses no operation lists."""
+    doc = {"description": description, "content": {"application/json": {"schema": "Error"}}}
+    return {**doc, "headers": dict(headers)} if headers else doc
 
 
 def request_id() -> str:
@@ -87,6 +88,9 @@ def handle_error(exc: Exception) -> tuple[Response, int]:
 
 def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
     """Answers werkzeug's HTTP errors, including webargs' 422 with its per-field messages."""
+    routing_failed = isinstance(exc, NotFound) and request.url_rule is None
+    if routing_failed and (methods := path_methods(request.path)):
+        exc = MethodNotAllowed(valid_methods=sorted(methods))
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages")
     if isinstance(messages, dict) and len(messages) == 1 and isinstance(next(iter(messages.values())), dict):
@@ -95,7 +99,32 @@ def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
     message = exc.description or exc.name or "error"
     if exc.code == 422:
         code, message = "invalid_input", "The request is invalid; see errors for each field."
-    return error_response(exc.code or 500, code, message, messages)
+    return error_response(exc.code or 500, code, message, messages, http_error_headers(exc))
+
+
+def http_error_headers(exc: HTTPException) -> dict[str, str]:
+    """The headers an HTTP error must carry besides the body's: `Allow` on a 405 (RFC 9110 15.5.6)."""
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        return {"Allow": allow_header(exc.valid_methods)}
+    return {}
+
+
+def path_methods(path: str) -> set[str]:
+    """The methods a path answers, spelt with or without its trailing slash (empty: unknown path).
+
+    With strict slashes off, werkzeug routes /model/predict to /model/predict/, yet finds no methods
+    for it when the method is wrong: the slashed spelling is asked too, so the answer is a 405.
+    """
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return set()
+    spellings = (path, path.rstrip("/") + "/")
+    return {method for spelling in spellings for method in adapter.allowed_methods(spelling)}
+
+
+def allow_header(methods: Iterable[str]) -> str:
+    """Renders a path's methods as an `Allow` value, sorted so every answer lists them alike."""
+    return ", ".join(sorted({method.upper() for method in methods}))
 
 
 def init_app(app: Flask) -> None:

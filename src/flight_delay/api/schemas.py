@@ -76,20 +76,61 @@ COLUMN_VALIDATORS: dict[str, list[Any]] = {
     "name": [validate.Length(min=1, max=128)],
     **{name: [_validate_hhmm] for name in HHMM_COLUMNS},
 }
-# Bounds the validators above check but cannot show in the OpenAPI document by themselves.
-DOCUMENTED_BOUNDS: dict[str, dict[str, int]] = {
-    name: {"minimum": 0, "maximum": 2400} for name in HHMM_COLUMNS
+# Text without the characters _validate_text refuses, as a JSON Schema pattern (ECMA-262, Python and
+# Rust regex read it alike). Lone surrogates cannot be written in every dialect: the description says.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+# hhmm clock times as JSON Schema: one range per hour, minutes 00 to 59, and 2400.
+HHMM_DOC = {
+    "minimum": 0,
+    "maximum": 2400,
+    "anyOf": [{"minimum": hour * 100, "maximum": min(hour * 100 + 59, 2400)} for hour in range(25)],
+    "x-format": "hhmm",
 }
+# What the validators above check that the document cannot read from them by itself.
+DOCUMENTED_CHECKS: dict[str, dict[str, Any]] = {
+    **dict.fromkeys(HHMM_COLUMNS, HHMM_DOC),
+    "time_hour": {"format": "date-time"},
+    "name": {"pattern": TEXT_PATTERN},
+}
+# validate_date in JSON Schema: year, month and day, when all three are given, name a real date.
+FLIGHT_DOC: dict[str, Any] = {
+    "anyOf": [
+        {"not": {"required": ["year", "month", "day"]}},
+        {"properties": {"day": {"maximum": 28}}},
+        {"properties": {"month": {"enum": [1, 3, 5, 7, 8, 10, 12]}}},
+        {"properties": {"month": {"enum": [4, 6, 9, 11]}, "day": {"maximum": 30}}},
+        {
+            "properties": {
+                "month": {"enum": [2]},
+                "day": {"maximum": 29},
+                "year": {"multipleOf": 4, "minimum": 1901, "maximum": 2099},  # leap years of 1900..2100
+            }
+        },
+    ],
+}
+
+
+def documented_range(validators: list[Any]) -> dict[str, bool]:
+    """The exclusive bounds of Range validators, which apispec leaves out of the document."""
+    bounds: dict[str, bool] = {}
+    for validator in (v for v in validators if isinstance(v, validate.Range)):
+        if validator.min is not None and not validator.min_inclusive:
+            bounds["exclusiveMinimum"] = True
+        if validator.max is not None and not validator.max_inclusive:
+            bounds["exclusiveMaximum"] = True
+    return bounds
 
 
 def column_field(column: Column) -> ma.fields.Field:
     """Builds the field for one dataset column: its JSON type, nullability and bounds."""
+    validators = COLUMN_VALIDATORS.get(column.name, [])
     options = {
         "allow_none": column.nullable,
-        "validate": COLUMN_VALIDATORS.get(column.name, []),
+        "validate": validators,
         "metadata": {
             "description": f"dataset column `{column.name}`",
-            **DOCUMENTED_BOUNDS.get(column.name, {}),
+            **documented_range(validators),
+            **DOCUMENTED_CHECKS.get(column.name, {}),
         },
     }
     if column.kind == "int":
@@ -242,14 +283,38 @@ class ModelInfoSchema(ma.Schema):
     loaded_at = ma.fields.DateTime(required=True, metadata={"description": "made active"})
 
 
-CURSOR = re.compile(r"^[0-9]{1,19}$")
 LARGEST_ID = 2**63 - 1  # history ids are signed 64-bit integers on every backend
+
+
+def at_most_pattern(limit: int) -> str:
+    """A regular expression of the decimal numbers 0..limit (leading zeros allowed up to its width)."""
+    digits = str(limit)
+    width = len(digits)
+    shorter = [f"[0-9]{{1,{width - 1}}}"] if width > 1 else []
+    # Same width: equal to the limit on a prefix, then a smaller digit, then anything.
+    same = [
+        f"{digits[:i]}[0-{int(digits[i]) - 1}][0-9]{{{width - i - 1}}}"
+        for i in range(width)
+        if digits[i] != "0"
+    ]
+    return f"^({'|'.join([*shorter, *same, digits])})$"
+
+
+# A history id, as the OpenAPI document says it and as it is checked (fullmatch: no trailing newline).
+CURSOR = re.compile(at_most_pattern(LARGEST_ID))
+MODEL_VERSION = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _validate_cursor(value: str) -> None:
     """Checks a cursor is a history id: digits, at most the largest 64-bit id."""
-    if not CURSOR.match(value) or int(value) > LARGEST_ID:
+    if not CURSOR.fullmatch(value):
         raise ma.ValidationError("Must be a cursor returned as next_cursor.")
+
+
+def _validate_model_version(value: str) -> None:
+    """Checks a model version is a sha256 in lowercase hex, nothing after it."""
+    if not MODEL_VERSION.fullmatch(value):
+        raise ma.ValidationError("Must be a model version: 64 lowercase hexadecimal digits.")
 
 
 def _validate_utc_representable(value: datetime) -> None:
@@ -260,6 +325,9 @@ def _validate_utc_representable(value: datetime) -> None:
         raise ma.ValidationError("Must be a date-time between years 1 and 9999 in UTC.") from exc
 
 
+UTC_RANGE = "An instant must lie between years 1 and 9999 in UTC."
+
+
 class HistoryQuerySchema(ma.Schema):
     """Filters and keyset pagination of the history."""
 
@@ -268,12 +336,18 @@ class HistoryQuerySchema(ma.Schema):
         validate=_validate_cursor,
         metadata={"description": "next_cursor of the previous page", "pattern": CURSOR.pattern},
     )
-    model_version = ma.fields.String(validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    model_version = ma.fields.String(
+        validate=_validate_model_version, metadata={"pattern": MODEL_VERSION.pattern}
+    )
     since = ma.fields.AwareDateTime(
-        default_timezone=None, validate=_validate_utc_representable, metadata={"description": "inclusive"}
+        default_timezone=None,
+        validate=_validate_utc_representable,
+        metadata={"description": f"inclusive. {UTC_RANGE}"},
     )
     until = ma.fields.AwareDateTime(
-        default_timezone=None, validate=_validate_utc_representable, metadata={"description": "exclusive"}
+        default_timezone=None,
+        validate=_validate_utc_representable,
+        metadata={"description": f"exclusive; not before `since` (equal: an empty window). {UTC_RANGE}"},
     )
 
     class Meta:
@@ -281,9 +355,9 @@ class HistoryQuerySchema(ma.Schema):
 
     @ma.validates_schema
     def validate_range(self, data: dict[str, Any], **_: Any) -> None:
-        """Refuses a time range that ends before it starts."""
-        if "since" in data and "until" in data and data["until"] <= data["since"]:
-            raise ma.ValidationError("Must be later than since.", "until")
+        """Refuses a time range that ends before it starts; [t, t) is empty, not wrong."""
+        if "since" in data and "until" in data and data["until"] < data["since"]:
+            raise ma.ValidationError("Must not be earlier than since.", "until")
 
 
 class HistoryItemSchema(ma.Schema):

@@ -1,0 +1,82 @@
+"""What the OpenAPI document cannot say, told to schemathesis: the refusals that are the service being right.
+
+JSON Schema judges each value alone, so three rules of the service have no spelling in the document,
+and a request valid by it may still be refused, rightly (the document says each rule in words):
+
+- POST /model/load/: whether the bytes are a model. The body is documented as a binary file; one
+  that is not a model is a 400 `invalid_artifact`, one that cannot score a 422 `unusable_model`.
+- GET /model/history/: `until` earlier than `since`. OpenAPI 3.0 relates no two parameters.
+- GET /model/history/: an instant outside years 1..9999 once in UTC, e.g. 0001-01-01T00:00:00+01:00
+  (it depends on the time against the offset: no pattern short of thousands of cases says it).
+
+Only those refusals of schema-valid requests are dropped, and only when the request really breaks the
+rule; any other failure stands. Imported by tests/test_openapi_fuzz.py; for the CLI:
+`SCHEMATHESIS_HOOKS=tests.schemathesis_hooks schemathesis run --checks all URL/openapi.json`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import schemathesis
+from schemathesis import Case, HookContext, Response
+from schemathesis.core.failures import Failure
+from schemathesis.openapi.checks import RejectedPositiveData
+
+MODEL_REFUSALS = {400: "invalid_artifact", 422: "unusable_model"}
+
+
+@schemathesis.hook
+def filter_failure(context: HookContext, failure: Failure, case: Case, response: Response) -> bool:
+    """Keeps every failure but a schema-valid request refused for a rule the document cannot state."""
+    if not isinstance(failure, RejectedPositiveData):
+        return True
+    return not is_inexpressible_refusal(case, response)
+
+
+def is_inexpressible_refusal(case: Case, response: Response) -> bool:
+    """Tells whether the response refuses the request for one of the rules above, rightly."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    if case.path == "/model/load/":
+        return MODEL_REFUSALS.get(response.status_code) == body.get("code")
+    if case.path == "/model/history/" and response.status_code == 422:
+        return refuses_only_the_window(case.query or {}, body.get("errors") or {})
+    return False
+
+
+def refuses_only_the_window(query: dict[str, Any], errors: dict[str, Any]) -> bool:
+    """True when every field at fault is `since` or `until`, each really outside the rules above."""
+    if not errors or not set(errors) <= {"since", "until"}:
+        return False
+    since, until = instant(query.get("since")), instant(query.get("until"))
+    faults = {"since": not in_utc_range(since), "until": not in_utc_range(until) or is_before(until, since)}
+    return all(faults[name] for name in errors)
+
+
+def instant(value: Any) -> datetime | None:
+    """Reads a date-time query value as the service does (None when absent or unreadable)."""
+    try:
+        return datetime.fromisoformat(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def in_utc_range(value: datetime | None) -> bool:
+    """Whether an instant can be written in UTC within years 1..9999 (absent: nothing to check)."""
+    try:
+        return value is None or value.tzinfo is None or bool(value.astimezone(UTC))
+    except OverflowError:
+        return False
+
+
+def is_before(until: datetime | None, since: datetime | None) -> bool:
+    """Whether the window ends before it starts (False when either end is absent or unreadable)."""
+    if until is None or since is None or not (in_utc_range(until) and in_utc_range(since)):
+        return False
+    return until < since
