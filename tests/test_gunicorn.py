@@ -160,3 +160,18 @@ def test_a_worker_freezes_the_objects_its_app_starts_with(
 
     assert isinstance(app, AsgiFront)
     assert frozen == [True]
+
+
+def test_each_turn_of_the_arbiter_keeps_the_history_writer_running() -> None:
+    """The arbiter calls arbiter_turn on each turn of its loop (see compat/gunicorn_internals.py)."""
+
+    class Writer:
+        turns = 0
+
+        def ensure_running(self) -> None:
+            self.turns += 1
+
+    writer = Writer()
+    GunicornServer(load_config({}), writer).arbiter_turn()  # type: ignore[arg-type]
+    assert writer.turns == 1
+    GunicornServer(load_config({})).arbiter_turn()  # SQLite writes in the workers, or a database server

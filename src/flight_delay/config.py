@@ -34,8 +34,22 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
 def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Builds the app configuration from environment variables; keyword overrides win."""
     env = os.environ if environ is None else environ
-    data_dir = Path(env.get("DATA_DIR", "var")).resolve()
     config: dict[str, Any] = {
+        **_storage_settings(env),
+        **_server_settings(env),
+        **_database_settings(env),
+        **_service_settings(env),
+    }
+    config.update(overrides)
+    _check(config)
+    config["TESTING"] = config["ENV"] == "testing"
+    return config
+
+
+def _storage_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The environment's name, where the database and the models live, and how often models are checked."""
+    data_dir = Path(env.get("DATA_DIR", "var")).resolve()
+    return {
         "ENV": env.get("FLIGHT_DELAY_ENV", "production"),
         "DATA_DIR": data_dir,
         "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'flight_delay.db'}",
@@ -43,18 +57,36 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         "DEFAULT_MODEL_PATH": Path(env.get("DEFAULT_MODEL_PATH") or data_dir / "model_dummy.pkl"),
         "MIGRATE_AT_START": _bool(env, "MIGRATE_AT_START", True),
         "MODEL_REFRESH_MS": _int(env, "MODEL_REFRESH_MS", 250),
+    }
+
+
+def _server_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Where the server listens, its workers, threads and timeout, and the largest request body."""
+    return {
         "ML_API_HOST": env.get("ML_API_HOST", "127.0.0.1"),
         "ML_API_PORT": _int(env, "ML_API_PORT", 8000),
         "ML_API_WORKERS": _int(env, "ML_API_WORKERS", 2),
         "ML_API_THREADS": _int(env, "ML_API_THREADS", 4),
         "ML_API_TIMEOUT": _int(env, "ML_API_TIMEOUT", 60),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 64 * 1024 * 1024),
+    }
+
+
+def _database_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """How SQLite and PostgreSQL connections wait, sync and commit."""
+    return {
         "SQLITE_BUSY_TIMEOUT_MS": _int(env, "SQLITE_BUSY_TIMEOUT_MS", 5000),
         "SQLITE_SYNCHRONOUS": env.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
         "SQLITE_HOST_WRITER": _bool(env, "SQLITE_HOST_WRITER", True),
         "SQLITE_COMMIT_INTERVAL_MS": _int(env, "SQLITE_COMMIT_INTERVAL_MS", 1),
         "POSTGRES_LOCK_TIMEOUT_MS": _int(env, "POSTGRES_LOCK_TIMEOUT_MS", 5000),
         "POSTGRES_CONNECT_TIMEOUT_S": _int(env, "POSTGRES_CONNECT_TIMEOUT_S", 10),
+    }
+
+
+def _service_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The log level, who may load models and how, and the bounds on requests in flight."""
+    return {
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
         "ML_API_ADMIN_TOKEN": env.get("ML_API_ADMIN_TOKEN") or None,
         "ML_API_ALLOW_UPLOAD": _bool(env, "ML_API_ALLOW_UPLOAD", True),
@@ -68,7 +100,10 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         # within clients' timeouts, while single flights (answered on the loop) never come near it.
         "ML_API_MAX_CONCURRENT": _int(env, "ML_API_MAX_CONCURRENT", 64),
     }
-    config.update(overrides)
+
+
+def _check(config: Mapping[str, Any]) -> None:
+    """Refuses values the service cannot run with, naming the variable (overrides included)."""
     if config["ENV"] not in ENVIRONMENTS:
         raise ValueError(f"FLIGHT_DELAY_ENV must be one of {', '.join(ENVIRONMENTS)}")
     if config["MODEL_REFRESH_MS"] < 0:
@@ -80,5 +115,3 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
     for name in ("ML_API_BODY_TIMEOUT_S", "ML_API_MAX_CONCURRENT"):
         if config[name] < 1:
             raise ValueError(f"{name} must be 1 or more")
-    config["TESTING"] = config["ENV"] == "testing"
-    return config

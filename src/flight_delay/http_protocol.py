@@ -6,6 +6,9 @@ and headers; a chunked body's trailers alike) beyond REQUEST_HEAD_MAX_BYTES is r
 one not complete within REQUEST_HEAD_TIMEOUT_SECONDS with a 408, and a request httptools cannot
 parse with a 400: each in the error shape of every other answer, after the answers to the requests
 before it on the connection (HTTP/1.1 answers in order), and the connection is then closed.
+
+What of uvicorn's protocol this relies on, beyond its documented `http` setting, is listed, read and
+checked in compat/uvicorn_internals.py.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import uuid
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from werkzeug.http import HTTP_STATUS_CODES
 
 from flight_delay.api.errors import error_body
 from flight_delay.api.security import json_answer_headers
+from flight_delay.compat import uvicorn_internals
+from flight_delay.compat.uvicorn_internals import HttpToolsProtocol
 
 # Far above what this API's requests carry (well under 2 KiB), far below what hurts a worker.
 REQUEST_HEAD_MAX_BYTES = 64 * 1024
@@ -77,7 +81,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.refused or self.transport.is_closing():
             return
         if self.unparsed_bytes is None:
-            if self.head_timer is None and (self.cycle is None or self.cycle.response_complete):
+            if self.head_timer is None and not uvicorn_internals.latest_request_unanswered(self):
                 self._arm_head_timer()  # bytes (blank lines) that begin no request: still on the clock
             return
         if self.unparsed_bytes > REQUEST_HEAD_MAX_BYTES:
@@ -109,7 +113,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """The head is whole: its clock stops; a chunked body's trailers count afresh."""
         self._disarm_head_timer()
-        self.previous_cycle = self.cycle
+        self.previous_cycle = uvicorn_internals.latest_cycle(self)
         super().on_headers_complete()  # may raise (a target uvicorn cannot read): still the head's fault
         self.head_bytes = self.unparsed_bytes = self.header_count = 0
         self.reading_head = False
@@ -141,19 +145,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """Answers with an error outside the app, in order after earlier answers, then closes."""
         self.refused = True
         self._disarm_head_timer()
-        self.refusal = refusal_bytes(status, code, message, self.server_state.default_headers)
-        self.flow.resume_reading()  # paused for pipelining, maybe: what comes now is dropped
-        cycle = self.cycle
-        if not self.reading_head and cycle is not None and not cycle.response_complete:
+        self.refusal = refusal_bytes(status, code, message, uvicorn_internals.default_headers(self))
+        uvicorn_internals.resume_reading(self)  # paused for pipelining, maybe: what comes now is dropped
+        if not self.reading_head and uvicorn_internals.latest_request_unanswered(self):
             # The parser failed in the body of the latest request.
-            if self.pipeline and self.pipeline[0][0] is cycle:  # queued, never started: dropped
-                self.pipeline.popleft()
-                self.cycle = self.previous_cycle
+            if uvicorn_internals.drop_latest_if_queued(self):  # queued, never started: dropped
+                uvicorn_internals.set_latest_cycle(self, self.previous_cycle)
             else:  # in flight: its app sees a disconnect, the client this refusal
-                cycle.disconnected = True
-                cycle.waiting_for_100_continue = False
-                cycle.message_event.set()
-                if cycle.response_started:  # no room left for an answer in order
+                cycle = uvicorn_internals.latest_cycle(self)
+                uvicorn_internals.disconnect_app(cycle)
+                if uvicorn_internals.response_started(cycle):  # no room left for an answer in order
                     self.transport.close()
                 else:
                     self._write_refusal()
@@ -164,7 +165,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """Sends the refusal once every request before it on the connection is answered."""
         if self.refusal is None or self.transport.is_closing():
             return
-        if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
+        if uvicorn_internals.latest_request_unanswered(self) or uvicorn_internals.requests_queued(self):
             return
         self._write_refusal()
 
@@ -200,7 +201,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.head_timer = None
         if self.refused or self.transport.is_closing():
             return
-        if self.flow.read_paused:  # uvicorn stopped reading (pipelining): not the client's delay
+        if uvicorn_internals.reading_paused(self):  # paused for pipelining: not the client's delay
             self._arm_head_timer()
             return
         if not self.reading_head:  # no request begun (keep-alive idling has uvicorn's own timer)

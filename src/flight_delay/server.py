@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
 from flight_delay.api.auth import check_upload_policy
+from flight_delay.compat.gunicorn_internals import run_arbiter
 from flight_delay.errors import DatabaseNotMigrated
 from flight_delay.history.database import Database, engine_options, sqlite_file
 from flight_delay.history.host_writer import HostWriterProcess
@@ -41,16 +40,6 @@ class FlightDelayWorker(UvicornWorker):
     }
 
 
-class FlightDelayArbiter(Arbiter):
-    """gunicorn's arbiter, also keeping the host's history writer running."""
-
-    def manage_workers(self) -> None:
-        """Restarts the history writer if it died, then keeps the workers' number."""
-        if self.app.history_writer is not None:
-            self.app.history_writer.ensure_running()
-        super().manage_workers()
-
-
 class GunicornServer(BaseApplication):
     """A gunicorn application whose workers each build the app with create_app after forking."""
 
@@ -60,12 +49,13 @@ class GunicornServer(BaseApplication):
         super().__init__()
 
     def run(self) -> None:
-        """Runs gunicorn's main loop with our arbiter (BaseApplication.run, with FlightDelayArbiter)."""
-        try:
-            FlightDelayArbiter(self).run()
-        except RuntimeError as exc:
-            print(f"\nError: {exc}\n", file=sys.stderr)
-            sys.exit(1)
+        """Runs gunicorn's main loop with an arbiter that calls arbiter_turn on each turn."""
+        run_arbiter(self)
+
+    def arbiter_turn(self) -> None:
+        """Restarts the host's history writer if it died (the arbiter's children are its to reap)."""
+        if self.history_writer is not None:
+            self.history_writer.ensure_running()
 
     def load_config(self) -> None:
         """Applies bind address, workers, worker class and timeouts from our configuration."""
@@ -94,9 +84,9 @@ class GunicornServer(BaseApplication):
         from flight_delay.api.asgi_front import AsgiFront
 
         app = AsgiFront(create_app(self.app_config))
-        # ~200,000 objects (modules, Flask, SQLAlchemy, marshmallow, the model) live as long as the
-        # worker: frozen, a full collection no longer walks them every few thousand requests, nor in
-        # the middle of a batch (10,000 flights: 22.8-41.0 -> 23.2-26.5 µs each, bench/PROFILE.md).
+        # The objects built so far (modules, Flask, SQLAlchemy, marshmallow, the model) live as long as
+        # the worker: frozen, a full collection no longer walks them every few thousand requests, nor
+        # in the middle of a batch, whose time per flight then varies less (bench/PROFILE.md).
         gc.freeze()
         return app
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import flask
+import marshmallow as ma
 from flask_smorest import Blueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from flight_delay.api.schemas import ErrorSchema
+from flight_delay.compat.flask_smorest_internals import move_documentation
 from flight_delay.errors import MalformedBody
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -24,20 +27,22 @@ TOO_LARGE = {413: "The body is larger than MAX_REQUEST_BYTES"}
 class JsonBodyParser(FlaskParser):
     """webargs' Flask parser, refusing bodies that are not JSON instead of reading them as empty."""
 
-    def _raw_load_json(self, req: flask.Request) -> Any:
-        """Parses the body as UTF-8 JSON; another content type is a 415, deep nesting a 400."""
+    def load_json(self, req: flask.Request, schema: ma.Schema) -> Any:
+        """Parses the body as UTF-8 JSON (none: missing); another content type is a 415, bad JSON a 400."""
+        # webargs' public hook for the "json" location, replacing its body in full: the default one
+        # goes through two private methods (_raw_load_json, _handle_invalid_json_error).
         if not is_json_request(req):
             raise UnsupportedMediaType(f"Send the body as application/json, not {req.mimetype or 'untyped'}.")
         try:
             return core.parse_json(req.get_data(cache=True))
+        except json.JSONDecodeError as exc:
+            if exc.doc == "":  # an empty body: the arguments are missing, as webargs says by default
+                return core.missing
+            raise MalformedBody(f"Invalid JSON body: {exc}.") from exc
+        except UnicodeDecodeError as exc:
+            raise MalformedBody(f"Invalid JSON body: {exc}.") from exc
         except RecursionError as exc:  # json.loads gives up on very deep nesting
             raise MalformedBody("Invalid JSON body: nested too deeply.") from exc
-
-    def _handle_invalid_json_error(
-        self, error: Exception, req: flask.Request, *_: Any, **__: Any
-    ) -> NoReturn:
-        """Answers a body that is not valid UTF-8 JSON with a 400 saying where it breaks."""
-        raise MalformedBody(f"Invalid JSON body: {error}.") from error
 
 
 class ApiBlueprint(Blueprint):
@@ -55,7 +60,7 @@ class ApiBlueprint(Blueprint):
                 documented = document_status(documented)
             # alt_response's wrapper only calls the view: keep the documentation it gathered, not the
             # pass-through layers every request would otherwise go through (one per status).
-            view._apidoc = documented._apidoc  # type: ignore[attr-defined]
+            move_documentation(documented, view)
             return view
 
         return document

@@ -9,7 +9,9 @@ The checks are read from the schemas (fields, validators, hooks) when the module
 imported. A field type, option or hook the compiler does not know raises Unsupported there, so a schema
 change cannot silently leave the fast path checking less than marshmallow does. Validators and hooks
 that are plain functions or methods are called as they are; only marshmallow's Range, Length and
-Regexp are compiled into comparisons, from their own attributes.
+Regexp are compiled into comparisons, from their own attributes. What marshmallow does not document
+(the resolved hooks, a field's validator list, a List's item field) is read through
+compat/marshmallow_internals.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 
 import marshmallow as ma
 from marshmallow import validate
+
+from flight_delay.compat.marshmallow_internals import field_validators, list_item_field, schema_hooks
 
 # The marshmallow field classes whose load, for a value of the kind's exact JSON types, is the value
 # itself (int, str) or float(value) (float), followed by the field's validators.
@@ -62,11 +66,20 @@ def compile_request_loader(
     value they accepted once in a request is not checked again (see compile_items_loader).
     """
     _require_plain_schema(schema)
-    if len(schema.load_fields) != 1:
+    fields = _load_fields(schema)
+    if len(fields) != 1:
         raise Unsupported(f"{type(schema).__name__}: the fast path reads exactly one field, a list")
-    ((name, field),) = schema.load_fields.items()
-    min_items, max_items = _list_bounds(name, field)
-    load_items = compile_items_loader(field.inner.schema, kinds, deterministic)
+    ((name, field),) = fields.items()
+    bounds = _list_bounds(name, field)
+    load_items = compile_items_loader(list_item_field(field).schema, kinds, deterministic)
+    return _request_loader(schema, name, bounds, load_items)
+
+
+def _request_loader(
+    schema: ma.Schema, name: str, bounds: tuple[int, float], load_items: FastPath
+) -> FastPath:
+    """Wraps the items' loader in the request schema's hooks and the list's item count bounds."""
+    min_items, max_items = bounds
     pre_hooks = _hooks(schema, "pre_load")
     validators = _hooks(schema, "validates_schema")
     post_hooks = _hooks(schema, "post_load")
@@ -114,7 +127,7 @@ def compile_items_loader(
     namespace: dict[str, Any] = {"MISSING": _MISSING, "isfinite": math.isfinite}
     body = ["if type(item) is not dict:", "    return None", "get = item.get", "values = {}"]
     memos = []
-    for index, (name, field) in enumerate(schema.load_fields.items()):
+    for index, (name, field) in enumerate(_load_fields(schema).items()):
         var = f"f{index}"
         memo = f"{var}_accepted" if _memoizable(field, kinds, deterministic) else None
         memos += [memo] if memo else []
@@ -141,7 +154,7 @@ def _memoizable(
     """Tells whether a field's verdict on a value may be remembered within a call, and is worth it."""
     # Worth it: function validators cost a call each; int and str values are stored as they come
     # (floats are converted, and their Range checks cheap). Allowed: all those functions deterministic.
-    functions = [v for v in field.validators if type(v) not in DETERMINISTIC_VALIDATOR_TYPES]
+    functions = [v for v in field_validators(field) if type(v) not in DETERMINISTIC_VALIDATOR_TYPES]
     return (
         kinds.get(type(field)) in ("int", "str")
         and bool(functions)
@@ -185,7 +198,7 @@ def _field_lines(
 
 def _validator_checks(var: str, name: str, field: ma.fields.Field, namespace: dict) -> Iterator[str]:
     """Yields one boolean expression of `value` per validator of the field, in the field's order."""
-    for index, validator in enumerate(field.validators):
+    for index, validator in enumerate(field_validators(field)):
         ref = f"{var}_v{index}"
         namespace[ref] = validator
         if type(validator) is validate.Range:
@@ -240,7 +253,7 @@ def _hook_lines(schema: ma.Schema, namespace: dict) -> list[str]:
 def _hooks(schema: ma.Schema, tag: str) -> list[tuple[Callable[..., Any], bool]]:
     """The schema's hooks of one kind, bound, with whether each takes the original input."""
     hooks = []
-    for attr_name, pass_many, options in schema._hooks[tag]:
+    for attr_name, pass_many, options in schema_hooks(schema, tag):
         if pass_many or not set(options) <= KNOWN_HOOK_OPTIONS:
             raise Unsupported(f"{type(schema).__name__}.{attr_name}: pass_collection or options {options}")
         hooks.append((getattr(schema, attr_name), bool(options.get("pass_original"))))
@@ -261,15 +274,15 @@ def _call_hook(hook: Callable[..., Any], pass_original: bool, data: Any, origina
 
 def _list_bounds(name: str, field: ma.fields.Field) -> tuple[int, float]:
     """Reads the item count a list of nested objects allows from its Length validators."""
-    if type(field) is not ma.fields.List or type(field.inner) is not ma.fields.Nested:
+    nested = list_item_field(field) if type(field) is ma.fields.List else None
+    if type(nested) is not ma.fields.Nested:
         raise Unsupported(f"field {name!r}: the fast path reads a List of Nested")
     _require_plain_field(name, field)
-    _require_plain_field(name, field.inner)
-    nested = field.inner
+    _require_plain_field(name, nested)
     if nested.many or nested.only is not None or nested.exclude or nested.unknown not in (None, ma.RAISE):
         raise Unsupported(f"field {name!r}: Nested options many, only, exclude or unknown")
     low, high = 0, math.inf
-    for validator in field.validators:
+    for validator in field_validators(field):
         if type(validator) is not validate.Length:
             raise Unsupported(f"field {name!r}: list validator {validator!r}")
         if validator.equal is not None:
@@ -285,7 +298,7 @@ def _require_plain_schema(schema: ma.Schema) -> None:
     name = type(schema).__name__
     if schema.many or schema.partial or schema.unknown != ma.RAISE:
         raise Unsupported(f"{name}: many, partial or an unknown other than RAISE")
-    if schema._hooks["validates"]:
+    if schema_hooks(schema, "validates"):
         raise Unsupported(f"{name}: @validates field validators")
     if type(schema).get_attribute is not ma.Schema.get_attribute or schema.dict_class is not dict:
         raise Unsupported(f"{name}: a custom get_attribute or dict_class")
@@ -306,7 +319,7 @@ def _require_plain_field(name: str, field: ma.fields.Field) -> None:
 def compile_dumper(schema: ma.Schema) -> FastPath:
     """Builds `schema.dump` for an object of scalars and lists of flat objects; None where unsure."""
     _require_plain_dump(schema)
-    plan = [(name, _dump_reader(name, field)) for name, field in schema.dump_fields.items()]
+    plan = [(name, _dump_reader(name, field)) for name, field in _dump_fields(schema).items()]
 
     def dump(obj: Any) -> dict[str, Any] | None:
         """Returns what `schema.dump(obj)` would, or None when marshmallow should answer."""
@@ -338,9 +351,10 @@ def _dump_reader(name: str, field: ma.fields.Field) -> Callable[[Any], Any]:
     expected = DUMP_TYPES.get(type(field))
     if expected is not None:
         return lambda value: value if type(value) is expected else _MISSING
-    if type(field) is ma.fields.List and type(field.inner) is ma.fields.Nested:
-        _require_plain_field(name, field.inner)
-        return _compile_items_dumper(name, field.inner)
+    nested = list_item_field(field) if type(field) is ma.fields.List else None
+    if type(nested) is ma.fields.Nested:
+        _require_plain_field(name, nested)
+        return _compile_items_dumper(name, nested)
     raise Unsupported(f"field {name!r}: {type(field).__name__} has no fast dump")
 
 
@@ -350,9 +364,10 @@ def _compile_items_dumper(name: str, nested: ma.fields.Nested) -> Callable[[Any]
     _require_plain_dump(schema)
     if nested.many or schema.many or nested.only is not None or nested.exclude:
         raise Unsupported(f"field {name!r}: Nested options many, only or exclude")
-    names = tuple(schema.dump_fields)
+    fields = _dump_fields(schema)
+    names = tuple(fields)
     expected = []
-    for field_name, field in schema.dump_fields.items():
+    for field_name, field in fields.items():
         _require_plain_field(field_name, field)
         if type(field) not in DUMP_TYPES:
             raise Unsupported(f"field {name}.{field_name}: {type(field).__name__} has no fast dump")
@@ -380,7 +395,18 @@ def _compile_items_dumper(name: str, nested: ma.fields.Nested) -> Callable[[Any]
 def _require_plain_dump(schema: ma.Schema) -> None:
     """Refuses dump hooks and schema options that change what dumping means."""
     name = type(schema).__name__
-    if schema.many or schema._hooks["pre_dump"] or schema._hooks["post_dump"]:
+    if schema.many or schema_hooks(schema, "pre_dump") or schema_hooks(schema, "post_dump"):
         raise Unsupported(f"{name}: many, or pre_dump or post_dump hooks")
     if type(schema).get_attribute is not ma.Schema.get_attribute or schema.dict_class is not dict:
         raise Unsupported(f"{name}: a custom get_attribute or dict_class")
+
+
+def _load_fields(schema: ma.Schema) -> dict[str, ma.fields.Field]:
+    """The fields `schema.load` reads, in order: all of `schema.fields` but the dump_only ones."""
+    # As marshmallow builds its (undocumented) load_fields, from the documented fields and dump_only.
+    return {name: field for name, field in schema.fields.items() if not field.dump_only}
+
+
+def _dump_fields(schema: ma.Schema) -> dict[str, ma.fields.Field]:
+    """The fields `schema.dump` writes, in order: all of `schema.fields` but the load_only ones."""
+    return {name: field for name, field in schema.fields.items() if not field.load_only}

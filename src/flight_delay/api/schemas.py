@@ -23,11 +23,11 @@ class JsonNumber(ma.fields.Float):
 
     default_error_messages = {"invalid": "Not a valid number."}
 
-    def _validated(self, value: Any) -> float:
-        """Accepts only int or float values (bool excluded)."""
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        """Accepts only int or float values (bool excluded): marshmallow's documented override point."""
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid")
-        return super()._validated(value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _validate_hhmm(value: int) -> None:

@@ -137,7 +137,8 @@ def adapt(obj: Any) -> ServingModel:
     if isinstance(obj, lgb.Booster):
         return BoosterModel(obj, "lightgbm.Booster")
     if isinstance(obj, lgb.LGBMModel):
-        if not getattr(obj, "fitted_", False):
+        # scikit-learn's fitted-state protocol, which LightGBM implements (its `fitted_` is undocumented).
+        if not obj.__sklearn_is_fitted__():
             raise UnusableModel("The LightGBM estimator is not fitted.")
         return BoosterModel(obj.booster_, f"lightgbm.{type(obj).__name__}")
     if _is_lightgbm_pipeline(obj):

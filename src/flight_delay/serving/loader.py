@@ -11,6 +11,7 @@ import lightgbm as lgb
 import numpy as np
 
 from flight_delay.artifact import BUNDLE_SUFFIX, LIGHTGBM_TEXT_PREFIX, from_bundle
+from flight_delay.compat.lightgbm_internals import LightGBMError
 from flight_delay.errors import InvalidArtifact, UnusableModel
 from flight_delay.features import REFERENCE_FLIGHT
 from flight_delay.serving.adapters import BoosterModel, ProjectModel, ServingModel, adapt
@@ -65,7 +66,7 @@ def _parsed(parse: Callable[[bytes], Any], data: bytes) -> Any:
     """Runs a parser of a pickle-free format, turning its failures into a clear refusal."""
     try:
         return parse(data)
-    except (ValueError, UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
+    except (ValueError, UnicodeDecodeError, LightGBMError) as exc:
         raise InvalidArtifact(f"The model file is malformed: {exc}") from exc
 
 

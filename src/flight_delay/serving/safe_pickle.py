@@ -17,7 +17,6 @@ read files or resolve names. Callables that allocate from their arguments are wr
 
 from __future__ import annotations
 
-import copyreg
 import importlib
 import io
 import math
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from flight_delay.compat import numpy_internals, python_internals, sklearn_internals
 from flight_delay.errors import InvalidArtifact
 
 MAX_OPCODES = 500_000  # real artifacts need a few thousand
@@ -54,20 +54,16 @@ MODEL_GLOBALS = frozenset(
         "flight_delay.features.FeatureContract",
         "lightgbm.basic.Booster",
         "lightgbm.sklearn.LGBMRegressor",
-        "sklearn.pipeline.Pipeline",
-        "sklearn.compose._column_transformer.ColumnTransformer",
-        "sklearn.preprocessing._function_transformer.FunctionTransformer",
-        "sklearn.preprocessing._encoders.OneHotEncoder",
-        "sklearn.preprocessing._encoders.OrdinalEncoder",
-        "sklearn.preprocessing._data.StandardScaler",
-        "sklearn.preprocessing._data.MinMaxScaler",
-        "sklearn.preprocessing._data.MaxAbsScaler",
-        "sklearn.preprocessing._data.RobustScaler",
-        "sklearn.impute._base.SimpleImputer",
+        # Where scikit-learn defines its classes: mostly private modules (see compat/sklearn_internals.py).
+        *sklearn_internals.PICKLED_CLASSES,
     }
 )
 # Module aliases: protocol 0-2 pickles name builtins the Python 2 way; numpy 1.x wrote numpy.core.
-MODULE_ALIASES = {"__builtin__": "builtins", "copy_reg": "copyreg", "numpy.core": "numpy._core"}
+MODULE_ALIASES = {
+    "__builtin__": "builtins",
+    "copy_reg": "copyreg",
+    numpy_internals.NUMPY_1_CORE: numpy_internals.NUMPY_CORE,
+}
 
 
 def _bounded_shape(shape: Any) -> tuple[int, ...]:
@@ -125,17 +121,18 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """copyreg's protocol 0/1 object reconstructor, for classes only (which the allowlist vetted)."""
     if not (isinstance(cls, type) and isinstance(base, type)):
         raise InvalidArtifact("The file rebuilds an object from something that is not a class.")
-    return copyreg._reconstructor(cls, base, state)
+    return python_internals.reconstruct_object(cls, base, state)
 
 
-# Callables that allocate from their arguments are replaced by bounded equivalents.
+# Callables that allocate from their arguments are replaced by bounded equivalents (the private names
+# pickles give them come from compat/numpy_internals.py and compat/python_internals.py).
 GUARDED_GLOBALS: dict[str, Callable[..., Any]] = {
-    "numpy._core.multiarray._reconstruct": _reconstruct,
-    "numpy._core.multiarray.scalar": _scalar,
-    "numpy._core.numeric._frombuffer": _frombuffer,
-    "_codecs.encode": _codecs_encode,
+    numpy_internals.ARRAY_RECONSTRUCTOR: _reconstruct,
+    numpy_internals.SCALAR_RECONSTRUCTOR: _scalar,
+    numpy_internals.BUFFER_RECONSTRUCTOR: _frombuffer,
+    python_internals.CODECS_ENCODE: _codecs_encode,
     "numpy.ndarray": _ndarray,
-    "copyreg._reconstructor": _reconstructor,
+    python_internals.COPYREG_RECONSTRUCTOR: _reconstructor,
 }
 ALLOWED_GLOBALS = DATA_GLOBALS | MODEL_GLOBALS | GUARDED_GLOBALS.keys()
 
@@ -163,25 +160,7 @@ def scan_globals(data: bytes) -> set[str]:
             end = position
             if count > MAX_OPCODES:
                 raise InvalidArtifact("The file has too many pickle operations to be a model.")
-            name = opcode.name
-            if name in ("GLOBAL", "INST"):
-                found.add(canonical_name(*arg.split(" ", 1)))
-                pushed.append(None)
-            elif name == "STACK_GLOBAL":
-                module, attr = (pushed[-2], pushed[-1]) if len(pushed) >= 2 else (None, None)
-                if not isinstance(module, str) or not isinstance(attr, str):
-                    raise InvalidArtifact("The file builds a global reference dynamically; refused.")
-                found.add(canonical_name(module, attr))
-                pushed.append(None)
-            elif name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
-                memo[len(memo) if name == "MEMOIZE" else arg] = pushed[-1] if pushed else None
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                pushed.append(memo.get(arg))
-            elif name in ("FRAME", "PROTO", "STOP"):
-                continue
-            else:
-                pushed.append(arg if isinstance(arg, str) and opcode.stack_after else None)
-            del pushed[:-2]
+            _follow_opcode(opcode, arg, found, memo, pushed)
     except InvalidArtifact:
         raise
     except Exception as exc:  # genops raises ValueError and friends on malformed or truncated input
@@ -191,15 +170,40 @@ def scan_globals(data: bytes) -> set[str]:
     return found
 
 
+def _follow_opcode(
+    opcode: pickletools.OpcodeInfo, arg: Any, found: set[str], memo: dict[int, Any], pushed: list[Any]
+) -> None:
+    """Reads one opcode for scan_globals: adds the global it names, tracks the strings it pushes."""
+    name = opcode.name
+    if name in ("GLOBAL", "INST"):
+        found.add(canonical_name(*arg.split(" ", 1)))
+        pushed.append(None)
+    elif name == "STACK_GLOBAL":
+        module, attr = (pushed[-2], pushed[-1]) if len(pushed) >= 2 else (None, None)
+        if not isinstance(module, str) or not isinstance(attr, str):
+            raise InvalidArtifact("The file builds a global reference dynamically; refused.")
+        found.add(canonical_name(module, attr))
+        pushed.append(None)
+    elif name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+        memo[len(memo) if name == "MEMOIZE" else arg] = pushed[-1] if pushed else None
+    elif name in ("GET", "BINGET", "LONG_BINGET"):
+        pushed.append(memo.get(arg))
+    elif name in ("FRAME", "PROTO", "STOP"):
+        return  # framing, protocol and the end: no value to track
+    else:
+        pushed.append(arg if isinstance(arg, str) and opcode.stack_after else None)
+    del pushed[:-2]
+
+
 def refused_globals(data: bytes) -> list[str]:
     """Names the globals of a pickle that are not on the allowlist."""
     return sorted(scan_globals(data) - ALLOWED_GLOBALS)
 
 
-class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python one: its memo is a dict
+class RestrictedUnpickler(python_internals.PurePythonUnpickler):  # its memo is a dict
     """Resolves only allowlisted globals, counts opcodes and vets numpy states before BUILD."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch = dict(python_internals.PurePythonUnpickler.dispatch)
 
     def __init__(self, data: bytes) -> None:
         super().__init__(io.BytesIO(data))

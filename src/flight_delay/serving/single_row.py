@@ -1,8 +1,8 @@
 """One-row predictions through LightGBM's single-row C API, for requests that score one flight.
 
 `Booster.predict` sets up a predictor, parses its parameters and allocates its buffers on every call:
-about 40 µs for one row, most of a one-flight request's model time. LightGBM's C API has a variant for
-exactly this case: LGBM_BoosterPredictForMatSingleRowFastInit prepares once per booster, and each
+for one row that setup, not the trees, is most of the work (bench/PROFILE.md). LightGBM's C API has a
+variant for exactly this case: LGBM_BoosterPredictForMatSingleRowFastInit prepares once per booster, and each
 LGBM_BoosterPredictForMatSingleRowFast then only walks the trees. It is the same prediction (the tests
 compare the two on random rows); LightGBM serializes calls on one booster with its own lock.
 """
@@ -15,8 +15,8 @@ import weakref
 import lightgbm as lgb
 import numpy as np
 
-# The Python package's own handle on the library (it has no public accessor) and its error check.
-from lightgbm.basic import _LIB, _safe_call
+# The package's own handle on the library, its error check, a booster's C handle: no public API has them.
+from flight_delay.compat.lightgbm_internals import LIB, LightGBMError, booster_handle, safe_call
 
 C_API_PREDICT_NORMAL = 0  # c_api.h: the objective's output (what Booster.predict returns by default)
 C_API_DTYPE_FLOAT64 = 1
@@ -32,9 +32,9 @@ class SingleRowPredictor:
         self.booster = booster  # the prepared state points into the booster: it must outlive it
         self.n_features = booster.num_feature()
         self._config = ctypes.c_void_p()
-        _safe_call(
-            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-                booster._handle,
+        safe_call(
+            LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster_handle(booster),
                 ctypes.c_int(C_API_PREDICT_NORMAL),
                 ctypes.c_int(0),  # start_iteration
                 ctypes.c_int(booster.best_iteration),  # as Booster.predict: the best, or all (0)
@@ -44,7 +44,7 @@ class SingleRowPredictor:
                 ctypes.byref(self._config),
             )
         )
-        weakref.finalize(self, _LIB.LGBM_FastConfigFree, self._config)
+        weakref.finalize(self, LIB.LGBM_FastConfigFree, self._config)
 
     def predict(self, row: np.ndarray) -> float:
         """Returns the prediction for one row of n_features float64 features."""
@@ -53,8 +53,8 @@ class SingleRowPredictor:
             raise ValueError(f"expected {self.n_features} features, got {values.shape[0]}")
         result = ctypes.c_double()
         length = ctypes.c_int64()
-        _safe_call(
-            _LIB.LGBM_BoosterPredictForMatSingleRowFast(
+        safe_call(
+            LIB.LGBM_BoosterPredictForMatSingleRowFast(
                 self._config,
                 values.ctypes.data_as(ctypes.c_void_p),
                 ctypes.byref(length),
@@ -71,7 +71,7 @@ class BoosterRunner:
         self.booster = booster
         try:
             self.single_row: SingleRowPredictor | None = SingleRowPredictor(booster)
-        except (ValueError, lgb.basic.LightGBMError):  # several outputs per row: Booster.predict only
+        except (ValueError, LightGBMError):  # several outputs per row: Booster.predict only
             self.single_row = None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
