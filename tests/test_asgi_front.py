@@ -8,12 +8,13 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import create_engine, delete, select, text
 
 from flight_delay.api import asgi_front, create_app
 from flight_delay.api.asgi_front import AsgiFront
@@ -21,11 +22,13 @@ from flight_delay.extensions import db, predictions
 from flight_delay.history.database import Database
 from flight_delay.history.host_writer import frame
 from flight_delay.history.models import Prediction
+from flight_delay.history.pg_loop_writer import PostgresLoopWriter
 from flight_delay.serving.registry import ModelRegistry
 from tests.conftest import upload
-from tests.databases import refuse_inserts
+from tests.databases import backend_under_test, refuse_inserts, write_lock
 from tests.factories import minimal_flight
 from tests.test_host_writer import socket_path, writer_serving
+from tests.test_pg_loop_writer import terminate, until
 from tests.test_predict_front import LEFT_TO_FLASK, SERVED, post
 
 __all__ = ["socket_path"]  # a fixture, imported to be used here
@@ -95,6 +98,8 @@ class Fronts:
         """One request through the ASGI front, or through the Flask app only; its rows forgotten."""
         with db.transaction() as session:  # ids from 1 again for both runs (SQLite: an empty table)
             session.execute(delete(Prediction))
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT setval(pg_get_serial_sequence('predictions', 'id'), 1, false)"))
         if through_front:
             return asyncio.run(call(self.front, request))
         response = self.front.app.test_client().open(**request)
@@ -114,9 +119,15 @@ def writer_db(app_config: dict[str, Any]) -> Iterator[Database]:
 def fronts(
     app_config: dict[str, Any], writer_db: Database, socket_path: str, model_files: Callable[[int], Path]
 ) -> Iterator[Fronts]:
-    """An ASGI front whose app serves the model of seed 0 and records through a host writer."""
-    with writer_serving(writer_db, socket_path):
-        app = create_app({**app_config, "HISTORY_WRITER_SOCKET": socket_path})
+    """An ASGI front whose app serves the model of seed 0 and records from the event loop.
+
+    On SQLite through a host writer, on PostgreSQL through the worker's own PostgresLoopWriter.
+    """
+    with ExitStack() as stack:
+        if backend_under_test() == "sqlite":
+            stack.enter_context(writer_serving(writer_db, socket_path))
+            app_config = {**app_config, "HISTORY_WRITER_SOCKET": socket_path}
+        app = create_app(app_config)
         assert upload(app.test_client(), model_files(0)).status_code == 201
         state = Fronts(AsgiFront(app))
         flask = state.front.flask
@@ -127,6 +138,8 @@ def fronts(
 
         state.front.flask = counted  # type: ignore[assignment]
         yield state
+        if isinstance(predictions.event_loop_writer, PostgresLoopWriter):
+            predictions.event_loop_writer.close()
 
 
 def answered_alike(fronts: Fronts, request: dict[str, Any]) -> tuple[Answer, bool]:
@@ -138,7 +151,6 @@ def answered_alike(fronts: Fronts, request: dict[str, Any]) -> tuple[Answer, boo
     return by_front, fronts.handed_over == before
 
 
-@pytest.mark.sqlite_only  # the host writer serves SQLite files only
 @pytest.mark.parametrize("case", SERVED)
 def test_the_front_answers_plain_predictions_as_flask_does(fronts: Fronts, case: str) -> None:
     answer, kept = answered_alike(fronts, SERVED[case])
@@ -148,7 +160,6 @@ def test_the_front_answers_plain_predictions_as_flask_does(fronts: Fronts, case:
     assert ("x-request-id", "front-1") in answer.headers
 
 
-@pytest.mark.sqlite_only
 @pytest.mark.parametrize("case", LEFT_TO_FLASK)
 def test_the_front_leaves_everything_else_to_flask_with_its_body(fronts: Fronts, case: str) -> None:
     answer, kept = answered_alike(fronts, LEFT_TO_FLASK[case])
@@ -157,7 +168,6 @@ def test_the_front_leaves_everything_else_to_flask_with_its_body(fronts: Fronts,
     assert answer.status >= 400
 
 
-@pytest.mark.sqlite_only
 def test_a_history_that_refuses_the_write_is_the_same_503(fronts: Fronts) -> None:
     with db.transaction() as session:
         refuse_inserts(session, "predictions", "disk is full")
@@ -170,7 +180,6 @@ def test_a_history_that_refuses_the_write_is_the_same_503(fronts: Fronts) -> Non
     assert body["message"].endswith("so it is not served: disk is full.")
 
 
-@pytest.mark.sqlite_only
 def test_requests_waiting_together_share_one_connection_and_get_their_own_rows(fronts: Fronts) -> None:
     async def many() -> list[Answer]:
         requests = [
@@ -270,14 +279,17 @@ def test_a_garbled_answer_refuses_the_request_and_the_next_one_reconnects(
     assert second.status == 200, second.body
 
 
+@pytest.mark.sqlite_only  # PostgreSQL always has its loop writer
 def test_without_a_host_writer_predictions_go_through_flask(
     app_config: dict[str, Any], model_files: Callable[[int], Path]
 ) -> None:
-    """A PostgreSQL history (or SQLITE_HOST_WRITER=false): the threads answer, with PredictFront."""
+    """SQLITE_HOST_WRITER=false: the threads answer, with PredictFront."""
     app = create_app(app_config)
     assert upload(app.test_client(), model_files(0)).status_code == 201
+    front = AsgiFront(app)
+    assert predictions.event_loop_writer is None
 
-    answer = asyncio.run(call(AsgiFront(app), post(minimal_flight())))
+    answer = asyncio.run(call(front, post(minimal_flight())))
 
     assert answer.status == 200, answer.body
     assert ("x-request-id", "front-1") in answer.headers
@@ -286,7 +298,6 @@ def test_without_a_host_writer_predictions_go_through_flask(
         assert session.get(Prediction, prediction["history_id"]).request_id == "front-1"
 
 
-@pytest.mark.sqlite_only
 def test_a_batch_beyond_the_loop_limit_is_answered_on_a_thread_as_flask_does(
     fronts: Fronts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -301,7 +312,6 @@ def test_a_batch_beyond_the_loop_limit_is_answered_on_a_thread_as_flask_does(
     assert len(json.loads(answer.body)["predictions"]) == 10
 
 
-@pytest.mark.sqlite_only
 @pytest.mark.parametrize("request_", [post(minimal_flight()), {"method": "GET", "path": "/health/"}])
 def test_headers_named_with_underscores_are_dropped_on_both_paths(
     fronts: Fronts, request_: dict[str, Any]
@@ -316,7 +326,6 @@ def test_headers_named_with_underscores_are_dropped_on_both_paths(
     assert len(request_id) == 32
 
 
-@pytest.mark.sqlite_only
 def test_a_model_to_load_is_loaded_off_the_event_loop(
     fronts: Fronts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -338,7 +347,6 @@ def test_a_model_to_load_is_loaded_off_the_event_loop(
     assert threading.main_thread() not in threads
 
 
-@pytest.mark.sqlite_only
 def test_requests_arriving_during_a_model_load_share_it(
     fronts: Fronts, model_files: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -360,3 +368,40 @@ def test_requests_arriving_during_a_model_load_share_it(
 
     assert {answer.status for answer in answers} == {200}
     assert len(lookups) == 1
+
+
+@pytest.mark.postgresql_only
+def test_on_postgresql_a_connection_ended_mid_commit_serves_no_unrecorded_prediction(
+    fronts: Fronts, app_config: dict[str, Any]
+) -> None:
+    """Requests in flight when the server ends the writer's connection: 503s, never an unstored id."""
+    writer = predictions.event_loop_writer
+    assert isinstance(writer, PostgresLoopWriter)
+    admin = create_engine(app_config["DATABASE_URL"], isolation_level="AUTOCOMMIT")
+
+    async def cut_short() -> list[Answer]:
+        assert (await call(fronts.front, post(minimal_flight()))).status == 200  # connected
+        assert writer.connection is not None
+        pid = writer.connection.info.backend_pid
+        with write_lock(app_config["DATABASE_URL"], "predictions"):
+            requests = [post(minimal_flight(), **{"X-Request-ID": f"cut-{i}"}) for i in range(20)]
+            pending = asyncio.gather(*(call(fronts.front, request) for request in requests))
+            await until(admin, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid", pid)
+            await terminate(admin, pid)
+        return await pending
+
+    try:
+        answers = asyncio.run(cut_short())
+    finally:
+        admin.dispose()
+
+    assert fronts.handed_over == 0
+    with db.transaction() as session:
+        recorded = {row.id: row.request_id for row in session.scalars(select(Prediction))}
+    refused = [json.loads(answer.body) for answer in answers if answer.status != 200]
+    assert refused, "the statement in flight was refused"
+    assert {(body["status"], body["code"]) for body in refused} == {(503, "history_unavailable")}
+    for i, answer in enumerate(answers):
+        if answer.status == 200:
+            [prediction] = json.loads(answer.body)["predictions"]
+            assert recorded[prediction["history_id"]] == f"cut-{i}"

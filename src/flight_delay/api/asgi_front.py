@@ -4,10 +4,11 @@ Under gunicorn's threaded worker, its pure-Python HTTP handling and the hand-off
 threads cost more CPU than the prediction itself (bench/PROFILE.md, session 5). Here uvicorn parses
 HTTP in C (httptools) on one event loop per worker (uvloop). A plain prediction (the request
 PredictFront would answer) of up to LOOP_BODY_MAX_BYTES is validated and scored on the loop, and
-waits for the host's history writer without holding a thread. Every other request, a batch, and
-every prediction when no host writer runs (a PostgreSQL history) goes to the Flask app on a thread
-pool (a2wsgi), PredictFront included, as under a WSGI server. Either way the answer is the same,
-byte for byte (tests compare).
+waits for its rows' commit without holding a thread: through the host's history writer on SQLite,
+through the worker's own PostgresLoopWriter on PostgreSQL (either an EventLoopWriter). Every other
+request, a batch, and every prediction when neither runs (SQLITE_HOST_WRITER=false) goes to the
+Flask app on a thread pool (a2wsgi), PredictFront included, as under a WSGI server. Either way the
+answer is the same, byte for byte (tests compare).
 
 Every body is read here, on the loop, before anything answers it: within its limit (beyond it, the
 bytes that prove it too large are handed on, and Flask refuses it as it always did) and within

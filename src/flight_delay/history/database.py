@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,8 +68,8 @@ def refused_read_only(driver_error: BaseException | None) -> bool:
 
 def json_text(value: Any) -> str:
     """Serializes a JSON column's value with orjson, or json.dumps for what orjson refuses."""
-    # orjson takes a sixth of json.dumps' time per stored flight. It refuses integers beyond 64 bits
-    # and non-string keys, which json.dumps takes; either text reads back as the same value.
+    # orjson first: far cheaper than json.dumps per stored flight (bench/PROFILE.md). It refuses integers
+    # beyond 64 bits and non-string keys, which json.dumps takes; either text reads back as the same value.
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # orjson.JSONEncodeError is a TypeError
@@ -93,10 +93,16 @@ def make_engine(
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000}, json_serializer=json_text)
+    event.listen(engine, "connect", sqlite_tuner(busy_timeout_ms, synchronous))
+    event.listen(engine, "handle_error", discard_read_only_connections)
+    return engine
 
-    @event.listens_for(engine, "connect")
+
+def sqlite_tuner(busy_timeout_ms: int, synchronous: str) -> Callable[[Any, Any], None]:
+    """The connect listener setting the pragmas that let several gunicorn workers share one file safely."""
+
     def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-        """Sets the pragmas that let several gunicorn workers share one file safely."""
+        """Sets WAL, the busy timeout, the synchronous level and foreign keys on a new connection."""
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -104,23 +110,23 @@ def make_engine(
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine, "handle_error")
-    def _discard_read_only_connections(context: ExceptionContext) -> None:
-        """Treats a read-only connection as dead, so the pool reopens it once the file is writable.
+    return _tune_sqlite
 
-        SQLite opens a file it cannot write read-only and keeps that connection read-only for good:
-        without this, a worker would refuse every prediction until restarted.
-        """
-        if not refused_read_only(context.original_exception):
-            return
-        # SQLAlchemy leaves a dead connection's cursor open; the traceback keeps it alive, and an open
-        # statement would keep the closed connection's read-only -shm shared with every new one.
-        cursor = getattr(context.execution_context, "cursor", None)
-        if cursor is not None:
-            cursor.close()
-        context.is_disconnect = True
 
-    return engine
+def discard_read_only_connections(context: ExceptionContext) -> None:
+    """Treats a read-only SQLite connection as dead, so the pool reopens it once the file is writable.
+
+    SQLite opens a file it cannot write read-only and keeps that connection read-only for good:
+    without this, a worker would refuse every prediction until restarted.
+    """
+    if not refused_read_only(context.original_exception):
+        return
+    # SQLAlchemy leaves a dead connection's cursor open; the traceback keeps it alive, and an open
+    # statement would keep the closed connection's read-only -shm shared with every new one.
+    cursor = getattr(context.execution_context, "cursor", None)
+    if cursor is not None:
+        cursor.close()
+    context.is_disconnect = True
 
 
 class Database:

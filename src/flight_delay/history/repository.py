@@ -47,6 +47,15 @@ SQLITE_INSERT = (
     f"VALUES ({', '.join('?' * (len(WRITTEN_COLUMNS) + 1))})"
 )
 SQLITE_NEXT_ID = f"SELECT coalesce(max(id), 0) + 1 FROM {PREDICTIONS.name}"  # noqa: S608
+# One statement for any number of rows (so PostgreSQL prepares it once): a column per array, inserted
+# in the arrays' order, so the ids the sequence hands out, sorted, follow the rows (as SQLAlchemy's
+# sort_by_parameter_order assumes of an autoincrement key).
+POSTGRES_INSERT = (
+    f"INSERT INTO {PREDICTIONS.name} ({', '.join(WRITTEN_COLUMNS)}) "  # noqa: S608
+    f"SELECT {', '.join(WRITTEN_COLUMNS)} FROM unnest("
+    "%s::timestamptz[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::float8[], %s::float8[]"
+    f") WITH ORDINALITY AS written({', '.join(WRITTEN_COLUMNS)}, position) ORDER BY position RETURNING id"
+)
 
 
 def insert_predictions(db: Database, rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -59,7 +68,7 @@ def insert_predictions(db: Database, rows: Sequence[Mapping[str, Any]]) -> list[
 
 
 def sqlite_parameters(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[tuple[Any, ...]]:
-    """Converts rows to the values SQLite stores, in WRITTEN_COLUMNS order (JSON text, timestamp text).
+    """Converts rows to the dialect's stored values, in WRITTEN_COLUMNS order (SQLite: JSON, time as text).
 
     The column types' own conversions: rows read back as if the ORM had written them. Plain text and
     numbers, so that they can travel to the host's history writer as they are.
@@ -82,6 +91,11 @@ def sqlite_parameters(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> li
             )
         )
     return parameters
+
+
+def postgres_columns(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[list[Any]]:
+    """The rows' values column by column (POSTGRES_INSERT's arrays), converted as the ORM converts them."""
+    return [list(column) for column in zip(*sqlite_parameters(rows, dialect), strict=True)]
 
 
 def insert_sqlite_rows(db: Database, parameters: Sequence[Sequence[Any]]) -> list[int]:

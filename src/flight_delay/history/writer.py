@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -47,6 +47,18 @@ def written_alone_after(exc: Exception, requests: int) -> bool:
     fault may lie in one request's rows, and the others must not be refused for it.
     """
     return requests > 1 and not isinstance(exc, OperationalError)
+
+
+@runtime_checkable
+class EventLoopWriter(Protocol):
+    """What the event loop records through: the host writer's client (SQLite) or PostgresLoopWriter.
+
+    One interface, one implementation per backend, so that the ASGI front answers alike on both.
+    """
+
+    async def record(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
+        ...
 
 
 @dataclass(eq=False)

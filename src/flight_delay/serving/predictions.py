@@ -16,7 +16,8 @@ from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlig
 from flight_delay.history.database import Database
 from flight_delay.history.host_writer import EventLoopWriterClient, HostWriterClient
 from flight_delay.history.models import utcnow
-from flight_delay.history.writer import HistoryWriter
+from flight_delay.history.pg_loop_writer import postgres_loop_writer
+from flight_delay.history.writer import EventLoopWriter, HistoryWriter
 from flight_delay.loop_lock import LoopLock
 from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort, labelled
 from flight_delay.serving.adapters import ServingModel
@@ -86,11 +87,15 @@ class PredictionService:
         self.registry = registry
         self.db = db
         self.writer: HistoryWriter | HostWriterClient = HistoryWriter(db)
-        self.event_loop_writer: EventLoopWriterClient | None = None
+        self.event_loop_writer: EventLoopWriter | None = None
         self._lookup_lock = LoopLock()
 
     def init_app(self, app: Flask) -> None:
-        """Records through the host's history writer when the server runs one, else in this process."""
+        """Records through the host's history writer when the server runs one, else in this process.
+
+        The event loop records through the host writer's client on SQLite, its own group commit on
+        PostgreSQL, and has none (every prediction in a thread) on SQLite without a host writer.
+        """
         socket_path = app.config.get("HISTORY_WRITER_SOCKET")
         if socket_path:
             # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
@@ -99,7 +104,7 @@ class PredictionService:
             self.event_loop_writer = EventLoopWriterClient(self.writer)
         else:
             self.writer = HistoryWriter(self.db)
-            self.event_loop_writer = None
+            self.event_loop_writer = postgres_loop_writer(app.config, self.db)
 
     def predict(
         self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
@@ -113,9 +118,9 @@ class PredictionService:
     async def predict_on_event_loop(
         self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
     ) -> ScoredFlights:
-        """predict() for an event loop: waits for the host's writer without blocking the loop."""
+        """predict() for an event loop: waits for the commit without blocking the loop."""
         if self.event_loop_writer is None:
-            raise RuntimeError("no host history writer: predict() in a thread instead")
+            raise RuntimeError("no event-loop history writer: predict() in a thread instead")
         active = self.registry.current() or await self._active_from_a_thread()
         unrecorded = self.score(active, flights, request_id, started, single)
         with _counting_write_failures():
@@ -146,21 +151,7 @@ class PredictionService:
                 f"The flight lacks fields that model {active.version[:12]} reads.",
                 problems[0] if single else {"flights": problems},
             )
-        values = [flight.values for flight in flights]
-        try:
-            predicted = np.asarray(active.model.predict(values), dtype=np.float64)
-        except Exception as exc:  # the model's own code: report, never crash the worker
-            raise UnscorableFlight(
-                f"The model could not score the flights: {type(exc).__name__}: {exc}"
-            ) from exc
-        if predicted.shape != (len(flights),):
-            raise UnscorableFlight(f"The model returned {predicted.shape} values for {len(flights)} flights.")
-        bad = np.flatnonzero(~np.isfinite(predicted))
-        if bad.size:
-            raise UnscorableFlight(
-                "The model returned a non-finite prediction.",
-                {"flights": {int(i): ["Prediction is not a finite number."] for i in bad[:100]}},
-            )
+        predicted = _predicted(active.model, flights)
         latency_ms = (time.perf_counter() - started) * 1000.0
         created_at = utcnow()
         rows = [
@@ -180,6 +171,24 @@ class PredictionService:
         """Counts the recorded predictions and builds the answer."""
         best_effort(lambda: labelled(PREDICTIONS, unrecorded.model_version).inc(len(ids)))
         return unrecorded.served(ids)
+
+
+def _predicted(model: ServingModel, flights: Sequence[FlightInput]) -> np.ndarray:
+    """Runs the model on the flights; refuses its failure, a wrong count or a non-finite prediction."""
+    values = [flight.values for flight in flights]
+    try:
+        predicted = np.asarray(model.predict(values), dtype=np.float64)
+    except Exception as exc:  # the model's own code: report, never crash the worker
+        raise UnscorableFlight(f"The model could not score the flights: {type(exc).__name__}: {exc}") from exc
+    if predicted.shape != (len(flights),):
+        raise UnscorableFlight(f"The model returned {predicted.shape} values for {len(flights)} flights.")
+    bad = np.flatnonzero(~np.isfinite(predicted))
+    if bad.size:
+        raise UnscorableFlight(
+            "The model returned a non-finite prediction.",
+            {"flights": {int(i): ["Prediction is not a finite number."] for i in bad[:100]}},
+        )
+    return predicted
 
 
 @contextmanager
