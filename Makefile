@@ -81,7 +81,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests migrations bench
 	$(BIN)/ruff format src tests migrations bench
 
-## bench: ours against MLServer under wrk, in process, batch, history, py-spy profile (~5 min); BENCH_ARGS=--help
+## bench: ours, its history on SQLite and on PostgreSQL (a throwaway server, scripts/with_postgres.sh), against
+## MLServer under wrk; in process, batch, history, py-spy profile (~7 min); BENCH_ARGS=--help (--backends sqlite)
 bench: bench/install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -1,4 +1,4 @@
-"""Grows a service's SQLite history to a million rows and times its first page against a deep one."""
+"""Counts a service's history rows; grows its SQLite history to a million rows and times two pages."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from flight_delay.history.database import Database
 from flight_delay.history.models import Prediction
@@ -55,6 +55,16 @@ def row_count(db_path: Path) -> int:
     """Counts the rows of the history."""
     with sqlite3.connect(db_path) as connection:
         return connection.execute("SELECT count(*) FROM predictions").fetchone()[0]
+
+
+def recorded_rows(database_url: str) -> int:
+    """Counts the history's rows on either backend: how the harness checks every answer was recorded."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(text("SELECT count(*) FROM predictions")) or 0
+    finally:
+        engine.dispose()
 
 
 def fill(db_path: Path, flights: list[dict[str, Any]], total: int) -> int:

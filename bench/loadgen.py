@@ -34,11 +34,17 @@ class LoadResult:
     p99_ms: float
     mean_ms: float
     errors: int
+    status_errors: int = 0  # answers wrk counted as completed whose status was 4xx or 5xx
 
     @property
     def rps(self) -> float:
         """Completed requests per second."""
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def answered(self) -> int:
+        """Completed requests answered with success (wrk counts a 4xx or 5xx as completed and an error)."""
+        return self.requests - self.status_errors
 
 
 def wrk_path() -> str:
@@ -75,6 +81,7 @@ def parse_report(stdout: str) -> LoadResult:
         p99_ms=data["p99_us"] / 1000,
         mean_ms=data["mean_us"] / 1000,
         errors=errors,
+        status_errors=data["status"],
     )
 
 

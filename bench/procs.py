@@ -106,8 +106,10 @@ def wait_ready(server: Server, path: str, timeout: float = 120) -> None:
 
 
 @contextmanager
-def our_service(bin_dir: Path, data_dir: Path, model_path: Path, workdir: Path) -> Iterator[Server]:
-    """Runs `flight-delay serve` with production settings and SQLite history (synchronous=FULL)."""
+def our_service(
+    bin_dir: Path, data_dir: Path, model_path: Path, workdir: Path, database_url: str | None = None
+) -> Iterator[Server]:
+    """Runs `flight-delay serve` with production settings, its history in database_url or SQLite (FULL)."""
     port = free_port()
     env = {
         **os.environ,
@@ -123,6 +125,8 @@ def our_service(bin_dir: Path, data_dir: Path, model_path: Path, workdir: Path) 
     # The production defaults (2 workers x 4 threads, SQLite under DATA_DIR) are what we measure.
     for name in ("DATABASE_URL", "MODEL_STORE_DIR", "ML_API_WORKERS", "ML_API_THREADS"):
         env.pop(name, None)
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     command = [str(bin_dir / "flight-delay"), "serve"]
     with process_group(command, env, data_dir / "server.log", workdir) as server:
         server.name, server.url = "flight-delay", f"http://{HOST}:{port}"

@@ -7,8 +7,9 @@ from typing import Any
 from bench.inprocess import RAW_MATRIX, RAW_ROW
 from bench.profiling import SERVER_LOOP, WAITING
 
+BACKENDS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+THROUGHPUT_GOAL = 1.5
 TARGETS = (
-    ("single-flight req/s, ours / MLServer (best)", "throughput_ratio", ">= 1.5x", lambda v: v >= 1.5),
     ("in-process predict path / raw booster.predict, 1 row", "predict_path_ratio", "<= 3x", lambda v: v <= 3),
     ("batch of {flights:,}: per flight / raw per row", "batch_ratio", "<= 10x", lambda v: v <= 10),
     ("history of {rows:,} rows: deep page / first page", "history_ratio", "<= 2x", lambda v: v <= 2),
@@ -28,31 +29,39 @@ def _line(cells: list[str], widths: list[int]) -> str:
 
 
 def load_rows(results: dict[str, Any]) -> list[list[str]]:
-    """One row per server configuration measured under load, then ours/MLServer ratios."""
+    """One row per server configuration measured under load, then ours/MLServer ratios per backend."""
     load = results["load"]
     best = load["mlserver_best"]
-    before, after = load["ours_runs"]
-    rows = [
-        _load_row("ours: gunicorn 2 uvicorn workers, history FULL (mean)", load["ours"]),
-        _load_row("  ours, run before the others", before),
-        _load_row("  ours, run after the others", after),
-        _load_row("gunicorn + uvicorn worker alone (no Flask, model, DB)", load["ceiling"]),
-    ]
+    rows = [row for backend in load["ours"] for row in _ours_rows(load, backend)]
+    rows.append(_load_row("gunicorn + uvicorn worker alone (no Flask, model, DB)", load["ceiling"]))
     for workers, result in load["mlserver"].items():
         mark = " (best)" if workers == best else ""
         rows.append(_load_row(f"MLServer parallel_workers={workers}{mark}", result))
-    ours, theirs = load["ours"], load["mlserver"][best]
-    rows.append(
-        [
-            "ours / MLServer (best)",
-            f"{ours['rps'] / theirs['rps']:.2f}x",
-            f"{ours['p50_ms'] / theirs['p50_ms']:.2f}x",
-            f"{ours['p99_ms'] / theirs['p99_ms']:.2f}x",
-            "",
-            f"{ours['cpu_ms_per_request'] / theirs['cpu_ms_per_request']:.2f}x",
-        ]
-    )
-    return rows
+    theirs = load["mlserver"][best]
+    return rows + [_ratio_row(backend, ours, theirs) for backend, ours in load["ours"].items()]
+
+
+def _ours_rows(load: dict[str, Any], backend: str) -> list[list[str]]:
+    """Ours on one backend: the mean of its two runs, then each run."""
+    before, after = load["ours_runs"][backend]
+    history = "SQLite, synchronous=FULL" if backend == "sqlite" else BACKENDS[backend]
+    return [
+        _load_row(f"ours: gunicorn 2 uvicorn workers, history on {history} (mean)", load["ours"][backend]),
+        _load_row("  ours, run before the others", before),
+        _load_row("  ours, run after the others", after),
+    ]
+
+
+def _ratio_row(backend: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """Ours on one backend over MLServer's best: throughput, latencies, CPU per request."""
+    return [
+        f"ours on {BACKENDS[backend]} / MLServer (best)",
+        f"{ours['rps'] / theirs['rps']:.2f}x",
+        f"{ours['p50_ms'] / theirs['p50_ms']:.2f}x",
+        f"{ours['p99_ms'] / theirs['p99_ms']:.2f}x",
+        "",
+        f"{ours['cpu_ms_per_request'] / theirs['cpu_ms_per_request']:.2f}x",
+    ]
 
 
 def _load_row(label: str, result: dict[str, Any]) -> list[str]:
@@ -107,22 +116,70 @@ def _ms_per_request(samples: int, part: dict[str, Any]) -> float:
     return samples / part["rate"] / max(part["requests"], 1) * 1000
 
 
+def recording(results: dict[str, Any], backend: str) -> tuple[int, int, bool]:
+    """History rows written during a backend's measured runs, its answered requests, and whether each
+    run recorded at least as many rows as it had answers (every answered prediction recorded)."""
+    runs = results["load"]["ours_runs"][backend]
+    ok = all(run["recorded"] >= run["answered"] for run in runs)
+    return sum(run["recorded"] for run in runs), sum(run["answered"] for run in runs), ok
+
+
 def target_rows(results: dict[str, Any]) -> list[list[str]]:
-    """Where we stand against each target."""
+    """Where we stand against each target: throughput and recording per backend, then the others."""
     ratios = results["ratios"]
+    rows = [row for backend in results["load"]["ours"] for row in _backend_targets(results, backend)]
     sizes = {"flights": results["batch"]["flights"], "rows": results["history"]["rows"]}
-    return [
-        [label.format(**sizes), f"{ratios[key]:.2f}x", goal, "met" if ok(ratios[key]) else "not met"]
+    return rows + [
+        [label.format(**sizes), f"{ratios[key]:.2f}x", goal, _status(ok(ratios[key]))]
         for label, key, goal, ok in TARGETS
     ]
 
 
+def _backend_targets(results: dict[str, Any], backend: str) -> list[list[str]]:
+    """Ours on one backend: its throughput over MLServer's best, and every answer in its history."""
+    name = BACKENDS[backend]
+    ratio = results["ratios"][f"throughput_ratio_{backend}"]
+    recorded, answered, ok = recording(results, backend)
+    return [
+        [
+            f"single-flight req/s, ours on {name} / MLServer (best)",
+            f"{ratio:.2f}x",
+            f">= {THROUGHPUT_GOAL}x",
+            _status(ratio >= THROUGHPUT_GOAL),
+        ],
+        [
+            f"every answered prediction in the history, {name}",
+            f"{recorded:,} rows / {answered:,} answers",
+            "rows >= answers, each run",
+            _status(ok),
+        ],
+    ]
+
+
+def _status(met: bool) -> str:
+    """A target's status cell."""
+    return "met" if met else "not met"
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole report: machine, load test, in process, batch, history, profile, targets."""
+    sections = [
+        _header(results),
+        _load_section(results),
+        _inprocess_section(results),
+        _batch_section(results),
+        _history_section(results),
+        _profile_section(results),
+        table(["target", "now", "goal", "status"], target_rows(results)),
+    ]
+    return "\n\n".join(sections)
+
+
+def _header(results: dict[str, Any]) -> str:
+    """What ran where: machine, command, load settings, databases, the prediction each side made."""
     machine, settings = results["machine"], results["settings"]
-    inproc, batch, hist = results["inprocess"], results["batch"], results["history"]
     predictions = results["predictions"]
-    parts = [
+    lines = [
         "flight-delay bench (PROVISIONAL: a shared 2-core machine; compare ratios, not absolutes)",
         f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']:.0f} GiB, "
         f"{machine['system']}, Python {machine['python']}; load average {machine['load_before']} at start, "
@@ -132,71 +189,107 @@ def render(results: dict[str, Any]) -> str:
         f"{settings['duration']:.0f} s after a {settings['warmup']:.0f} s warm-up, one flight per request; "
         f"same prediction from both: ours {predictions['ours']!r}, MLServer {predictions['mlserver']!r}, "
         f"booster {predictions['raw']!r}",
-        "",
+    ]
+    return "\n".join(lines + [_postgres_line(pg) for pg in results["databases"].values()])
+
+
+def _postgres_line(pg: dict[str, Any]) -> str:
+    """The throwaway PostgreSQL server's version and the settings that decide a commit's durability."""
+    return (
+        f"PostgreSQL {pg['server_version'].split()[0]}: a throwaway server (scripts/with_postgres.sh, "
+        f"127.0.0.1), fsync={pg['fsync']}, synchronous_commit={pg['synchronous_commit']}, "
+        f"full_page_writes={pg['full_page_writes']} (SQLite: synchronous=FULL, an fsync per commit)"
+    )
+
+
+def _load_section(results: dict[str, Any]) -> str:
+    """The single-flight table, the history rows each backend wrote, ours on one connection."""
+    load = results["load"]
+    lines = [
         table(
             ["single flight over HTTP", "req/s", "p50 ms", "p99 ms", "errors", "server CPU ms/req"],
             load_rows(results),
-        ),
-        f"history rows written by ours during its two measured runs: {results['load']['ours']['recorded']:,} "
-        f"for {results['load']['ours']['requests']:,} completed requests; "
-        f"ours with 1 connection: p50 {results['load']['ours_c1']['p50_ms']:.1f} ms, "
-        f"{results['load']['ours_c1']['rps']:.0f} req/s",
-        "",
-        table(
-            ["in process, one flight (best of 25 short runs, interleaved)", "us/call", "x raw"],
-            stage_rows(inproc["single"], RAW_ROW),
-        ),
-        "",
-        table(
-            ["history write alone (1 row)", "us/call"],
-            [[f"SQLITE_SYNCHRONOUS={mode}", f"{s * 1e6:,.0f}"] for mode, s in inproc["sync"].items()]
-            + [
-                [f"writes/s, FULL, {how}", f"{wps:,.0f}/s"]
-                for how, wps in inproc["concurrent_writes"].items()
-            ],
-        ),
-        "",
-        table(
-            [f"batch of {batch['flights']:,} flights", "us/flight", "x raw per row"],
-            [
-                *stage_rows(inproc["batch"], RAW_MATRIX, per=batch["flights"]),
-                [
-                    "whole request over HTTP (gunicorn, predicted + recorded)",
-                    f"{batch['http_seconds'] / batch['flights'] * 1e6:,.1f}",
-                    f"{batch['http_seconds'] / inproc['batch'][RAW_MATRIX]:,.1f}x",
-                ],
-            ],
-        ),
-        "",
-        table(
-            [f"history of {hist['rows']:,} rows, page_size {hist['page_size']}", "ms (median)"],
-            [
-                ["first page over HTTP", f"{hist['first_page'] * 1e3:.1f}"],
-                [
-                    f"deep page over HTTP ({hist['deep_rows_skipped']:,} rows newer)",
-                    f"{hist['deep_page'] * 1e3:.1f}",
-                ],
-                ["in process: first page (page query + count)", f"{hist['first_page_query'] * 1e3:.1f}"],
-                ["in process: deep page (page query + count)", f"{hist['deep_page_query'] * 1e3:.1f}"],
-                ["in process: the count(*) alone", f"{hist['count_query'] * 1e3:.1f}"],
-            ],
-        ),
-        "",
-        f"profile of ours under the same load (py-spy, {results['profile']['gil']['rate']} Hz, "
-        f"{results['profile']['gil']['seconds']:.0f} s each; ms per request, both workers; "
-        "GIL = Python work, which caps a worker; wall = thread time, waits included; the history "
-        "INSERT holds its wait for SQLite's write lock, the COMMIT its fsync, split in the next table):",
-        table(["stage", "GIL ms", "GIL share", "wall ms", "wall share"], profile_rows(results["profile"])),
-        "",
-        table(
-            [
-                f"the history write, native frames ({results['profile']['native']['rate']} Hz)",
-                "samples",
-                "share",
-            ],
-            history_split_rows(results["profile"]["native"]),
-        ),
-        "",
-        table(["target", "now", "goal", "status"], target_rows(results)),
+        )
     ]
-    return "\n".join(parts)
+    for backend in load["ours"]:
+        recorded, answered, ok = recording(results, backend)
+        verdict = "every answer recorded" if ok else "ANSWERED PREDICTIONS MISSING FROM THE HISTORY"
+        lines.append(
+            f"history rows written by ours on {BACKENDS[backend]} during its two measured runs: "
+            f"{recorded:,} for {answered:,} answered requests ({verdict})"
+        )
+    single = load["ours_c1"]
+    lines.append(f"ours on SQLite, 1 connection: p50 {single['p50_ms']:.1f} ms, {single['rps']:.0f} req/s")
+    return "\n".join(lines)
+
+
+def _inprocess_section(results: dict[str, Any]) -> str:
+    """One flight's stages in process, then the history write alone by synchronous mode."""
+    inproc = results["inprocess"]
+    return "\n\n".join(
+        [
+            table(
+                ["in process, one flight (best of 25 short runs, interleaved)", "us/call", "x raw"],
+                stage_rows(inproc["single"], RAW_ROW),
+            ),
+            table(
+                ["history write alone (1 row)", "us/call"],
+                [[f"SQLITE_SYNCHRONOUS={mode}", f"{s * 1e6:,.0f}"] for mode, s in inproc["sync"].items()]
+                + [
+                    [f"writes/s, FULL, {how}", f"{wps:,.0f}/s"]
+                    for how, wps in inproc["concurrent_writes"].items()
+                ],
+            ),
+        ]
+    )
+
+
+def _batch_section(results: dict[str, Any]) -> str:
+    """The batch's stages in process and the whole request over HTTP, per flight."""
+    inproc, batch = results["inprocess"], results["batch"]
+    return table(
+        [f"batch of {batch['flights']:,} flights", "us/flight", "x raw per row"],
+        [
+            *stage_rows(inproc["batch"], RAW_MATRIX, per=batch["flights"]),
+            [
+                "whole request over HTTP (gunicorn, predicted + recorded)",
+                f"{batch['http_seconds'] / batch['flights'] * 1e6:,.1f}",
+                f"{batch['http_seconds'] / inproc['batch'][RAW_MATRIX]:,.1f}x",
+            ],
+        ],
+    )
+
+
+def _history_section(results: dict[str, Any]) -> str:
+    """The first and a deep history page, over HTTP and in process."""
+    hist = results["history"]
+    return table(
+        [f"history of {hist['rows']:,} rows (SQLite), page_size {hist['page_size']}", "ms (median)"],
+        [
+            ["first page over HTTP", f"{hist['first_page'] * 1e3:.1f}"],
+            [
+                f"deep page over HTTP ({hist['deep_rows_skipped']:,} rows newer)",
+                f"{hist['deep_page'] * 1e3:.1f}",
+            ],
+            ["in process: first page (page query + count)", f"{hist['first_page_query'] * 1e3:.1f}"],
+            ["in process: deep page (page query + count)", f"{hist['deep_page_query'] * 1e3:.1f}"],
+            ["in process: the count(*) alone", f"{hist['count_query'] * 1e3:.1f}"],
+        ],
+    )
+
+
+def _profile_section(results: dict[str, Any]) -> str:
+    """Where ours on SQLite spends a request's time under load, then the history write's native split."""
+    profile = results["profile"]
+    intro = (
+        f"profile of ours on SQLite under the same load (py-spy, {profile['gil']['rate']} Hz, "
+        f"{profile['gil']['seconds']:.0f} s each; ms per request, both workers; "
+        "GIL = Python work, which caps a worker; wall = thread time, waits included; the history "
+        "INSERT holds its wait for SQLite's write lock, the COMMIT its fsync, split in the next table):"
+    )
+    stages = table(["stage", "GIL ms", "GIL share", "wall ms", "wall share"], profile_rows(profile))
+    native = table(
+        [f"the history write, native frames ({profile['native']['rate']} Hz)", "samples", "share"],
+        history_split_rows(profile["native"]),
+    )
+    return f"{intro}\n{stages}\n\n{native}"

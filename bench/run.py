@@ -13,25 +13,28 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench import history, inprocess, loadgen, payloads, procs, profiling, report
+from bench import history, inprocess, loadgen, payloads, postgres, procs, profiling, report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 SAME_PREDICTION = 1e-9
 SINGLE_CONNECTION_SECONDS = 5
+BACKENDS = tuple(report.BACKENDS)
 
 
 @dataclass(frozen=True)
 class Options:
     """What to run and for how long."""
 
+    backends: tuple[str, ...]
     connections: int
     threads: int
     duration: float
@@ -48,47 +51,52 @@ class Options:
     report: Path | None
 
 
-def parse_args(argv: list[str] | None) -> Options:
-    """Reads the command line; every default suits a 2-core machine and keeps the run near 5 minutes."""
+def backends(text: str) -> tuple[str, ...]:
+    """Reads --backends: some of BACKENDS, comma-separated, measured in the order given."""
+    chosen = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not chosen or not set(chosen) <= set(BACKENDS):
+        raise argparse.ArgumentTypeError(f"{text!r}: name one or more of {', '.join(BACKENDS)}")
+    return chosen
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every default suits a 2-core machine and keeps the run near 7 minutes."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--duration", type=float, default=20, help="seconds per measured run (default 20)")
-    parser.add_argument("--warmup", type=float, default=5, help="seconds of warm-up before each (default 5)")
-    parser.add_argument(
-        "--mlserver-workers", default="0,1,2", help="MLServer parallel_workers values to try (default 0,1,2)"
+    add = parser.add_argument
+    add(
+        "--backends",
+        type=backends,
+        default=BACKENDS,
+        help="histories of ours in the single-flight comparison (default sqlite,postgres); "
+        "the batch, profile and history pages run on SQLite whatever this says",
     )
-    parser.add_argument(
+    add("--connections", type=int, default=16, help="wrk connections (default 16)")
+    add("--threads", type=int, default=2, help="wrk threads (default 2)")
+    add("--duration", type=float, default=20, help="seconds per measured run (default 20)")
+    add("--warmup", type=float, default=5, help="seconds of warm-up before each (default 5)")
+    add("--mlserver-workers", default="0,1,2", help="MLServer parallel_workers values to try (default 0,1,2)")
+    add(
         "--mlserver-omp-threads",
         type=int,
         default=1,
         help="OMP_NUM_THREADS for MLServer (default 1, its fastest here; 0 leaves OpenMP's default)",
     )
-    parser.add_argument("--profile-seconds", type=float, default=8, help="seconds of each of 3 py-spy runs")
-    parser.add_argument("--batch-size", type=int, default=10_000, help="flights in the batch request")
-    parser.add_argument("--batch-repeat", type=int, default=5, help="batch requests timed (median)")
-    parser.add_argument("--history-rows", type=int, default=1_000_000, help="history size for the page test")
-    parser.add_argument("--mlserver-venv", type=Path, default=ROOT / "bench" / ".venv-mlserver")
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR / "latest.json")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
-    parser.add_argument("--report", type=Path, help="only print the tables of a results file, run nothing")
-    args = parser.parse_args(argv)
-    return Options(
-        connections=args.connections,
-        threads=args.threads,
-        duration=args.duration,
-        warmup=args.warmup,
-        mlserver_workers=tuple(int(w) for w in args.mlserver_workers.split(",")),
-        mlserver_omp_threads=args.mlserver_omp_threads,
-        profile_seconds=args.profile_seconds,
-        batch_size=args.batch_size,
-        batch_repeat=args.batch_repeat,
-        history_rows=args.history_rows,
-        mlserver_venv=args.mlserver_venv,
-        results=args.results,
-        keep=args.keep,
-        report=args.report,
-    )
+    add("--profile-seconds", type=float, default=8, help="seconds of each of 3 py-spy runs")
+    add("--batch-size", type=int, default=10_000, help="flights in the batch request")
+    add("--batch-repeat", type=int, default=5, help="batch requests timed (median)")
+    add("--history-rows", type=int, default=1_000_000, help="history size for the page test")
+    add("--mlserver-venv", type=Path, default=ROOT / "bench" / ".venv-mlserver")
+    add("--results", type=Path, default=RESULTS_DIR / "latest.json")
+    add("--keep", action="store_true", help="keep the work folder (databases, logs)")
+    add("--report", type=Path, help="only print the tables of a results file, run nothing")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    """Reads the command line into Options."""
+    args = vars(build_parser().parse_args(argv))
+    workers = tuple(int(w) for w in args.pop("mlserver_workers").split(","))
+    return Options(**args, mlserver_workers=workers)
 
 
 def machine_info() -> dict[str, Any]:
@@ -139,7 +147,8 @@ def measure(
         f"p99 {result.p99_ms:.1f} ms, {result.errors} errors",
         flush=True,
     )
-    return {**asdict(result), "rps": result.rps, "cpu_ms_per_request": cpu / max(result.requests, 1) * 1000}
+    cpu_ms = cpu / max(result.requests, 1) * 1000
+    return {**asdict(result), "rps": result.rps, "answered": result.answered, "cpu_ms_per_request": cpu_ms}
 
 
 def profile(server: procs.Server, url: str, script: Path, options: Options, folder: Path) -> dict[str, Any]:
@@ -198,18 +207,86 @@ def batch_over_http(url: str, flights: list[dict[str, Any]], repeat: int) -> flo
     return statistics.median(samples)
 
 
-def load_run(server: procs.Server, url: str, script: Path, options: Options, db_path: Path) -> dict[str, Any]:
-    """Warms up, then measures our service under load, counting the history rows it wrote."""
-    loadgen.run_wrk(url, script, options.connections, options.warmup, options.threads)
-    before = history.row_count(db_path)
-    load = measure(server, url, script, options, options.connections, options.duration)
-    return {**load, "recorded": history.row_count(db_path) - before}
+@dataclass(frozen=True)
+class Ours:
+    """Our service on one backend: its server, its data folder and its history's database URL."""
+
+    backend: str
+    server: procs.Server
+    data_dir: Path
+    database_url: str
+
+    @property
+    def url(self) -> str:
+        """Where it predicts."""
+        return f"{self.server.url}/model/predict/"
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file of its history (SQLite backend only)."""
+        return self.data_dir / "flight_delay.db"
+
+
+@contextmanager
+def ours_on(backend: str, work: Path, model_path: Path) -> Iterator[Ours]:
+    """Serves ours with its history on SQLite (a file), or on PostgreSQL (a throwaway server)."""
+    data_dir = work / f"ours-{backend}"
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres.server()) if backend == "postgres" else None
+        bin_dir = Path(sys.executable).parent
+        server = stack.enter_context(procs.our_service(bin_dir, data_dir, model_path, ROOT, url))
+        yield Ours(backend, server, data_dir, url or f"sqlite:///{data_dir / 'flight_delay.db'}")
+
+
+def load_run(ours: Ours, script: Path, options: Options) -> dict[str, Any]:
+    """Warms up, measures ours under load, and checks that every answered prediction is in the history."""
+    print(f"ours on {report.BACKENDS[ours.backend]}: load", flush=True)
+    loadgen.run_wrk(ours.url, script, options.connections, options.warmup, options.threads)
+    before = history.recorded_rows(ours.database_url)
+    load = measure(ours.server, ours.url, script, options, options.connections, options.duration)
+    recorded = history.recorded_rows(ours.database_url) - before
+    missing = "" if recorded >= load["answered"] else ": ANSWERED PREDICTIONS MISSING FROM THE HISTORY"
+    print(f"  history: {recorded:,} rows for {load['answered']:,} answered requests{missing}", flush=True)
+    return {**load, "recorded": recorded}
 
 
 def mean_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Averages load runs (rates, latencies, CPU) and adds up their counts."""
-    counted = ("requests", "errors", "recorded")
+    counted = ("requests", "errors", "status_errors", "answered", "recorded")
     return {k: (sum if k in counted else statistics.mean)(r[k] for r in runs) for k in runs[0]}
+
+
+def compare(
+    services: dict[str, Ours], script: Path, options: Options, meanwhile: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Loads ours on each backend, runs `meanwhile` (the others; ours idle), then each again in reverse.
+
+    Measuring ours before and after the others spreads a busy machine's drift over both sides;
+    reversing the order gives each backend the same average place in the run.
+    """
+    measured = [services[backend] for backend in options.backends]
+    first = {ours.backend: load_run(ours, script, options) for ours in measured}
+    others = meanwhile()
+    second = {ours.backend: load_run(ours, script, options) for ours in reversed(measured)}
+    return {backend: [first[backend], second[backend]] for backend in options.backends}, others
+
+
+def sqlite_extras(ours: Ours, script: Path, options: Options, flights: list[Any]) -> dict[str, Any]:
+    """On ours with SQLite: one connection's latency, the profile, the batch, the history pages."""
+    single = measure(ours.server, ours.url, script, options, 1, SINGLE_CONNECTION_SECONDS)
+    print("ours: profile", flush=True)
+    found = profile(ours.server, ours.url, script, options, RESULTS_DIR)
+    print("ours: batch", flush=True)
+    batch_seconds = batch_over_http(ours.url, flights, options.batch_repeat)
+    print(f"ours: history to {options.history_rows:,} rows", flush=True)
+    history.fill(ours.db_path, flights, options.history_rows)
+    pages = history.page_timings(ours.server.url, ours.db_path)
+    return {"load_c1": single, "profile": found, "batch_seconds": batch_seconds, "history": asdict(pages)}
+
+
+def read_ours(answer: Any) -> Any:
+    """Our prediction in our answer."""
+    return answer["predictions"][0]["arr_delay"]
 
 
 def run_ours(
@@ -220,41 +297,18 @@ def run_ours(
     flights: list[Any],
     meanwhile: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Ours: check, load, `meanwhile` (the others; ours idle), load again, profile, batch, history.
-
-    Measuring ours before and after the others spreads a busy machine's drift over both sides.
-    """
+    """Ours on each backend: checked, loaded around `meanwhile`; then the SQLite service's extras."""
     script = loadgen.write_post_script(json.dumps(payloads.FLIGHT), work / "ours.lua")
-    data_dir = work / "ours"
-    db_path = data_dir / "flight_delay.db"
-    with procs.our_service(Path(sys.executable).parent, data_dir, model_path, ROOT) as server:
-        url = f"{server.url}/model/predict/"
-        predicted = check_prediction(
-            url, payloads.FLIGHT, expected, lambda r: r["predictions"][0]["arr_delay"]
-        )
-        print("ours: load", flush=True)
-        first = load_run(server, url, script, options, db_path)
-        others = meanwhile()
-        print("ours: load again", flush=True)
-        second = load_run(server, url, script, options, db_path)
-        single = measure(server, url, script, options, 1, SINGLE_CONNECTION_SECONDS)
-        print("ours: profile", flush=True)
-        found = profile(server, url, script, options, RESULTS_DIR)
-        print("ours: batch", flush=True)
-        batch_seconds = batch_over_http(url, flights, options.batch_repeat)
-        print(f"ours: history to {options.history_rows:,} rows", flush=True)
-        history.fill(db_path, flights, options.history_rows)
-        pages = history.page_timings(server.url, db_path)
-    return {
-        "prediction": predicted,
-        "load": mean_run([first, second]),
-        "load_runs": [first, second],
-        "others": others,
-        "load_c1": single,
-        "profile": found,
-        "batch_seconds": batch_seconds,
-        "history": asdict(pages),
-    }
+    with ours_on("sqlite", work, model_path) as sqlite, ExitStack() as stack:
+        services = {"sqlite": sqlite}
+        for backend in (b for b in options.backends if b != "sqlite"):
+            services[backend] = stack.enter_context(ours_on(backend, work, model_path))
+        predicted = [check_prediction(o.url, payloads.FLIGHT, expected, read_ours) for o in services.values()]
+        databases = {b: postgres.settings(s.database_url) for b, s in services.items() if b == "postgres"}
+        runs, others = compare(services, script, options, meanwhile)
+        stack.close()  # the other backends' services and servers stop before the extras
+        extras = sqlite_extras(sqlite, script, options, flights)
+    return {"prediction": predicted[0], "runs": runs, "others": others, "databases": databases, **extras}
 
 
 def run_ceiling(options: Options, work: Path) -> dict[str, Any]:
@@ -299,64 +353,73 @@ def run_inprocess(work: Path, model_path: Path, row: Any, flights: list[Any]) ->
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
-    """The four figures the targets are about."""
+    """The figures the targets are about: ours on each backend / MLServer's best, then the other three."""
     load, inproc, batch = results["load"], results["inprocess"], results["batch"]
-    best = load["mlserver"][load["mlserver_best"]]
+    best = load["mlserver"][load["mlserver_best"]]["rps"]
     return {
-        "throughput_ratio": load["ours"]["rps"] / best["rps"],
+        **{f"throughput_ratio_{backend}": ours["rps"] / best for backend, ours in load["ours"].items()},
         "predict_path_ratio": inproc["single"][inprocess.PREDICT_PATH] / inproc["single"][inprocess.RAW_ROW],
         "batch_ratio": batch["http_seconds"] / inproc["batch"][inprocess.RAW_MATRIX],
         "history_ratio": results["history"]["deep_page"] / results["history"]["first_page"],
     }
 
 
-def run(options: Options, work: Path) -> dict[str, Any]:
-    """Prepares model and payloads; measures in process, then ours, MLServer, the ceiling, ours again."""
-    started = time.perf_counter()
-    machine = machine_info()
+def load_results(ours: dict[str, Any]) -> dict[str, Any]:
+    """The load tests' figures: ours per backend (mean and each run), ours on one connection, the others."""
+    theirs = ours["others"]["mlserver"]
+    return {
+        "ours": {backend: mean_run(runs) for backend, runs in ours["runs"].items()},
+        "ours_runs": ours["runs"],
+        "ours_c1": ours["load_c1"],
+        "ceiling": ours["others"]["ceiling"],
+        "mlserver": theirs,
+        "mlserver_best": max(theirs, key=lambda w: theirs[w]["rps"]),
+    }
+
+
+def prepare_model(work: Path) -> tuple[Path, Path, Any, float]:
+    """Trains the dummy model; returns its file, MLServer's repository, its encoded row, its prediction."""
     model_path = payloads.train_dummy(
         Path(sys.executable), ROOT / "src" / "model_dummy.py", work / "model_dummy.pkl"
     )
     model = payloads.load_artifact(model_path)
     repo = payloads.export_for_mlserver(model, work / "mlserver-repo")
     row = payloads.encoded_row(model, payloads.FLIGHT)
-    expected = float(model.predict([payloads.FLIGHT])[0])
+    return model_path, repo, row, float(model.predict([payloads.FLIGHT])[0])
+
+
+def run(options: Options, work: Path) -> dict[str, Any]:
+    """Prepares model and payloads; measures in process, then ours per backend, the others, ours again."""
+    started = time.perf_counter()
+    machine = machine_info()
+    model_path, repo, row, expected = prepare_model(work)
     flights = payloads.sample_flights(options.batch_size)
     inproc = run_inprocess(work, model_path, row, flights)
 
     def others() -> dict[str, Any]:
-        """MLServer and the stack ceiling, measured while our service idles between its two runs."""
+        """MLServer and the stack ceiling, measured while our services idle between their runs."""
         theirs, predicted = run_mlserver(options, repo, expected, row)
         return {"ceiling": run_ceiling(options, work), "mlserver": theirs, "prediction": predicted}
 
     ours = run_ours(options, work, model_path, expected, flights, meanwhile=others)
-    theirs = ours["others"]["mlserver"]
     machine["load_after"] = _load_average()
     results = {
         "command": shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "machine": machine,
+        "databases": ours["databases"],
         "predictions": {
             "ours": ours["prediction"],
             "mlserver": ours["others"]["prediction"],
             "raw": expected,
         },
-        "load": {
-            "ours": ours["load"],
-            "ours_runs": ours["load_runs"],
-            "ours_c1": ours["load_c1"],
-            "ceiling": ours["others"]["ceiling"],
-            "mlserver": theirs,
-            "mlserver_best": max(theirs, key=lambda w: theirs[w]["rps"]),
-        },
+        "load": load_results(ours),
         "inprocess": inproc,
         "batch": {"flights": len(flights), "http_seconds": ours["batch_seconds"]},
         "history": ours["history"],
         "profile": ours["profile"],
     }
-    results["ratios"] = ratios(results)
-    results["wall_seconds"] = time.perf_counter() - started
-    return results
+    return {**results, "ratios": ratios(results), "wall_seconds": time.perf_counter() - started}
 
 
 def stop_on_sigterm() -> None:

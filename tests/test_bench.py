@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pytest
-from bench import history, loadgen, payloads, procs, profiling, report
+from bench import history, inprocess, loadgen, payloads, postgres, procs, profiling, report, run
 from bench.inprocess import make_app
 from flask.testing import FlaskClient
+from sqlalchemy import make_url
 
 from tests.factories import minimal_flight, tiny_model
 
@@ -211,3 +214,108 @@ def test_profile_rows_give_gil_shares_of_all_work_and_wall_shares_of_request_tim
         ["booster", "30.00", "75%", "40.00", "100%"],
         [profiling.SERVER_LOOP, "10.00", "25%", "60.00", ""],
     ]
+
+
+def test_parse_report_counts_answers_less_the_error_statuses() -> None:
+    """wrk counts a 4xx or 5xx answer as completed and as an error: it is not an answered prediction."""
+    stdout = (
+        'BENCH_JSON {"requests": 500, "duration_us": 1000000, "p50_us": 1000, "p99_us": 2000, '
+        '"mean_us": 1000.0, "connect": 0, "read": 1, "write": 0, "status": 7, "timeout": 0}\n'
+    )
+    result = loadgen.parse_report(stdout)
+    assert (result.errors, result.status_errors, result.answered) == (8, 7, 493)
+
+
+def test_backends_default_to_both_and_one_may_be_chosen() -> None:
+    assert run.parse_args([]).backends == ("sqlite", "postgres")
+    assert run.parse_args(["--backends", "postgres"]).backends == ("postgres",)
+    assert run.parse_args(["--backends", "postgres, sqlite,postgres"]).backends == ("postgres", "sqlite")
+    with pytest.raises(SystemExit):
+        run.parse_args(["--backends", "mysql"])
+
+
+def load_figures(rps: float, recorded: int, answered: int) -> dict[str, Any]:
+    """One load run's figures as the harness stores them."""
+    return {
+        "rps": rps,
+        "p50_ms": 5.0,
+        "p99_ms": 10.0,
+        "errors": 0,
+        "cpu_ms_per_request": 0.5,
+        "recorded": recorded,
+        "answered": answered,
+    }
+
+
+def backend_results() -> dict[str, Any]:
+    """Results whose SQLite runs recorded every answer and whose PostgreSQL second run missed one."""
+    runs = {
+        "sqlite": [load_figures(3000, 60_010, 60_000), load_figures(3200, 64_000, 64_000)],
+        "postgres": [load_figures(2000, 40_000, 40_000), load_figures(2000, 39_999, 40_000)],
+    }
+    load = {
+        "ours": {backend: run.mean_run(both) for backend, both in runs.items()},
+        "ours_runs": runs,
+        "ceiling": load_figures(15_000, 0, 0),
+        "mlserver": {"0": load_figures(1550, 0, 0), "1": load_figures(800, 0, 0)},
+        "mlserver_best": "0",
+    }
+    results = {
+        "load": load,
+        "inprocess": {
+            "single": {inprocess.PREDICT_PATH: 60e-6, inprocess.RAW_ROW: 40e-6},
+            "batch": {inprocess.RAW_MATRIX: 36e-3},
+        },
+        "batch": {"flights": 10_000, "http_seconds": 0.25},
+        "history": {"rows": 1_000_000, "first_page": 0.07, "deep_page": 0.09},
+    }
+    return {**results, "ratios": run.ratios(results)}
+
+
+def test_targets_hold_each_backends_throughput_and_its_recorded_answers() -> None:
+    rows = {row[0]: row[1:] for row in report.target_rows(backend_results())}
+
+    assert rows["single-flight req/s, ours on SQLite / MLServer (best)"] == ["2.00x", ">= 1.5x", "met"]
+    assert rows["single-flight req/s, ours on PostgreSQL / MLServer (best)"] == [
+        "1.29x",
+        ">= 1.5x",
+        "not met",
+    ]
+    assert rows["every answered prediction in the history, SQLite"] == [
+        "124,010 rows / 124,000 answers",
+        "rows >= answers, each run",
+        "met",
+    ]
+    # One run short of an answer fails the check, though the other run's spare rows cover it in sum.
+    assert rows["every answered prediction in the history, PostgreSQL"][2] == "not met"
+
+
+def test_load_rows_show_each_backend_and_its_ratio_to_mlservers_best() -> None:
+    labels = [row[0] for row in report.load_rows(backend_results())]
+
+    assert labels[0] == "ours: gunicorn 2 uvicorn workers, history on SQLite, synchronous=FULL (mean)"
+    assert labels[3] == "ours: gunicorn 2 uvicorn workers, history on PostgreSQL (mean)"
+    assert labels[-2:] == ["ours on SQLite / MLServer (best)", "ours on PostgreSQL / MLServer (best)"]
+
+
+def test_recorded_rows_counts_the_history_on_the_backend_under_test(
+    loaded_client: FlaskClient, app_config: dict[str, Any]
+) -> None:
+    assert history.recorded_rows(app_config["DATABASE_URL"]) == 0
+    flights = [minimal_flight(), minimal_flight(carrier="AA")]
+    assert loaded_client.post("/model/predict/", json={"flights": flights}).status_code == 200
+    assert history.recorded_rows(app_config["DATABASE_URL"]) == 2
+
+
+@pytest.mark.sqlite_only  # the server is the script's, not the one under test: once is enough
+@pytest.mark.skipif(
+    not (glob.glob("/usr/lib/postgresql/*/bin/initdb") or os.environ.get("PG_BINDIR")),
+    reason="PostgreSQL is not installed",
+)
+def test_the_throwaway_postgres_commits_on_answer_and_is_gone_after() -> None:
+    with postgres.server() as url:
+        parsed = make_url(url)
+        assert parsed.host == "127.0.0.1"
+        assert postgres.settings(url)["synchronous_commit"] == "on"
+    with socket.socket() as sock:
+        assert sock.connect_ex((parsed.host, parsed.port)) != 0
