@@ -88,7 +88,7 @@ def _serializes_response(stack: Sequence[Frame]) -> bool:
 
 def _records(stack: Sequence[Frame]) -> bool:
     """Tells whether the stack is writing the history (the prediction service's writer)."""
-    return _calls(stack, "HistoryWriter.record", "HostWriterClient.record", "EventLoopWriterClient.record")
+    return _calls(stack, "HistoryWriter.record", "EventLoopWriterClient.record", "PostgresLoopWriter.record")
 
 
 # Ordered: the first stage whose test matches a stack gets its samples. The native frames (wall
@@ -99,10 +99,6 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         lambda s: _records(s) and _calls(s, "sqlite3InvokeBusyHandler", "sqliteDefaultBusyCallback"),
     ),
     ("history: fsync (synchronous=FULL)", lambda s: _records(s) and _calls(s, "fdatasync", "fsync")),
-    (
-        "history: waiting for the host writer's answer (its commit)",
-        lambda s: _calls(s, "HostWriterClient.record") and _calls(s, "read_frame"),
-    ),
     (
         "history: the host writer process (reading, INSERT, COMMIT)",
         lambda s: _calls(s, "HostWriterServer.serve"),
@@ -152,7 +148,7 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         ),
     ),
     (
-        "fronts of predict (ASGI and WSGI: headers, metrics, access log)",
+        "front of predict (headers, metrics, access log)",
         lambda s: _in_file(s, "flight_delay/api/", "flight_delay/observability/"),
     ),
     ("other (asyncio, uvicorn)", lambda s: True),

@@ -1,4 +1,4 @@
-"""The ASGI front the uvicorn workers run: plain predictions on the event loop, answered as Flask answers."""
+"""The ASGI front the uvicorn workers run: every plain prediction on the loop, answered as Flask answers."""
 
 from __future__ import annotations
 
@@ -8,30 +8,109 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, delete, select, text
+from webargs import core as webargs_core
 
 from flight_delay.api import asgi_front, create_app
 from flight_delay.api.asgi_front import AsgiFront
+from flight_delay.api.plain_predict import parsed_json
 from flight_delay.extensions import db, predictions
 from flight_delay.history.database import Database
 from flight_delay.history.host_writer import frame
 from flight_delay.history.models import Prediction
 from flight_delay.history.pg_loop_writer import PostgresLoopWriter
+from flight_delay.serving.adapters import ProjectModel
+from flight_delay.serving.predictions import PredictionService
 from flight_delay.serving.registry import ModelRegistry
 from tests.conftest import upload
 from tests.databases import backend_under_test, refuse_inserts, write_lock
 from tests.factories import minimal_flight
 from tests.test_host_writer import socket_path, writer_serving
 from tests.test_pg_loop_writer import terminate, until
-from tests.test_predict_front import LEFT_TO_FLASK, SERVED, post
 
 __all__ = ["socket_path"]  # a fixture, imported to be used here
+
+JSON = "application/json"
+
+
+def post(body: Any, *, path: str = "/model/predict/", content_type: str = JSON, **headers: str) -> dict:
+    """A predict request: JSON-encoded unless given as bytes."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return {
+        "method": "POST",
+        "path": path,
+        "data": data,
+        "content_type": content_type,
+        "headers": {"X-Request-ID": "front-1", **headers},
+    }
+
+
+def chunked(request: dict[str, Any]) -> dict[str, Any]:
+    """The request with its body sent chunked (no Content-Length) to the front."""
+    return {**request, "chunked": True}
+
+
+SERVED = {
+    "one flight": post(minimal_flight()),
+    "a batch": post(
+        {"flights": [minimal_flight(), minimal_flight(dep_delay=None), minimal_flight(month=12)]}
+    ),
+    "the path without its slash": post(minimal_flight(), path="/model/predict"),
+    "JSON declared as UTF-8": post(minimal_flight(), content_type="application/json; charset=utf-8"),
+    "JSON declared in capitals": post(minimal_flight(), content_type="Application/JSON"),
+    "a +json media type": post(minimal_flight(), content_type="application/vnd.flight+json"),
+    "a chunked body": chunked(post(minimal_flight())),
+    "a query string": post(minimal_flight(), path="/model/predict/?verbose=1"),
+    "a flight lacking a field the model reads": post({"flights": [minimal_flight(), {"year": 2013}]}),
+    "a key given twice (the last one counts)": post(
+        json.dumps(minimal_flight(dep_delay=5.0))
+        .replace('"dep_delay": 5.0', '"dep_delay": 1.0, "dep_delay": 5.0')
+        .encode()
+    ),
+}
+LEFT_TO_FLASK = {
+    "another content type": post(minimal_flight(), content_type="text/plain"),
+    "invalid JSON": post(b'{"year": 2013,'),
+    "not UTF-8": post(b'{"carrier": "\xff"}'),
+    "a flight the schema refuses": post(minimal_flight(month=13)),
+    "an unknown field": post(minimal_flight(colour="red")),
+    "an empty body": post(b""),
+    "JSON nested too deeply": post(b"[" * 100_000 + b"]" * 100_000),
+    "a GET": {"method": "GET", "path": "/model/predict/", "headers": {"X-Request-ID": "front-1"}},
+    "a NaN literal (json.loads takes it, the schema does not)": post(
+        json.dumps(minimal_flight()).replace('"dep_delay": 2.0', '"dep_delay": NaN').encode()
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'{"a": 1}',
+        b"NaN",
+        b"[Infinity, -Infinity]",
+        b"1e400",
+        b'"\\ud800"',
+        b"18446744073709551616",
+        b"[1" + b"0" * 30 + b"]",
+        b"-0",
+    ],
+)
+def test_the_front_reads_json_as_webargs_does(document: bytes) -> None:
+    """orjson first, json.loads for what it refuses: the same values either way (NaN compared as text)."""
+    assert repr(parsed_json(document)) == repr(webargs_core.parse_json(document))
+
+
+def test_the_edited_bodies_hold_their_edits() -> None:
+    assert b'"dep_delay": 1.0, "dep_delay": 5.0' in SERVED["a key given twice (the last one counts)"]["data"]
+    nan = LEFT_TO_FLASK["a NaN literal (json.loads takes it, the schema does not)"]["data"]
+    assert b'"dep_delay": NaN' in nan
 
 
 @dataclass(frozen=True)
@@ -50,7 +129,9 @@ def asgi_scope(request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     headers = [(name.lower().encode(), value.encode()) for name, value in request.get("headers", {}).items()]
     if "content_type" in request:
         headers.append((b"content-type", request["content_type"].encode()))
-    if data or request["method"] == "POST":
+    if request.get("chunked"):
+        headers.append((b"transfer-encoding", b"chunked"))
+    elif data or request["method"] == "POST":
         headers.append((b"content-length", str(len(data)).encode()))
     scope = {
         "type": "http",
@@ -102,7 +183,8 @@ class Fronts:
                 session.execute(text("SELECT setval(pg_get_serial_sequence('predictions', 'id'), 1, false)"))
         if through_front:
             return asyncio.run(call(self.front, request))
-        response = self.front.app.test_client().open(**request)
+        flask_request = {key: value for key, value in request.items() if key != "chunked"}
+        response = self.front.app.test_client().open(**flask_request)
         headers = [(name.lower(), value) for name, value in response.headers.items()]
         return Answer(response.status_code, headers, response.get_data())
 
@@ -115,11 +197,9 @@ def writer_db(app_config: dict[str, Any]) -> Iterator[Database]:
     database.dispose()
 
 
-@pytest.fixture
-def fronts(
-    app_config: dict[str, Any], writer_db: Database, socket_path: str, model_files: Callable[[int], Path]
-) -> Iterator[Fronts]:
-    """An ASGI front whose app serves the model of seed 0 and records from the event loop.
+@contextmanager
+def fronts_of(app_config: dict[str, Any], writer_db: Database, socket_path: str) -> Iterator[Fronts]:
+    """An ASGI front recording from the event loop, counting what it hands to Flask.
 
     On SQLite through a host writer, on PostgreSQL through the worker's own PostgresLoopWriter.
     """
@@ -127,9 +207,7 @@ def fronts(
         if backend_under_test() == "sqlite":
             stack.enter_context(writer_serving(writer_db, socket_path))
             app_config = {**app_config, "HISTORY_WRITER_SOCKET": socket_path}
-        app = create_app(app_config)
-        assert upload(app.test_client(), model_files(0)).status_code == 201
-        state = Fronts(AsgiFront(app))
+        state = Fronts(AsgiFront(create_app(app_config)))
         flask = state.front.flask
 
         async def counted(scope: Any, receive: Any, send: Any) -> None:
@@ -140,6 +218,20 @@ def fronts(
         yield state
         if isinstance(predictions.event_loop_writer, PostgresLoopWriter):
             predictions.event_loop_writer.close()
+
+
+@pytest.fixture
+def bare_fronts(app_config: dict[str, Any], writer_db: Database, socket_path: str) -> Iterator[Fronts]:
+    """The front of an app without a model."""
+    with fronts_of(app_config, writer_db, socket_path) as state:
+        yield state
+
+
+@pytest.fixture
+def fronts(bare_fronts: Fronts, model_files: Callable[[int], Path]) -> Fronts:
+    """The front of an app serving the model of seed 0."""
+    assert upload(bare_fronts.front.app.test_client(), model_files(0)).status_code == 201
+    return bare_fronts
 
 
 def answered_alike(fronts: Fronts, request: dict[str, Any]) -> tuple[Answer, bool]:
@@ -283,7 +375,7 @@ def test_a_garbled_answer_refuses_the_request_and_the_next_one_reconnects(
 def test_without_a_host_writer_predictions_go_through_flask(
     app_config: dict[str, Any], model_files: Callable[[int], Path]
 ) -> None:
-    """SQLITE_HOST_WRITER=false: the threads answer, with PredictFront."""
+    """A SQLite app outside `flight-delay serve` has no host writer: Flask's view answers, in a thread."""
     app = create_app(app_config)
     assert upload(app.test_client(), model_files(0)).status_code == 201
     front = AsgiFront(app)
@@ -298,18 +390,91 @@ def test_without_a_host_writer_predictions_go_through_flask(
         assert session.get(Prediction, prediction["history_id"]).request_id == "front-1"
 
 
-def test_a_batch_beyond_the_loop_limit_is_answered_on_a_thread_as_flask_does(
-    fronts: Fronts, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("send", [post, lambda body: chunked(post(body))])
+def test_a_batch_beyond_the_loop_limit_is_answered_by_the_front_its_work_in_a_thread(
+    fronts: Fronts, monkeypatch: pytest.MonkeyPatch, send: Callable[[Any], dict[str, Any]]
 ) -> None:
     batch = {"flights": [minimal_flight(dep_delay=float(i)) for i in range(10)]}
     assert len(json.dumps(batch)) > 1024
     monkeypatch.setattr(asgi_front, "LOOP_BODY_MAX_BYTES", 1024)
+    scored_on = []
+    score = PredictionService.score
 
-    answer, kept = answered_alike(fronts, post(batch))
+    def watched(service: PredictionService, *args: Any) -> Any:
+        scored_on.append(threading.current_thread())
+        return score(service, *args)
 
-    assert not kept, "a thread answered it, through the Flask app's WSGI front"
+    monkeypatch.setattr(PredictionService, "score", watched)
+
+    answer, kept = answered_alike(fronts, send(batch))
+
+    assert kept, "the front answered it"
     assert answer.status == 200
     assert len(json.loads(answer.body)["predictions"]) == 10
+    assert threading.main_thread() in scored_on, "Flask's view, in the test client's thread"
+    assert scored_on[-1] is not threading.main_thread(), "the front scored it off the event loop"
+
+
+@pytest.mark.parametrize("send", [post, lambda body: chunked(post(body))])
+def test_a_body_over_the_limit_is_left_to_flask(
+    app_config: dict[str, Any],
+    writer_db: Database,
+    socket_path: str,
+    send: Callable[[Any], dict[str, Any]],
+) -> None:
+    with fronts_of({**app_config, "MAX_CONTENT_LENGTH": 64}, writer_db, socket_path) as limited:
+        answer, kept = answered_alike(limited, send(minimal_flight()))
+
+    assert not kept
+    assert answer.status == 413
+    assert json.loads(answer.body)["code"] == "request_entity_too_large"
+
+
+def test_no_model_is_the_same_503(bare_fronts: Fronts) -> None:
+    answer, kept = answered_alike(bare_fronts, post(minimal_flight()))
+
+    assert kept
+    assert answer.status == 503
+    assert json.loads(answer.body)["code"] == "model_not_loaded"
+
+
+def test_an_unscorable_flight_is_the_same_422(fronts: Fronts, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ProjectModel, "predict", lambda self, flights: [float("nan")] * len(flights))
+
+    answer, kept = answered_alike(fronts, post(minimal_flight()))
+
+    assert kept
+    assert json.loads(answer.body)["code"] == "unscorable_flight"
+
+
+def test_a_fault_of_ours_is_a_500_without_details(fronts: Fronts, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("flight_delay.api.model.PREDICT_RESPONSE.dump", broken)
+
+    answer, kept = answered_alike(fronts, post(minimal_flight()))
+
+    assert kept
+    assert answer.status == 500
+    assert json.loads(answer.body) == {
+        "status": 500,
+        "code": "internal_error",
+        "message": "Internal server error.",
+        "request_id": "front-1",
+    }
+
+
+def test_an_id_the_client_did_not_give_is_made_for_it(fronts: Fronts) -> None:
+    answer = asyncio.run(
+        call(fronts.front, post(minimal_flight(), **{"X-Request-ID": "not allowed: spaces"}))
+    )
+
+    assert answer.status == 200
+    made = json.loads(answer.body)["request_id"]
+    assert len(made) == 32
+    assert set(made) <= set("0123456789abcdef")
+    assert ("x-request-id", made) in answer.headers
 
 
 @pytest.mark.parametrize("request_", [post(minimal_flight()), {"method": "GET", "path": "/health/"}])

@@ -19,13 +19,12 @@ from sqlalchemy import make_url
 
 from tests.factories import minimal_flight, tiny_model
 
-# Flask's requests, on a2wsgi's threads (the WSGI front first).
+# Flask's requests, on a2wsgi's threads.
 HANDLE_REQUEST = (
     "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81);"
     "WSGIResponder.wsgi (a2wsgi/wsgi.py:262);app (flight_delay/api/asgi_front.py:160)"
 )
-FRONT = f"{HANDLE_REQUEST};PredictFront.__call__ (flight_delay/api/predict_front.py:60)"
-HANDLE = f"{FRONT};Flask.__call__ (flask/app.py:1536)"
+HANDLE = f"{HANDLE_REQUEST};Flask.__call__ (flask/app.py:1536)"
 # Requests on the event loop.
 LOOP = (
     "UvicornWorker.run (uvicorn_worker/_workers.py:120);asyncio_run (uvicorn/_compat.py:30);"
@@ -72,9 +71,7 @@ RAW_PROFILE = "\n".join(
         f"{HANDLE};wrapper (webargs/core.py:633);Schema.load (marshmallow/schema.py:707) 3",
         f"{HANDLE};Schema.dump (marshmallow/schema.py:540) 1",
         f"{HANDLE};Flask.full_dispatch_request (flask/app.py:911) 2",
-        f"{FRONT};load (<fast load: FlightSchema>:1) 2",
-        f"{RECORD};HostWriterClient.record (flight_delay/history/host_writer.py:200);"
-        "read_frame (flight_delay/history/host_writer.py:80) 4",
+        f"{ASGI_PREDICT};load (<fast load: FlightSchema>:1) 2",
         "main (flight_delay/history/host_writer.py:300);"
         "HostWriterServer.serve (flight_delay/history/host_writer.py:100);"
         "HostWriterServer._loop (flight_delay/history/host_writer.py:120);fdatasync (libc.so.6) 3",
@@ -82,8 +79,8 @@ RAW_PROFILE = "\n".join(
         "HostWriterServer.serve (flight_delay/history/host_writer.py:100);"
         "HostWriterServer._loop (flight_delay/history/host_writer.py:115);"
         "EpollSelector.select (selectors.py:468) 5",
-        f"{FRONT};DefaultJSONProvider.dumps (flask/json/provider.py:179) 1",
-        f"{FRONT};observe_request (flight_delay/observability/metrics.py:55) 3",
+        f"{ASGI_PREDICT};DefaultJSONProvider.dumps (flask/json/provider.py:179) 1",
+        f"{ASGI_FRONT};observe_request (flight_delay/observability/metrics.py:55) 3",
         f"{ASGI_PREDICT};EventLoopWriterClient.record (flight_delay/history/host_writer.py:260);"
         "sqlite_parameters (flight_delay/history/repository.py:70) 2",
         f"{LOOP};PipelinedConnection._read_answers (flight_delay/history/host_writer.py:320) 1",
@@ -119,11 +116,10 @@ def test_breakdown_sorts_sampled_stacks_into_request_stages() -> None:
         "active-model lookup (registry.active)": 6,
         "parsing + validation (JSON, webargs, marshmallow, compiled checks)": 3 + 2,
         "response serialization (marshmallow dump, JSON)": 1 + 1,
-        "fronts of predict (ASGI and WSGI: headers, metrics, access log)": 3 + 1,
+        "front of predict (headers, metrics, access log)": 3 + 1,
         "history: handing rows to the host writer (event loop)": 2 + 1,
         "uvicorn (response write)": 3,
         "a2wsgi (Flask's requests handed to threads)": 2,
-        "history: waiting for the host writer's answer (its commit)": 4,
         profiling.HOST_WRITER: 3,
         "Flask/werkzeug/flask-smorest (routing, request, hooks)": 2,
         profiling.WAITING: 9 + 5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -23,9 +24,9 @@ from flight_delay.history import host_writer
 from flight_delay.history.database import Database
 from flight_delay.history.host_writer import (
     MAX_FRAME_BYTES,
+    READ_SIZE,
     EventLoopWriterClient,
     FrameReader,
-    HostWriterClient,
     HostWriterServer,
     frame,
 )
@@ -54,6 +55,54 @@ def migrated(database_url: str, busy_timeout_ms: int) -> Database:
     with db.transaction() as session:
         session.add(ModelVersion(version=VERSION, kind="test", filename=None, size_bytes=1, details={}))
     return db
+
+
+class LoopClient:
+    """A worker's EventLoopWriterClient on an event loop of its own, called from any thread like requests."""
+
+    def __init__(self, db: Database, socket_path: str) -> None:
+        self.client = EventLoopWriterClient(db, socket_path, WAIT_SECONDS)
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def record(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Records the rows on the client's loop and waits for their ids (or its exception)."""
+        return asyncio.run_coroutine_threadsafe(self.client.record(rows), self.loop).result(2 * WAIT_SECONDS)
+
+    def waiting(self) -> int:
+        """How many requests sent on the connection wait for their answer."""
+        connection = self.client.connection
+        return 0 if connection is None else len(connection.waiting)
+
+    def connected(self) -> bool:
+        """Whether the client holds a connection it would send on."""
+        return self.client.connection is not None and self.client.connection.usable
+
+    def close(self) -> None:
+        """Stops the loop and its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT_SECONDS)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop_client(db: Database, socket_path: str) -> Iterator[LoopClient]:
+    """A client of the writer at `socket_path` (started or not), on its own event loop."""
+    client = LoopClient(db, socket_path)
+    yield client
+    client.close()
+
+
+def read_frame(connection: socket.socket) -> bytes:
+    """Reads one whole frame from a blocking socket, as a raw client of the writer."""
+    reader = FrameReader()
+    while True:
+        data = connection.recv(READ_SIZE)
+        assert data, "the writer closed the connection"
+        frames = reader.feed(data)
+        if frames:
+            return frames[0]
 
 
 @pytest.fixture
@@ -94,11 +143,9 @@ def writer_serving(db: Database, socket_path: str) -> Iterator[HostWriterServer]
 
 @pytest.fixture
 def held_commits(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Holds the writer's first commit until released; counts the clients waiting, the rows per commit."""
+    """Holds the writer's first commit until released; notes the rows per commit."""
     state: dict[str, Any] = {"release": threading.Event(), "entered": threading.Event(), "sizes": []}
-    state["waiting"] = 0
-    lock = threading.Lock()
-    insert, read = host_writer.insert_sqlite_rows, host_writer.read_frame
+    insert = host_writer.insert_sqlite_rows
 
     def held_insert(db: Database, parameters: list[Any]) -> list[int]:
         state["sizes"].append(len(parameters))
@@ -107,13 +154,7 @@ def held_commits(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             assert state["release"].wait(WAIT_SECONDS)
         return insert(db, parameters)
 
-    def counted_read(connection: socket.socket) -> bytes:
-        with lock:
-            state["waiting"] += 1  # this client's rows are sent: it waits for the answer
-        return read(connection)
-
     monkeypatch.setattr(host_writer, "insert_sqlite_rows", held_insert)
-    monkeypatch.setattr(host_writer, "read_frame", counted_read)
     yield state
     state["release"].set()
 
@@ -127,10 +168,12 @@ def test_frames_are_cut_whole_whatever_the_pieces_they_arrive_in() -> None:
         FrameReader().feed((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
 
 
-def test_rows_come_back_with_their_ids_and_read_as_recorded(db: Database, socket_path: str) -> None:
+def test_rows_come_back_with_their_ids_and_read_as_recorded(
+    db: Database, socket_path: str, loop_client: LoopClient
+) -> None:
     given = rows("r1", count=3)
     with writer_serving(db, socket_path):
-        ids = HostWriterClient(db, socket_path, WAIT_SECONDS).record(given)
+        ids = loop_client.record(given)
     found = stored(db)
     assert sorted(found) == ids
     for row_id, row in zip(ids, given, strict=True):
@@ -140,15 +183,15 @@ def test_rows_come_back_with_their_ids_and_read_as_recorded(db: Database, socket
 
 
 def test_requests_waiting_on_a_commit_share_the_next_one(
-    db: Database, socket_path: str, held_commits: dict[str, Any]
+    db: Database, socket_path: str, held_commits: dict[str, Any], loop_client: LoopClient
 ) -> None:
     with writer_serving(db, socket_path) as server:
-        sent = Requests(HostWriterClient(db, socket_path, WAIT_SECONDS))  # type: ignore[arg-type]
+        sent = Requests(loop_client)  # type: ignore[arg-type]
         sent.start("first", rows("first"))
         assert held_commits["entered"].wait(WAIT_SECONDS)
         for n in range(5):
             sent.start(f"queued-{n}", rows(f"queued-{n}", count=n + 1))
-        wait_until(lambda: held_commits["waiting"] == 6, "five more requests are sent")
+        wait_until(lambda: loop_client.waiting() == 6, "five more requests are sent")
         held_commits["release"].set()
         results = sent.join()
     assert held_commits["sizes"] == [1, 15]
@@ -161,16 +204,16 @@ def test_requests_waiting_on_a_commit_share_the_next_one(
 
 
 def test_a_request_whose_rows_fail_does_not_refuse_the_others(
-    db: Database, socket_path: str, held_commits: dict[str, Any]
+    db: Database, socket_path: str, held_commits: dict[str, Any], loop_client: LoopClient
 ) -> None:
     with writer_serving(db, socket_path):
-        sent = Requests(HostWriterClient(db, socket_path, WAIT_SECONDS))  # type: ignore[arg-type]
+        sent = Requests(loop_client)  # type: ignore[arg-type]
         sent.start("first", rows("first"))
         assert held_commits["entered"].wait(WAIT_SECONDS)
         sent.start("good-1", rows("good-1", count=2))
         sent.start("bad", rows("bad", version="b" * 64))  # no such model: the foreign key refuses it
         sent.start("good-2", rows("good-2"))
-        wait_until(lambda: held_commits["waiting"] == 4, "three more requests are sent")
+        wait_until(lambda: loop_client.waiting() == 4, "three more requests are sent")
         held_commits["release"].set()
         results = sent.join()
     assert isinstance(results["bad"], HistoryUnavailable)
@@ -182,36 +225,41 @@ def test_a_locked_database_refuses_the_waiting_requests_then_recovers(
     database_url: str, socket_path: str
 ) -> None:
     db = migrated(database_url, busy_timeout_ms=300)
+    client = LoopClient(db, socket_path)
     try:
         with writer_serving(db, socket_path):
-            sent = Requests(HostWriterClient(db, socket_path, WAIT_SECONDS))  # type: ignore[arg-type]
+            sent = Requests(client)  # type: ignore[arg-type]
             with write_lock(database_url, "predictions"):
                 for n in range(4):
                     sent.start(f"r{n}", rows(f"r{n}", count=2))
                 results = sent.join()
-            after = HostWriterClient(db, socket_path, WAIT_SECONDS).record(rows("after"))
+            after = client.record(rows("after"))
         for result in results.values():
             assert isinstance(result, HistoryUnavailable), result
             assert result.message.endswith("so it is not served: database is locked.")
         assert [p.request_id for p in stored(db).values()] == ["after"]
         assert len(after) == 1
     finally:
+        client.close()
         db.dispose()
 
 
-def test_many_threads_get_their_own_rows(db: Database, socket_path: str) -> None:
+def test_many_threads_get_their_own_rows(db: Database, socket_path: str, loop_client: LoopClient) -> None:
     with writer_serving(db, socket_path) as server:
-        record_from_threads(HostWriterClient(db, socket_path, WAIT_SECONDS), db)
+        record_from_threads(loop_client, db)
     assert server.requests == 320
 
 
-def test_without_a_writer_the_worker_writes_itself(db: Database, socket_path: str) -> None:
-    client = HostWriterClient(db, socket_path, WAIT_SECONDS)
+def test_without_a_writer_the_worker_writes_itself(
+    db: Database, socket_path: str, loop_client: LoopClient
+) -> None:
+    client = loop_client
 
     before = client.record(rows("no writer yet"))
     with writer_serving(db, socket_path) as server:
         during = client.record(rows("writer up"))
-    after = client.record(rows("writer gone"))  # its connection broke: written here, once
+    wait_until(lambda: not client.connected(), "the client sees its connection end")
+    after = client.record(rows("writer gone"))  # no writer to reach: written here, once
 
     assert server.requests == 1
     found = stored(db)
@@ -223,7 +271,9 @@ def test_without_a_writer_the_worker_writes_itself(db: Database, socket_path: st
     assert len(found) == 3
 
 
-def test_a_writer_that_takes_the_rows_and_dies_refuses_them(db: Database, socket_path: str) -> None:
+def test_a_writer_that_takes_the_rows_and_dies_refuses_them(
+    db: Database, socket_path: str, loop_client: LoopClient
+) -> None:
     """The rows may or may not be committed: not served, and not written a second time here."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
@@ -238,7 +288,7 @@ def test_a_writer_that_takes_the_rows_and_dies_refuses_them(db: Database, socket
     dying.start()
     try:
         with pytest.raises(HistoryUnavailable, match="the history writer did not answer"):
-            HostWriterClient(db, socket_path, WAIT_SECONDS).record(rows("lost"))
+            loop_client.record(rows("lost"))
     finally:
         dying.join(WAIT_SECONDS)
         listener.close()
@@ -255,7 +305,11 @@ def test_the_writer_process_listens_then_stops_when_its_stdin_closes(
     process.start()
     try:
         assert os.path.exists(process.socket_path)
-        ids = HostWriterClient(db, process.socket_path, WAIT_SECONDS).record(rows("through the process"))
+        client = LoopClient(db, process.socket_path)
+        try:
+            ids = client.record(rows("through the process"))
+        finally:
+            client.close()
     finally:
         process.stop()
     assert process.process is not None
@@ -265,14 +319,14 @@ def test_the_writer_process_listens_then_stops_when_its_stdin_closes(
 
 
 def test_a_request_the_writer_cannot_take_is_refused_and_the_writer_goes_on(
-    db: Database, socket_path: str
+    db: Database, socket_path: str, loop_client: LoopClient
 ) -> None:
     with writer_serving(db, socket_path) as server:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
             raw.connect(socket_path)
             raw.sendall(frame(b"[1]"))  # JSON, but not rows
-            answer = host_writer.read_frame(raw)
-        ids = HostWriterClient(db, socket_path, WAIT_SECONDS).record(rows("after"))
+            answer = read_frame(raw)
+        ids = loop_client.record(rows("after"))
     assert answer == b'{"error":"the history writer failed (TypeError)"}'
     assert server.requests == 2
     assert [p.request_id for p in stored(db).values()] == ["after"]
@@ -335,8 +389,10 @@ def test_a_worker_leaving_leaves_the_writer_running(
     assert "the history writer" not in log.replace("[history writer", "")  # no restart, no fallback
 
 
-def test_a_large_request_commits_its_own_rows(db: Database, socket_path: str) -> None:
-    client = HostWriterClient(db, socket_path, WAIT_SECONDS)
+def test_a_large_request_commits_its_own_rows(
+    db: Database, socket_path: str, loop_client: LoopClient
+) -> None:
+    client = loop_client
     with writer_serving(db, socket_path) as server:
         shared = client.record(rows("shared", count=host_writer.SHARED_COMMIT_MAX_ROWS))
         alone = client.record(rows("alone", count=host_writer.SHARED_COMMIT_MAX_ROWS + 1))
@@ -351,7 +407,7 @@ def test_rows_a_closed_connection_could_not_send_are_written_by_the_worker(
     db: Database, socket_path: str
 ) -> None:
     """uvloop raises on a write once the writer's end has closed, a loop iteration before EOF is read."""
-    client = EventLoopWriterClient(HostWriterClient(db, socket_path, WAIT_SECONDS))
+    client = EventLoopWriterClient(db, socket_path, WAIT_SECONDS)
 
     def closed(data: bytes) -> None:
         raise RuntimeError(

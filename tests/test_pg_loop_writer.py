@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, select, text
 
 from flight_delay.errors import HistoryUnavailable
 from flight_delay.extensions import db
-from flight_delay.history.host_writer import EventLoopWriterClient, HostWriterClient
+from flight_delay.history.host_writer import EventLoopWriterClient
 from flight_delay.history.models import ModelVersion, Prediction
 from flight_delay.history.pg_loop_writer import PostgresLoopWriter, postgres_loop_writer
 from flight_delay.history.writer import EventLoopWriter
@@ -101,7 +101,7 @@ async def until(admin: Engine, query: str, pid: int) -> None:
 
 def test_it_is_an_event_loop_writer_like_the_host_writers_client(writer: PostgresLoopWriter) -> None:
     assert isinstance(writer, EventLoopWriter)
-    assert isinstance(EventLoopWriterClient(HostWriterClient(db, "unused.sock", 1.0)), EventLoopWriter)
+    assert isinstance(EventLoopWriterClient(db, "unused.sock", 1.0), EventLoopWriter)
 
 
 def test_rows_are_committed_before_their_ids_return(writer: PostgresLoopWriter, version: str) -> None:

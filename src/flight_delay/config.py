@@ -77,7 +77,6 @@ def _database_settings(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "SQLITE_BUSY_TIMEOUT_MS": _int(env, "SQLITE_BUSY_TIMEOUT_MS", 5000),
         "SQLITE_SYNCHRONOUS": env.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
-        "SQLITE_HOST_WRITER": _bool(env, "SQLITE_HOST_WRITER", True),
         "SQLITE_COMMIT_INTERVAL_MS": _int(env, "SQLITE_COMMIT_INTERVAL_MS", 1),
         "POSTGRES_LOCK_TIMEOUT_MS": _int(env, "POSTGRES_LOCK_TIMEOUT_MS", 5000),
         "POSTGRES_CONNECT_TIMEOUT_S": _int(env, "POSTGRES_CONNECT_TIMEOUT_S", 10),

@@ -122,15 +122,11 @@ def prepare(config: dict[str, Any]) -> str | None:
 
 
 def start_history_writer(config: dict[str, Any]) -> HostWriterProcess | None:
-    """Starts the host's history writer for a SQLite file; None where the workers write themselves."""
+    """Starts the host's history writer for a SQLite file (the workers' only way to record on it)."""
     # A database server takes concurrent writes itself; SQLite takes them best from one process.
-    if not config["SQLITE_HOST_WRITER"] or sqlite_file(config["DATABASE_URL"]) is None:
+    if sqlite_file(config["DATABASE_URL"]) is None:
         return None
-    try:
-        history_writer = HostWriterProcess(config)
-    except OSError as exc:  # no private folder for its socket: slower, not wrong
-        log.warning("no history writer (%s): each worker writes the history itself", exc)
-        return None
+    history_writer = HostWriterProcess(config)
     history_writer.start()
     return history_writer
 

@@ -14,7 +14,6 @@ from flight_delay.api.auth import check_upload_policy
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.metrics import blp as metrics_blp
 from flight_delay.api.model import blp as model_blp
-from flight_delay.api.predict_front import PredictFront
 from flight_delay.config import load_config
 from flight_delay.extensions import api, db, predictions, registry
 from flight_delay.observability.metrics import observe_request
@@ -60,7 +59,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     docs.init_app(app)
     errors.init_app(app)
     register_request_hooks(app)
-    app.wsgi_app = PredictFront(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

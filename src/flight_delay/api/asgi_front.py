@@ -1,14 +1,15 @@
-"""The ASGI app gunicorn's uvicorn workers run: plain predictions on the event loop, the rest in Flask.
+"""The ASGI app gunicorn's uvicorn workers run: every plain prediction on the event loop, the rest in Flask.
 
 Under gunicorn's threaded worker, its pure-Python HTTP handling and the hand-offs between its
-threads cost more CPU than the prediction itself (bench/PROFILE.md, session 5). Here uvicorn parses
-HTTP in C (httptools) on one event loop per worker (uvloop). A plain prediction (the request
-PredictFront would answer) of up to LOOP_BODY_MAX_BYTES is validated and scored on the loop, and
-waits for its rows' commit without holding a thread: through the host's history writer on SQLite,
-through the worker's own PostgresLoopWriter on PostgreSQL (either an EventLoopWriter). Every other
-request, a batch, and every prediction when neither runs (SQLITE_HOST_WRITER=false) goes to the
-Flask app on a thread pool (a2wsgi), PredictFront included, as under a WSGI server. Either way the
-answer is the same, byte for byte (tests compare).
+threads cost more CPU than the prediction itself. Here uvicorn parses HTTP in C (httptools) on one
+event loop per worker (uvloop). Every prediction whose JSON body the request schema accepts, one
+flight or a batch, on SQLite or PostgreSQL, is answered by one handler here and waits for its rows'
+commit without holding a thread: through the host's history writer on SQLite, through the worker's
+own PostgresLoopWriter on PostgreSQL (both an EventLoopWriter). A batch beyond LOOP_BODY_MAX_BYTES
+is parsed, validated, scored and rendered in a thread, so it does not hold the worker's other
+requests. What the handler does not take (other endpoints, refusals) goes to the Flask app on a
+thread pool (a2wsgi), whose views and error handlers word every refusal (plain_predict.py says how
+the two agree; tests compare the answers byte for byte).
 
 Every body is read here, on the loop, before anything answers it: within its limit (beyond it, the
 bytes that prove it too large are handed on, and Flask refuses it as it always did) and within
@@ -32,14 +33,13 @@ from werkzeug.exceptions import HTTPException
 
 from flight_delay.api.body_limit import body_limit, upload_paths
 from flight_delay.api.errors import request_id_from
-from flight_delay.api.predict_front import (
+from flight_delay.api.plain_predict import (
     PREDICT_PATHS,
     PREDICT_RULE,
     PredictAnswer,
-    WSGIApp,
     answer,
-    body_length,
     flights_from,
+    is_json,
 )
 from flight_delay.errors import BodyTimeout, FlightDelayError, Overloaded
 from flight_delay.extensions import predictions
@@ -50,8 +50,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# A body beyond this is a batch: validating and scoring it would hold the loop, and every other
-# request of the worker, for milliseconds to seconds. It is answered on a thread, like Flask's requests.
+# A body beyond this is a batch: parsing, validating, scoring and rendering it would hold the loop,
+# and every other request of the worker, for milliseconds to seconds. That work goes to a thread.
 LOOP_BODY_MAX_BYTES = 64 * 1024
 
 # Health checks are never refused for the cap on requests in flight: a load balancer's probe must
@@ -125,28 +125,39 @@ class AsgiFront:
             return await read_body(receive, limit)
 
     async def _predict(self, scope: Message, body: bytes, send: Send, started: float) -> bool:
-        """Answers a plain prediction on the loop; False leaves it (and any refusal of it) to Flask."""
-        if scope["method"] != "POST" or scope["path"] not in PREDICT_PATHS:
+        """Answers a plain prediction here (a batch's work in a thread); False leaves it to Flask."""
+        if not self._takes(scope, body):
             return False
-        limit = self.app.config.get("MAX_CONTENT_LENGTH")
-        length = body_length(header(scope, b"content-type"), header(scope, b"content-length"), limit)
-        if length is None or length > LOOP_BODY_MAX_BYTES or predictions.event_loop_writer is None:
-            return False
-        parsed = flights_from(body) if len(body) == length else None
-        if parsed is None:  # refused or cut short: Flask words the refusal from the same body
+        batch = len(body) > LOOP_BODY_MAX_BYTES
+        parsed = await asyncio.to_thread(flights_from, body) if batch else flights_from(body)
+        if parsed is None:  # refused: Flask words the refusal from the same body
             return False
         request_id = request_id_from(header(scope, b"x-request-id"))
-        reply = await self._scored(*parsed, request_id, started)
+        reply = await self._scored(*parsed, request_id, started, batch)
         await send_answer(send, reply)
         observe_request(PREDICT_RULE, "POST", reply.status, time.perf_counter() - started)
         return True
 
+    def _takes(self, scope: Message, body: bytes) -> bool:
+        """Whether the request is a prediction with a JSON body here whole and within its limit."""
+        if scope["method"] != "POST" or scope["path"] not in PREDICT_PATHS:
+            return False
+        if predictions.event_loop_writer is None or not is_json(header(scope, b"content-type")):
+            return False
+        declared = header(scope, b"content-length")
+        if declared and not (declared.isascii() and declared.isdigit() and int(declared) == len(body)):
+            return False  # cut short, or odd: Flask reports it as it would
+        limit = self.app.config.get("MAX_CONTENT_LENGTH")
+        return len(body) > 0 and (limit is None or len(body) <= limit)
+
     async def _scored(
-        self, flights: list[FlightInput], single: bool, request_id: str, started: float
+        self, flights: list[FlightInput], single: bool, request_id: str, started: float, batch: bool
     ) -> PredictAnswer:
         """Scores and records the flights; the answer Flask would give, success or refusal."""
         try:
-            scored = await predictions.predict_on_event_loop(flights, request_id, started, single)
+            scored = await predictions.predict_on_event_loop(flights, request_id, started, single, batch)
+            if batch:  # rendering thousands of predictions would hold the loop too
+                return await asyncio.to_thread(answer, self.app, request_id, scored)
             return answer(self.app, request_id, scored)
         except Exception as exc:  # answered as Flask's error handlers answer it
             return answer(self.app, request_id, exc)
@@ -249,7 +260,7 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _terminated_input(wsgi_app: WSGIApp) -> WSGIApp:
+def _terminated_input(wsgi_app: Any) -> Any:
     """Tells Flask the body stream ends by itself, as gunicorn's does, so a chunked body is readable."""
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:

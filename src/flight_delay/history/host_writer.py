@@ -6,9 +6,9 @@ One process holding the only write connection commits every worker's waiting req
 transaction: while it commits, the next requests queue in their sockets and are the next batch.
 
 A request still returns only after its own rows are committed: the worker waits for the writer's
-answer (the ids, or why it failed). When the writer cannot be reached (not started yet, restarting)
-the worker writes itself, as without one; when it stops answering after taking the rows, nothing is
-served (the rows may or may not be committed), as for any failed write.
+answer (the ids, or why it failed), on its event loop (EventLoopWriterClient). When the writer cannot
+be reached (not started yet, restarting) the worker writes itself; when it stops answering after
+taking the rows, nothing is served (the rows may or may not be committed), as for any failed write.
 
 Frames, both ways: a 4-byte big-endian length, then JSON. A request is a list of rows, each the
 values SQLite stores (repository.sqlite_parameters); an answer is {"first": id} (the rows are
@@ -29,7 +29,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -87,18 +86,6 @@ def ids_from(answer: Mapping[str, Any], count: int) -> list[int]:
         raise not_recorded(answer["error"])
     first = answer["first"]
     return list(range(first, first + count))
-
-
-def read_frame(connection: socket.socket) -> bytes:
-    """Reads one whole frame from a blocking socket; raises ConnectionError if it closes first."""
-    reader = FrameReader()
-    while True:
-        data = connection.recv(READ_SIZE)
-        if not data:
-            raise ConnectionError("the history writer closed the connection")
-        frames = reader.feed(data)
-        if frames:
-            return frames[0]
 
 
 class HostWriterServer:
@@ -219,73 +206,20 @@ class HostWriterServer:
             self._close(connection)
 
 
-class HostWriterClient:
-    """A worker's side: sends rows to the host's writer and waits for their ids; writes itself without one."""
+class EventLoopWriterClient:
+    """A worker's side: its requests share one connection to the writer, without blocking the loop.
+
+    Requests are pipelined: each sends its frame and waits for its answer, and the writer answers a
+    connection's requests in the order it received them, so the answers are matched in that order.
+    When the writer cannot be reached (not started yet, restarting), or a request has too many rows to
+    share a commit, the worker writes the rows itself, in a thread, through its own HistoryWriter.
+    """
 
     def __init__(self, db: Database, socket_path: str, timeout_s: float) -> None:
         self.db = db
         self.socket_path = socket_path
         self.timeout_s = timeout_s
         self.local = HistoryWriter(db)
-        self._connections = threading.local()
-
-    def record(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
-        if len(rows) > SHARED_COMMIT_MAX_ROWS:
-            return self.local.record(rows)
-        connection = self._connection()
-        if connection is None:
-            return self.local.record(rows)
-        request = frame(orjson.dumps(sqlite_parameters(rows, self.db.bound_engine().dialect)))
-        try:
-            connection.sendall(request)
-        except OSError:  # the writer went away before taking the rows: they are ours to write
-            self._drop()
-            return self.local.record(rows)
-        try:
-            answer = orjson.loads(read_frame(connection))
-        except (OSError, ValueError) as exc:
-            self._drop()
-            raise not_recorded(f"the history writer did not answer ({exc})") from exc
-        except BaseException:  # interrupted: an answer left unread would be taken by the next request
-            self._drop()
-            raise
-        return ids_from(answer, len(rows))
-
-    def _connection(self) -> socket.socket | None:
-        """This thread's connection to the writer, opened on first use; None if it cannot be reached."""
-        connection = getattr(self._connections, "socket", None)
-        if connection is not None and self._connections.pid == os.getpid():
-            return connection
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        connection.settimeout(self.timeout_s)
-        try:
-            connection.connect(self.socket_path)
-        except OSError:
-            connection.close()
-            return None
-        self._connections.socket, self._connections.pid = connection, os.getpid()
-        return connection
-
-    def _drop(self) -> None:
-        """Closes this thread's connection; the next request opens a new one."""
-        connection = getattr(self._connections, "socket", None)
-        self._connections.socket = None
-        if connection is not None:
-            connection.close()
-
-
-class EventLoopWriterClient:
-    """An ASGI worker's side: its requests share one connection to the writer, without blocking the loop.
-
-    Requests are pipelined: each sends its frame and waits for its answer, and the writer answers a
-    connection's requests in the order it received them, so the answers are matched in that order.
-    When the writer cannot be reached, or a request has too many rows to share a commit, the rows are
-    written by the worker itself in a thread, as by HostWriterClient.
-    """
-
-    def __init__(self, client: HostWriterClient) -> None:
-        self.client = client
         self.connection: PipelinedConnection | None = None
         self.connecting = LoopLock()
 
@@ -293,10 +227,10 @@ class EventLoopWriterClient:
         """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
         sent = await self._sent(rows) if len(rows) <= SHARED_COMMIT_MAX_ROWS else None
         if sent is None:
-            return await asyncio.get_running_loop().run_in_executor(None, self.client.local.record, rows)
+            return await asyncio.get_running_loop().run_in_executor(None, self.local.record, rows)
         connection, pending_answer = sent
         try:
-            reply = await asyncio.wait_for(pending_answer, self.client.timeout_s)
+            reply = await asyncio.wait_for(pending_answer, self.timeout_s)
         except TimeoutError as exc:
             # A writer silent this long is hung: the requests waiting behind this one are refused
             # now (their rows' fate unknown, as for a writer that died), not each after its timeout.
@@ -314,7 +248,7 @@ class EventLoopWriterClient:
         if connection is None:
             return None
         try:
-            return connection, connection.send(sqlite_parameters(rows, self.client.db.bound_engine().dialect))
+            return connection, connection.send(sqlite_parameters(rows, self.db.bound_engine().dialect))
         except ConnectionError:  # the writer went away before taking the rows: they are ours to write
             return None
 
@@ -325,7 +259,7 @@ class EventLoopWriterClient:
         async with self.connecting():  # one connection, however many requests find it closed at once
             if self.connection is None or not self.connection.usable:
                 try:
-                    reader, writer = await asyncio.open_unix_connection(self.client.socket_path)
+                    reader, writer = await asyncio.open_unix_connection(self.socket_path)
                 except OSError:
                     return None
                 self.connection = PipelinedConnection(reader, writer)

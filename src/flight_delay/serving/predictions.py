@@ -14,7 +14,7 @@ from flask import Flask
 
 from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlight
 from flight_delay.history.database import Database
-from flight_delay.history.host_writer import EventLoopWriterClient, HostWriterClient
+from flight_delay.history.host_writer import EventLoopWriterClient
 from flight_delay.history.models import utcnow
 from flight_delay.history.pg_loop_writer import postgres_loop_writer
 from flight_delay.history.writer import EventLoopWriter, HistoryWriter
@@ -86,24 +86,23 @@ class PredictionService:
     def __init__(self, registry: ModelRegistry, db: Database) -> None:
         self.registry = registry
         self.db = db
-        self.writer: HistoryWriter | HostWriterClient = HistoryWriter(db)
+        self.writer = HistoryWriter(db)  # what Flask's view records through, in its thread
         self.event_loop_writer: EventLoopWriter | None = None
         self._lookup_lock = LoopLock()
 
     def init_app(self, app: Flask) -> None:
-        """Records through the host's history writer when the server runs one, else in this process.
+        """Chooses the event loop's writer: the host's writer on SQLite, the loop's own on PostgreSQL.
 
-        The event loop records through the host writer's client on SQLite, its own group commit on
-        PostgreSQL, and has none (every prediction in a thread) on SQLite without a host writer.
+        A SQLite app outside `flight-delay serve` (no host writer) has none: its predictions are
+        answered by Flask's view, which records through this process's HistoryWriter.
         """
+        self.writer = HistoryWriter(self.db)
         socket_path = app.config.get("HISTORY_WRITER_SOCKET")
         if socket_path:
             # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
             timeout_s = app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000 + 30
-            self.writer = HostWriterClient(self.db, socket_path, timeout_s)
-            self.event_loop_writer = EventLoopWriterClient(self.writer)
+            self.event_loop_writer = EventLoopWriterClient(self.db, socket_path, timeout_s)
         else:
-            self.writer = HistoryWriter(self.db)
             self.event_loop_writer = postgres_loop_writer(app.config, self.db)
 
     def predict(
@@ -116,13 +115,16 @@ class PredictionService:
         return self._served(unrecorded, ids)
 
     async def predict_on_event_loop(
-        self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
+        self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool, batch: bool
     ) -> ScoredFlights:
-        """predict() for an event loop: waits for the commit without blocking the loop."""
+        """predict() for an event loop: waits for the commit without blocking it (a batch scored off it)."""
         if self.event_loop_writer is None:
             raise RuntimeError("no event-loop history writer: predict() in a thread instead")
         active = self.registry.current() or await self._active_from_a_thread()
-        unrecorded = self.score(active, flights, request_id, started, single)
+        if batch:
+            unrecorded = await asyncio.to_thread(self.score, active, flights, request_id, started, single)
+        else:
+            unrecorded = self.score(active, flights, request_id, started, single)
         with _counting_write_failures():
             ids = await self.event_loop_writer.record(unrecorded.rows)
         return self._served(unrecorded, ids)
