@@ -195,8 +195,7 @@ def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) ->
             "response dump (schema + JSON)": lambda: json.dumps(RESPONSE_SCHEMA.dump(response)),
             PREDICT_PATH: pipe.predict_path,
             "our predict path, active model not looked up": lambda: pipe.predict_path(with_lookup=False),
-            "whole request, Flask alone (before the WSGI front)": post_json(app, pipe.body, flask_only=True),
-            "whole request, WSGI front (as a thread serves it)": post_json(app, pipe.body),
+            "whole request through Flask's view (no HTTP)": post_json(app, pipe.body),
         }
     )
 
@@ -275,14 +274,13 @@ def batch_stages(app: Flask, flights: list[dict[str, Any]]) -> dict[str, float]:
         "response dump (schema + JSON)": per_call(
             lambda: json.dumps(RESPONSE_SCHEMA.dump(response)), repeat=3
         ),
-        "whole request, WSGI front (as a thread serves it)": per_call(post_json(app, pipe.body), repeat=3),
+        "whole request, Flask's view": per_call(post_json(app, pipe.body), repeat=3),
     }
 
 
-def post_json(app: Flask, body: str, flask_only: bool = False) -> Callable[[], Any]:
-    """Returns a call that posts a JSON body to /model/predict/ in process, through the front or not."""
-    wsgi = app.wsgi_app.flask_wsgi if flask_only else app.wsgi_app  # type: ignore[attr-defined]
-    client = Client(wsgi, app.response_class)
+def post_json(app: Flask, body: str) -> Callable[[], Any]:
+    """Returns a call that posts a JSON body to /model/predict/ in process, through Flask's view."""
+    client = Client(app.wsgi_app, app.response_class)
 
     def post() -> None:
         answer = client.post("/model/predict/", data=body, content_type="application/json")

@@ -359,6 +359,19 @@ print(sum(1 for r in rows[1:] if r[0] == sys.argv[1] and r[1] not in ("FRONTEND"
           and r[status].startswith("UP")))' "$1"
 }
 
+# each_replica_serves vN: every replica, called directly, answers GET /model/ and a prediction with
+# the model remembered as vN (the checks are named rKmodelN and rKpredictN, request ids direct-vN-K).
+each_replica_serves() {
+    local key=$1 n=0 cid
+    for cid in "${REPLICA_IDS[@]}"; do
+        n=$((n + 1))
+        in_replica "$cid" "r${n}model${key#v}" GET /model/
+        check "r${n}model${key#v}" 200 "body['version'] == state['$key']"
+        in_replica "$cid" "r${n}predict${key#v}" POST /model/predict/ "$FLIGHT" "direct-$key-$n"
+        check "r${n}predict${key#v}" 200 "body['model_version'] == state['$key'] and isinstance(body['predictions'][0]['history_id'], int)"
+    done
+}
+
 mk docker/run-scaled REPLICAS=$REPLICAS >"$WORK/run-scaled.log" 2>&1 \
     || { tail -n 60 "$WORK/run-scaled.log"; fail "make docker/run-scaled REPLICAS=$REPLICAS"; }
 grep -E '^docker_wait_scaled' "$WORK/run-scaled.log"
@@ -407,14 +420,7 @@ for cid in "${REPLICA_IDS[@]}"; do
 done
 [[ $(lb_up replicas_ready) == "$REPLICAS" ]] || fail "HAProxy counts $(lb_up replicas_ready) ready, not $REPLICAS"
 ok "all $REPLICAS replicas healthy (Docker's readiness check) and UP in HAProxy's readiness-checked backend"
-n=0
-for cid in "${REPLICA_IDS[@]}"; do
-    n=$((n + 1))
-    in_replica "$cid" "r${n}model1" GET /model/
-    check "r${n}model1" 200 'body["version"] == state["v1"]'
-    in_replica "$cid" "r${n}predict1" POST /model/predict/ "$FLIGHT" "direct-v1-$n"
-    check "r${n}predict1" 200 'body["model_version"] == state["v1"] and isinstance(body["predictions"][0]["history_id"], int)'
-done
+each_replica_serves v1
 
 say "a second model through the balancer: every replica serves it within seconds"
 docker exec "${REPLICA_IDS[1]}" python src/model_dummy.py --out /tmp/model_v2.pkl --seed 1 \
@@ -466,14 +472,7 @@ if max(delays) > 5:
 print(" ".join(f"{d:.2f}" for d in delays))
 PY
 ) || fail "the new model did not reach every replica"
-n=0
-for cid in "${REPLICA_IDS[@]}"; do
-    n=$((n + 1))
-    in_replica "$cid" "r${n}model2" GET /model/
-    check "r${n}model2" 200 'body["version"] == state["v2"]'
-    in_replica "$cid" "r${n}predict2" POST /model/predict/ "$FLIGHT" "direct-v2-$n"
-    check "r${n}predict2" 200 'body["model_version"] == state["v2"] and isinstance(body["predictions"][0]["history_id"], int)'
-done
+each_replica_serves v2
 ok "each replica, called directly, serves ${V2:0:12}: first answered with it $switched s after the upload's answer"
 
 say "30 predictions through the balancer, then the one history"
