@@ -529,7 +529,7 @@ class WithManyHook(ma.Schema):
     [
         lambda: schema_with(on_time=ma.fields.Boolean()),
         lambda: schema_with(year=ma.fields.Integer(data_key="Year")),
-        lambda: schema_with(year=ma.fields.Integer(load_default=2013)),
+        lambda: schema_with(year=ma.fields.Integer(dump_default=2013)),
         lambda: schema_with(year=ma.fields.Decimal()),
         lambda: ma.Schema.from_dict({"flights": ma.fields.List(ma.fields.Nested(WithPreLoad))})(),
         lambda: ma.Schema.from_dict({"flights": ma.fields.List(ma.fields.Nested(WithManyHook))})(),
@@ -544,6 +544,38 @@ class WithManyHook(ma.Schema):
 def test_the_compiler_refuses_what_it_does_not_reproduce(build: Callable[[], ma.Schema]) -> None:
     with pytest.raises(Unsupported):
         compile_request_loader(build())
+
+
+DEFAULTED = schema_with(
+    year=ma.fields.Integer(required=True),
+    gate=ma.fields.String(load_default="A1", validate=ma.validate.Length(max=3)),
+    terminal=ma.fields.Integer(load_default=None),
+    tags=ma.fields.String(load_default=lambda: "none"),
+)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"year": 2013},
+        {"year": 2013, "gate": "B22"},
+        {"year": 2013, "gate": "TOO LONG"},
+        {"year": 2013, "terminal": None, "tags": "x"},
+        {"year": 2013, "gate": "B2", "terminal": 4, "tags": "x"},
+        {"year": 2013, "unknown": 1},
+        {"year": 2013, "gate": "B2", "terminal": 4, "tags": "x", "unknown": 1},
+        {"gate": "B2"},
+    ],
+)
+def test_fields_with_a_load_default_compile_and_load_as_marshmallow(item: dict[str, Any]) -> None:
+    fast = compile_request_loader(DEFAULTED)
+    body = {"flights": [item, item]}
+    expected = outcome(lambda: DEFAULTED.load(body))
+    answer = fast(body)
+    assert answer is None or ("ok", exact(answer)) == expected
+    if expected[0] == "ok":
+        assert answer is not None  # what marshmallow accepts, the fast path answers itself
+        assert list(answer["flights"][0]) == list(DEFAULTED.load(body)["flights"][0])  # same key order
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,9 @@
-"""The dataset's columns and the feature contract shared by training and serving.
+"""The flight fields (the API's, the dataset's) and the versioned feature contract of the models.
+
+Three lists, kept apart so that each can grow alone: API_FIELDS (what a flight sent to the API may
+hold, each a FlightField), DATASET_COLUMNS (those the flights file has, which the pipeline reads and
+writes) and a model's inputs (its contract's input_fields, fixed by the contract version it was
+trained with; CONTRACT_VERSIONS holds every version this code still loads).
 
 Training and the API both turn flights into model inputs through `FeatureContract.encode`, so the
 numbers a model saw in training are the numbers it sees online. The Spark pipeline builds the same
@@ -19,41 +24,59 @@ import numpy as np
 TARGET = "arr_delay"
 
 
+class _NoDefault:
+    """The default of a field that has none: a flight that omits it lacks it (the model decides)."""
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+
 @dataclass(frozen=True)
-class Column:
-    """One column of the flights dataset: its name, value type and whether it may be null."""
+class FlightField:
+    """One field of a flight: its name, value type, nullability, default and whether the dataset has it."""
 
     name: str
     kind: str  # "int", "float" or "str"
     nullable: bool = False
+    in_dataset: bool = True  # a column of the flights file, which the pipeline reads and writes
+    default: Any = NO_DEFAULT  # what the API fills in when a flight omits the field
 
 
-# The case's columns, in the case's order. Nullable exactly where the data has nulls.
-DATASET_COLUMNS: tuple[Column, ...] = (
-    Column("id", "int"),
-    Column("year", "int"),
-    Column("month", "int"),
-    Column("day", "int"),
-    Column("dep_time", "int", nullable=True),
-    Column("sched_dep_time", "int"),
-    Column("dep_delay", "float", nullable=True),
-    Column("arr_time", "int", nullable=True),
-    Column("sched_arr_time", "int"),
-    Column("arr_delay", "float", nullable=True),
-    Column("carrier", "str"),
-    Column("flight", "int"),
-    Column("tailnum", "str", nullable=True),
-    Column("origin", "str"),
-    Column("dest", "str"),
-    Column("air_time", "float", nullable=True),
-    Column("distance", "float"),
-    Column("hour", "int"),
-    Column("minute", "int"),
-    Column("time_hour", "str"),
-    Column("name", "str"),
+Column = FlightField  # a dataset column is a flight field with in_dataset=True
+
+# The flight fields the API accepts, in order: the case's columns (in the case's order, nullable
+# exactly where the data has nulls), then fields only the API knows (in_dataset=False).
+API_FIELDS: tuple[FlightField, ...] = (
+    FlightField("id", "int"),
+    FlightField("year", "int"),
+    FlightField("month", "int"),
+    FlightField("day", "int"),
+    FlightField("dep_time", "int", nullable=True),
+    FlightField("sched_dep_time", "int"),
+    FlightField("dep_delay", "float", nullable=True),
+    FlightField("arr_time", "int", nullable=True),
+    FlightField("sched_arr_time", "int"),
+    FlightField("arr_delay", "float", nullable=True),
+    FlightField("carrier", "str"),
+    FlightField("flight", "int"),
+    FlightField("tailnum", "str", nullable=True),
+    FlightField("origin", "str"),
+    FlightField("dest", "str"),
+    FlightField("air_time", "float", nullable=True),
+    FlightField("distance", "float"),
+    FlightField("hour", "int"),
+    FlightField("minute", "int"),
+    FlightField("time_hour", "str"),
+    FlightField("name", "str"),
 )
-COLUMNS_BY_NAME: dict[str, Column] = {column.name: column for column in DATASET_COLUMNS}
-NUMERIC_COLUMNS: frozenset[str] = frozenset(column.name for column in DATASET_COLUMNS if column.kind != "str")
+# The dataset's columns: what the pipeline reads and writes.
+DATASET_COLUMNS: tuple[FlightField, ...] = tuple(f for f in API_FIELDS if f.in_dataset)
+FIELDS_BY_NAME: dict[str, FlightField] = {f.name: f for f in API_FIELDS}
+NUMERIC_FIELDS: frozenset[str] = frozenset(f.name for f in API_FIELDS if f.kind != "str")
+COLUMNS_BY_NAME: dict[str, FlightField] = {column.name: column for column in DATASET_COLUMNS}
 
 # A real flight (row 0 of the dataset): every model must score it with a finite number before
 # it is allowed to serve.
@@ -104,6 +127,53 @@ INPUT_FIELDS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ContractShape:
+    """What a model of one contract version reads (input_fields) and is fed (feature_names)."""
+
+    input_fields: tuple[str, ...]
+    feature_names: tuple[str, ...]
+
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        """The features LightGBM treats as categories: the categorical fields among feature_names."""
+        return categorical_among(self.feature_names)
+
+
+# Every contract version this code loads and encodes, as trained. A model keeps the version it was
+# trained with: a new version is added here (and in encode), never an old one changed.
+CONTRACT_VERSIONS: dict[int, ContractShape] = {
+    1: ContractShape(
+        input_fields=INPUT_FIELDS,
+        feature_names=(
+            "month",
+            "day_of_week",
+            "sched_dep_minute",
+            "sched_arr_minute",
+            "dep_delay",
+            "distance",
+            "carrier",
+            "origin",
+            "dest",
+        ),
+    ),
+}
+CURRENT_CONTRACT_VERSION = 1  # what training writes
+
+
+def categorical_among(feature_names: Sequence[str]) -> tuple[str, ...]:
+    """The categorical fields among a contract's features, in CATEGORICAL_FIELDS' order."""
+    return tuple(name for name in CATEGORICAL_FIELDS if name in feature_names)
+
+
+def contract_shape(version: Any) -> ContractShape:
+    """The shape of a known contract version; refuses any other version, naming the known ones."""
+    if type(version) is not int or version not in CONTRACT_VERSIONS:
+        known = ", ".join(map(str, sorted(CONTRACT_VERSIONS)))
+        raise ValueError(f"contract version {version!r} is unknown: this code reads versions {known}")
+    return CONTRACT_VERSIONS[version]
+
+
 def hhmm_to_minutes(hhmm: np.ndarray) -> np.ndarray:
     """Converts clock times written as hhmm (e.g. 1345) to minutes after midnight."""
     return (hhmm // 100) * 60 + hhmm % 100
@@ -127,19 +197,9 @@ class FeatureContract:
     """
 
     categories: Mapping[str, tuple[str, ...]]
-    version: int = 1
-    feature_names: tuple[str, ...] = (
-        "month",
-        "day_of_week",
-        "sched_dep_minute",
-        "sched_arr_minute",
-        "dep_delay",
-        "distance",
-        "carrier",
-        "origin",
-        "dest",
-    )
-    input_fields: tuple[str, ...] = INPUT_FIELDS
+    version: int = CURRENT_CONTRACT_VERSION
+    feature_names: tuple[str, ...] = CONTRACT_VERSIONS[CURRENT_CONTRACT_VERSION].feature_names
+    input_fields: tuple[str, ...] = CONTRACT_VERSIONS[CURRENT_CONTRACT_VERSION].input_fields
     _codes: dict[str, dict[str, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -161,12 +221,12 @@ class FeatureContract:
     @property
     def categorical_features(self) -> tuple[str, ...]:
         """Names the features LightGBM must treat as categories."""
-        return CATEGORICAL_FIELDS
+        return categorical_among(self.feature_names)
 
     @property
     def nullable_fields(self) -> tuple[str, ...]:
         """Input fields that may be null (the model reads null as missing)."""
-        return tuple(f for f in self.input_fields if COLUMNS_BY_NAME[f].nullable)
+        return tuple(f for f in self.input_fields if FIELDS_BY_NAME[f].nullable)
 
     def encode_category(self, name: str, values: Sequence[Any]) -> np.ndarray:
         """Maps category values to their codes; a value unseen in training becomes NaN."""
@@ -187,7 +247,7 @@ class FeatureContract:
             "dep_delay": _as_float(columns["dep_delay"]),
             "distance": _as_float(columns["distance"]),
         }
-        for name in CATEGORICAL_FIELDS:
+        for name in self._codes:  # the contract's categorical features
             features[name] = self.encode_category(name, columns[name])
         return np.column_stack([np.asarray(features[n], dtype=np.float64) for n in self.feature_names])
 
@@ -220,30 +280,27 @@ class FeatureContract:
             "dep_delay": _scalar_float(flight["dep_delay"]),
             "distance": _scalar_float(flight["distance"]),
         }
-        for name in CATEGORICAL_FIELDS:
-            features[name] = self._codes[name].get(flight[name], math.nan)
+        for name, codes in self._codes.items():  # the contract's categorical features
+            features[name] = codes.get(flight[name], math.nan)
         return [float(features[n]) for n in self.feature_names]
 
     @classmethod
     def from_dict(cls, data: Any) -> FeatureContract:
-        """Rebuilds a contract from `to_dict` output, refusing anything this code cannot encode."""
+        """Rebuilds a contract from `to_dict` output of any known version, refusing what it cannot encode."""
         if not isinstance(data, Mapping):
             raise ValueError("the contract must be an object")
-        expected = cls(categories={})
+        version = data.get("version")
+        shape = contract_shape(version)
         for name in ("feature_names", "input_fields", "categorical_features"):
-            if list(data.get(name, ())) != list(getattr(expected, name)):
-                raise ValueError(f"contract {name} must be {list(getattr(expected, name))}")
-        if data.get("version") != expected.version:
-            raise ValueError(f"contract version must be {expected.version}")
-        categories = data.get("categories")
-        if not isinstance(categories, Mapping) or sorted(categories) != sorted(CATEGORICAL_FIELDS):
-            raise ValueError(f"contract categories must name exactly {list(CATEGORICAL_FIELDS)}")
-        for name, values in categories.items():
-            if not isinstance(values, list | tuple) or len(values) > MAX_CATEGORIES:
-                raise ValueError(f"contract categories.{name} must be a list of at most {MAX_CATEGORIES}")
-            if not all(isinstance(v, str) and len(v) <= MAX_CATEGORY_LENGTH for v in values):
-                raise ValueError(f"contract categories.{name} must hold short strings")
-        return cls(categories={name: tuple(values) for name, values in categories.items()})
+            if list(data.get(name, ())) != list(getattr(shape, name)):
+                raise ValueError(f"contract {name} must be {list(getattr(shape, name))}")
+        categories = checked_categories(data.get("categories"), shape.categorical_features)
+        return cls(
+            categories=categories,
+            version=version,
+            feature_names=shape.feature_names,
+            input_fields=shape.input_fields,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Describes the contract as plain JSON-ready data."""
@@ -255,6 +312,18 @@ class FeatureContract:
             "categorical_features": list(self.categorical_features),
             "categories": {k: list(v) for k, v in self.categories.items()},
         }
+
+
+def checked_categories(categories: Any, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Reads a contract's vocabularies: exactly `names`, each a bounded list of short strings."""
+    if not isinstance(categories, Mapping) or sorted(categories) != sorted(names):
+        raise ValueError(f"contract categories must name exactly {list(names)}")
+    for name, values in categories.items():
+        if not isinstance(values, list | tuple) or len(values) > MAX_CATEGORIES:
+            raise ValueError(f"contract categories.{name} must be a list of at most {MAX_CATEGORIES}")
+        if not all(isinstance(v, str) and len(v) <= MAX_CATEGORY_LENGTH for v in values):
+            raise ValueError(f"contract categories.{name} must hold short strings")
+    return {name: tuple(values) for name, values in categories.items()}
 
 
 def _exact_int(value: Any) -> int:

@@ -125,15 +125,18 @@ def compile_items_loader(
     if _hooks(schema, "pre_load"):
         raise Unsupported(f"{type(schema).__name__}: pre_load hooks on the items")
     namespace: dict[str, Any] = {"MISSING": _MISSING, "isfinite": math.isfinite}
+    fields = _load_fields(schema)
+    defaults = any(field.load_default is not ma.missing for field in fields.values())
     body = ["if type(item) is not dict:", "    return None", "get = item.get", "values = {}"]
+    body += ["defaulted = 0"] if defaults else []
     memos = []
-    for index, (name, field) in enumerate(_load_fields(schema).items()):
+    for index, (name, field) in enumerate(fields.items()):
         var = f"f{index}"
         memo = f"{var}_accepted" if _memoizable(field, kinds, deterministic) else None
         memos += [memo] if memo else []
         body += _field_lines(var, name, field, kinds, namespace, memo)
     # Every key present was read by a field above (or the item was declined): more keys are unknown.
-    body += ["if len(values) != len(item):", "    return None"]
+    body += [f"if len(values){' - defaulted' if defaults else ''} != len(item):", "    return None"]
     body += [*_hook_lines(schema, namespace), "loaded.append(values)"]
     lines = ["def load_items(items):", *(f"    {memo} = set()" for memo in memos), "    loaded = []"]
     lines += ["    for item in items:", *(f"        {line}" for line in body), "    return loaded"]
@@ -174,7 +177,7 @@ def _field_lines(
     kind = kinds.get(type(field))
     if kind is None:
         raise Unsupported(f"field {name!r}: {type(field).__name__} has no fast path")
-    _require_plain_field(name, field)
+    _require_plain_field(name, field, loading=True)
     key = repr(name)
     checks = " and ".join(_validator_checks(var, name, field, namespace)) or "True"
     if kind == "float":
@@ -193,7 +196,16 @@ def _field_lines(
     lines += [f"        values[{key}] = value", "    else:", "        return None"]
     if field.required:
         lines += ["else:", "    return None"]
+    elif field.load_default is not ma.missing:
+        lines += ["else:", *_default_lines(var, key, field.load_default, namespace)]
     return lines
+
+
+def _default_lines(var: str, key: str, default: Any, namespace: dict) -> list[str]:
+    """Generates what marshmallow does for an absent field with load_default: store it, unvalidated."""
+    namespace[f"{var}_default"] = default
+    call = "()" if callable(default) else ""
+    return [f"    values[{key}] = {var}_default{call}", "    defaulted += 1"]
 
 
 def _validator_checks(var: str, name: str, field: ma.fields.Field, namespace: dict) -> Iterator[str]:
@@ -304,11 +316,11 @@ def _require_plain_schema(schema: ma.Schema) -> None:
         raise Unsupported(f"{name}: a custom get_attribute or dict_class")
 
 
-def _require_plain_field(name: str, field: ma.fields.Field) -> None:
-    """Refuses field options the fast path does not reproduce."""
+def _require_plain_field(name: str, field: ma.fields.Field, *, loading: bool = False) -> None:
+    """Refuses field options the fast path does not reproduce (a load_default: only when loading)."""
     if field.data_key is not None or field.attribute is not None:
         raise Unsupported(f"field {name!r}: data_key or attribute")
-    if field.load_default is not ma.missing or field.dump_default is not ma.missing:
+    if (field.load_default is not ma.missing and not loading) or field.dump_default is not ma.missing:
         raise Unsupported(f"field {name!r}: load_default or dump_default")
     if getattr(field, "pre_load", None) or getattr(field, "post_load", None):
         raise Unsupported(f"field {name!r}: field pre_load or post_load functions")

@@ -12,7 +12,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from flight_delay.api.fastpath import LOAD_KINDS, compile_dumper, compile_request_loader
-from flight_delay.features import DATASET_COLUMNS, Column
+from flight_delay.features import API_FIELDS, NO_DEFAULT, FlightField
 
 MAX_BATCH_SIZE = 10_000
 HHMM_COLUMNS = ("dep_time", "sched_dep_time", "arr_time", "sched_arr_time")
@@ -55,8 +55,9 @@ def _validate_iso_datetime(value: str) -> None:
         raise ma.ValidationError("Must be an ISO 8601 date-time, e.g. 2013-01-01T10:00:00Z.") from exc
 
 
-# Bounds wide enough for any real flight and tight enough to refuse nonsense before the model.
-COLUMN_VALIDATORS: dict[str, list[Any]] = {
+# Each flight field's checks (features.API_FIELDS names the fields), by name. Bounds wide enough for
+# any real flight and tight enough to refuse nonsense before the model.
+FIELD_VALIDATORS: dict[str, list[Any]] = {
     "id": [validate.Range(min=0, max=2**63 - 1)],
     "year": [validate.Range(min=1900, max=2100)],
     "month": [validate.Range(min=1, max=12)],
@@ -121,21 +122,24 @@ def documented_range(validators: list[Any]) -> dict[str, bool]:
     return bounds
 
 
-def column_field(column: Column) -> ma.fields.Field:
-    """Builds the field for one dataset column: its JSON type, nullability and bounds."""
-    validators = COLUMN_VALIDATORS.get(column.name, [])
+def flight_field(spec: FlightField) -> ma.fields.Field:
+    """Builds the marshmallow field of one flight field: its JSON type, nullability, default and bounds."""
+    validators = FIELD_VALIDATORS.get(spec.name, [])
+    where = "dataset column" if spec.in_dataset else "flight field"
     options = {
-        "allow_none": column.nullable,
+        "allow_none": spec.nullable,
         "validate": validators,
         "metadata": {
-            "description": f"dataset column `{column.name}`",
+            "description": f"{where} `{spec.name}`",
             **documented_range(validators),
-            **DOCUMENTED_CHECKS.get(column.name, {}),
+            **DOCUMENTED_CHECKS.get(spec.name, {}),
         },
     }
-    if column.kind == "int":
+    if spec.default is not NO_DEFAULT:
+        options["load_default"] = spec.default
+    if spec.kind == "int":
         return ma.fields.Integer(strict=True, **options)
-    if column.kind == "float":
+    if spec.kind == "float":
         return JsonNumber(allow_nan=False, **options)
     return ma.fields.String(**{**options, "validate": [_validate_text, *options["validate"]]})
 
@@ -147,8 +151,8 @@ def last_day_of_month(year: int, month: int) -> int:
     return calendar.monthrange(year, month)[1]
 
 
-class FlightSchema(ma.Schema.from_dict({c.name: column_field(c) for c in DATASET_COLUMNS})):
-    """A flight, fields named as the dataset's columns. Which fields are required is the model's call."""
+class FlightSchema(ma.Schema.from_dict({spec.name: flight_field(spec) for spec in API_FIELDS})):
+    """A flight: the fields of features.API_FIELDS. Which fields are required is the model's call."""
 
     class Meta:
         unknown = ma.RAISE

@@ -10,7 +10,7 @@ import numpy as np
 
 from flight_delay.artifact import FlightDelayModel, checked_model
 from flight_delay.errors import UnusableModel
-from flight_delay.features import COLUMNS_BY_NAME, NUMERIC_COLUMNS, TARGET, flights_to_columns
+from flight_delay.features import FIELDS_BY_NAME, NUMERIC_FIELDS, TARGET, flights_to_columns
 from flight_delay.serving.single_row import BoosterRunner
 
 ACCEPTED = (
@@ -20,15 +20,15 @@ ACCEPTED = (
 
 
 class ServingModel:
-    """A model the API can serve: which dataset fields it reads and how it predicts."""
+    """A model the API can serve: which flight fields it reads and how it predicts."""
 
     kind: str = "unknown"
     input_fields: tuple[str, ...] = ()
 
     @property
     def nullable_fields(self) -> tuple[str, ...]:
-        """Input fields that may be null because the dataset has nulls there."""
-        return tuple(f for f in self.input_fields if COLUMNS_BY_NAME[f].nullable)
+        """Input fields that may be null (the registry of flight fields says which)."""
+        return tuple(f for f in self.input_fields if FIELDS_BY_NAME[f].nullable)
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Predicts the arrival delay (minutes) of each flight."""
@@ -104,7 +104,7 @@ class PipelineModel(ServingModel):
         columns = flights_to_columns(flights, self.input_fields)
         frame = pd.DataFrame(
             {
-                name: pd.Series(values, dtype="float64" if name in NUMERIC_COLUMNS else "object")
+                name: pd.Series(values, dtype="float64" if name in NUMERIC_FIELDS else "object")
                 for name, values in columns.items()
             }
         )
@@ -112,8 +112,8 @@ class PipelineModel(ServingModel):
 
 
 def check_feature_names(names: Sequence[str], *, numeric_only: bool) -> None:
-    """Refuses models whose inputs are not dataset columns (or are the target itself)."""
-    unknown = [n for n in names if n not in COLUMNS_BY_NAME]
+    """Refuses models whose inputs are not flight fields the API accepts (or are the target itself)."""
+    unknown = [n for n in names if n not in FIELDS_BY_NAME]
     if not names or unknown:
         raise UnusableModel(
             "The model's feature names must be dataset columns; these are not: "
@@ -122,7 +122,7 @@ def check_feature_names(names: Sequence[str], *, numeric_only: bool) -> None:
         )
     if TARGET in names:
         raise UnusableModel(f"The model reads {TARGET}, the value it is meant to predict.")
-    text = [n for n in names if n not in NUMERIC_COLUMNS]
+    text = [n for n in names if n not in NUMERIC_FIELDS]
     if numeric_only and text:
         raise UnusableModel(
             f"A bare LightGBM model reads numbers, but {', '.join(text)} are text columns; "
