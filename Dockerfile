@@ -85,6 +85,8 @@ COPY requirements.txt pyproject.toml ./
 RUN python -m ensurepip --default-pip >/dev/null \
     && pip install --require-virtualenv -c requirements.txt \
         pytest==9.1.1 pytest-timeout==2.4.0 requests==2.34.2 schemathesis==4.32.5 hypothesis==6.170.15
+# CONTRIBUTING.md: tests/test_recipe.py checks that its recipe shows the lines the test adds.
+COPY CONTRIBUTING.md ./
 COPY tests/ tests/
 USER app
 CMD ["python", "-m", "pytest", "-p", "no:cacheprovider", "--ignore=tests/pipeline", \

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+import flight_delay
+
 ROOT = Path(__file__).resolve().parents[1]
 CONTRIBUTING = ROOT / "CONTRIBUTING.md"
 V1_BUNDLE = Path(__file__).parent / "data" / "contract_v1.lgbm.json"
@@ -73,7 +75,8 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What the copy of src/ with the recipe's field answers (run once: it starts a Python)."""
     src = tmp_path_factory.mktemp("recipe") / "src"
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "src" / "flight_delay", src / "flight_delay", ignore=ignore)
+    # The package as installed: the checkout's src/ (editable) here, site-packages in the image.
+    shutil.copytree(Path(flight_delay.__file__).parent, src / "flight_delay", ignore=ignore)
     follow_recipe(src)
     env = {**os.environ, "PYTHONPATH": f"{src}:{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(
