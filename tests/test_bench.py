@@ -82,7 +82,7 @@ RAW_PROFILE = "\n".join(
         f"{ASGI_PREDICT};DefaultJSONProvider.dumps (flask/json/provider.py:179) 1",
         f"{ASGI_FRONT};observe_request (flight_delay/observability/metrics.py:55) 3",
         f"{ASGI_PREDICT};EventLoopWriterClient.record (flight_delay/history/host_writer.py:260);"
-        "sqlite_parameters (flight_delay/history/repository.py:70) 2",
+        "stored_values (flight_delay/history/repository.py:70) 2",
         f"{LOOP};PipelinedConnection._read_answers (flight_delay/history/host_writer.py:320) 1",
         f"{ASGI_PREDICT};PredictionService.score (flight_delay/serving/predictions.py:110);"
         "SingleRowPredictor.predict (flight_delay/serving/single_row.py:60) 2",

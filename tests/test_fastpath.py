@@ -27,7 +27,7 @@ from flight_delay.api.schemas import (
     PredictRequestSchema,
     PredictResponseSchema,
 )
-from flight_delay.features import COLUMNS_BY_NAME, REFERENCE_FLIGHT
+from flight_delay.features import FIELDS_BY_NAME, REFERENCE_FLIGHT
 from flight_delay.serving.predictions import ScoredFlights
 
 # Repeatable in CI (derandomized, no example database) and bounded; each example runs in process.
@@ -40,7 +40,7 @@ DIFFERENTIAL = settings(
 )
 REQUEST = PredictRequestSchema()
 RESPONSE = PredictResponseSchema()
-COLUMNS = list(COLUMNS_BY_NAME)
+COLUMNS = list(FIELDS_BY_NAME)
 
 
 class Text(str):
@@ -137,7 +137,7 @@ NASTY = st.one_of(
 )
 # What json.loads never gives but a Python caller might: marshmallow decides, the fast path declines.
 NOT_JSON = st.sampled_from([np.int64(5), np.float64(2.0), b"UA", Text("UA"), Level.LOW, (1,), 5 + 0j, {1: 2}])
-unknown_names = st.text(max_size=8).filter(lambda name: name not in COLUMNS_BY_NAME and name != "flights")
+unknown_names = st.text(max_size=8).filter(lambda name: name not in FIELDS_BY_NAME and name != "flights")
 
 
 def one_in(times: int) -> st.SearchStrategy[bool]:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
-from flight_delay.features import COLUMNS_BY_NAME, INPUT_FIELDS
+from flight_delay.features import FIELDS_BY_NAME, INPUT_FIELDS
 from tests.contracts import assert_error_shape
 from tests.factories import minimal_flight
 
@@ -31,7 +31,7 @@ PROPERTIES = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-OTHER_COLUMNS = sorted(set(COLUMNS_BY_NAME) - set(INPUT_FIELDS))
+OTHER_COLUMNS = sorted(set(FIELDS_BY_NAME) - set(INPUT_FIELDS))
 
 huge_numbers = st.sampled_from(
     [2**63, -(2**63) - 1, 10**19, 10**400, -(10**400), 1e308, -1e308, 5e-324, 1e-300, 0.1 + 0.2]
@@ -60,7 +60,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(unicode_text, inner, max_size=3),
     max_leaves=6,
 )
-unknown_names = unicode_text.filter(lambda name: name not in COLUMNS_BY_NAME and name != "flights")
+unknown_names = unicode_text.filter(lambda name: name not in FIELDS_BY_NAME and name != "flights")
 hhmm = st.builds(lambda hour, minute: hour * 100 + minute, st.integers(0, 23), st.integers(0, 59)) | st.just(
     2400
 )

@@ -45,8 +45,6 @@ class FlightField:
     default: Any = NO_DEFAULT  # what the API fills in when a flight omits the field
 
 
-Column = FlightField  # a dataset column is a flight field with in_dataset=True
-
 # The flight fields the API accepts, in order: the case's columns (in the case's order, nullable
 # exactly where the data has nulls), then fields only the API knows (in_dataset=False).
 API_FIELDS: tuple[FlightField, ...] = (
@@ -76,7 +74,6 @@ API_FIELDS: tuple[FlightField, ...] = (
 DATASET_COLUMNS: tuple[FlightField, ...] = tuple(f for f in API_FIELDS if f.in_dataset)
 FIELDS_BY_NAME: dict[str, FlightField] = {f.name: f for f in API_FIELDS}
 NUMERIC_FIELDS: frozenset[str] = frozenset(f.name for f in API_FIELDS if f.kind != "str")
-COLUMNS_BY_NAME: dict[str, FlightField] = {column.name: column for column in DATASET_COLUMNS}
 
 # A real flight (row 0 of the dataset): every model must score it with a finite number before
 # it is allowed to serve.

@@ -11,7 +11,7 @@ be reached (not started yet, restarting) the worker writes itself; when it stops
 taking the rows, nothing is served (the rows may or may not be committed), as for any failed write.
 
 Frames, both ways: a 4-byte big-endian length, then JSON. A request is a list of rows, each the
-values SQLite stores (repository.sqlite_parameters); an answer is {"first": id} (the rows are
+values SQLite stores (repository.stored_values); an answer is {"first": id} (the rows are
 numbered from it, in order) or {"error": reason}.
 """
 
@@ -39,7 +39,7 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay.history.database import Database, database_error_reason
-from flight_delay.history.repository import insert_sqlite_rows, sqlite_parameters
+from flight_delay.history.repository import insert_sqlite_rows, stored_values
 from flight_delay.history.writer import HistoryWriter, ProcessWriteLock, not_recorded, written_alone_after
 from flight_delay.loop_lock import LoopLock
 
@@ -248,7 +248,7 @@ class EventLoopWriterClient:
         if connection is None:
             return None
         try:
-            return connection, connection.send(sqlite_parameters(rows, self.db.bound_engine().dialect))
+            return connection, connection.send(stored_values(rows, self.db.bound_engine().dialect))
         except ConnectionError:  # the writer went away before taking the rows: they are ours to write
             return None
 

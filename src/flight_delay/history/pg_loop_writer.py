@@ -28,7 +28,7 @@ from sqlalchemy import Dialect
 
 from flight_delay.history.database import Database, database_error_reason, postgres_connect_args
 from flight_delay.history.repository import POSTGRES_INSERT, postgres_columns
-from flight_delay.history.writer import not_recorded
+from flight_delay.history.writer import not_recorded, written_alone_after
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,6 @@ def postgres_loop_writer(config: Mapping[str, Any], db: Database) -> PostgresLoo
         engine.url, config["POSTGRES_LOCK_TIMEOUT_MS"], config["POSTGRES_CONNECT_TIMEOUT_S"]
     )
     return PostgresLoopWriter({**connect_args, **limits}, engine.dialect)
-
-
-def retried_alone(exc: Exception, requests: int) -> bool:
-    """Whether a failed batch is retried a request at a time: not when the server failed (all would)."""
-    return requests > 1 and not isinstance(exc, psycopg.OperationalError)
 
 
 def refusal(exc: Exception) -> Exception:
@@ -136,7 +131,7 @@ class PostgresLoopWriter:
         try:
             ids = await self._commit([row for write in batch for row in write.rows])
         except Exception as exc:
-            if retried_alone(exc, len(batch)):
+            if written_alone_after(exc, len(batch)):
                 for write in batch:
                     await self._write([write])
                 return

@@ -62,12 +62,12 @@ def insert_predictions(db: Database, rows: Sequence[Mapping[str, Any]]) -> list[
     """Inserts prediction rows in one committed transaction; returns their ids in the order given."""
     engine = db.bound_engine()
     if engine.dialect.name == "sqlite":
-        return insert_sqlite_rows(db, sqlite_parameters(rows, engine.dialect))
+        return insert_sqlite_rows(db, stored_values(rows, engine.dialect))
     with engine.begin() as connection:
         return list(connection.execute(INSERT_RETURNING_IDS, list(rows)).scalars())
 
 
-def sqlite_parameters(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[tuple[Any, ...]]:
+def stored_values(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[tuple[Any, ...]]:
     """Converts rows to the dialect's stored values, in WRITTEN_COLUMNS order (SQLite: JSON, time as text).
 
     The column types' own conversions: rows read back as if the ORM had written them. Plain text and
@@ -95,7 +95,7 @@ def sqlite_parameters(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> li
 
 def postgres_columns(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[list[Any]]:
     """The rows' values column by column (POSTGRES_INSERT's arrays), converted as the ORM converts them."""
-    return [list(column) for column in zip(*sqlite_parameters(rows, dialect), strict=True)]
+    return [list(column) for column in zip(*stored_values(rows, dialect), strict=True)]
 
 
 def insert_sqlite_rows(db: Database, parameters: Sequence[Sequence[Any]]) -> list[int]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import psycopg
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from flight_delay.errors import HistoryUnavailable
@@ -40,13 +41,18 @@ def not_recorded(reason: str) -> HistoryUnavailable:
     )
 
 
+# The database itself failed (unreachable, restarting): as SQLAlchemy raises it, or as psycopg does
+# to the PostgreSQL event-loop writer, which talks to the driver directly.
+DATABASE_FAILURES = (OperationalError, psycopg.OperationalError)
+
+
 def written_alone_after(exc: Exception, requests: int) -> bool:
     """Tells whether a failed batch of several requests is retried one request at a time.
 
     Not when the database is unavailable (OperationalError: each would fail alike); otherwise the
     fault may lie in one request's rows, and the others must not be refused for it.
     """
-    return requests > 1 and not isinstance(exc, OperationalError)
+    return requests > 1 and not isinstance(exc, DATABASE_FAILURES)
 
 
 @runtime_checkable

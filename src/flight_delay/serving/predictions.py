@@ -96,7 +96,6 @@ class PredictionService:
         A SQLite app outside `flight-delay serve` (no host writer) has none: its predictions are
         answered by Flask's view, which records through this process's HistoryWriter.
         """
-        self.writer = HistoryWriter(self.db)
         socket_path = app.config.get("HISTORY_WRITER_SOCKET")
         if socket_path:
             # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
