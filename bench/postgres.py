@@ -2,11 +2,14 @@
 
 The script starts a fresh cluster (installing Debian's postgresql when missing), runs a command with
 TEST_DATABASE_URL and removes the cluster when the command ends. Here the command hands the URL to
-the harness and holds the server until the harness closes its stdin.
+the harness and holds the server until the harness closes its stdin. The server keeps a real
+server's durability (PG_DURABLE=1: fsync, full-page writes and synchronous commit on), as SQLite's
+history fsyncs every commit, so that neither backend's figures are flattered.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 from bench.procs import stop_group
 
@@ -34,12 +37,11 @@ def server() -> Iterator[str]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PG_DURABLE": "1"},
         start_new_session=True,  # Ctrl-C reaches the harness only, which then stops the server itself
     )
     try:
-        url = read_url(process)
-        commit_on_answer(url)
-        yield url
+        yield read_url(process)
     finally:
         release(process)
 
@@ -61,21 +63,6 @@ def release(process: subprocess.Popen) -> None:
         process.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:
         stop_group(process)  # SIGTERM: the script's trap still stops the server and removes its folder
-
-
-def commit_on_answer(url: str) -> None:
-    """Makes COMMIT wait for the WAL write again (the script turns synchronous_commit off for tests).
-
-    Without it a commit returns before its record is written, and a crash of the server alone could
-    lose predictions already answered. fsync stays as the script sets it (off): see `settings`.
-    """
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            name = engine.dialect.identifier_preparer.quote(make_url(url).database)
-            connection.execute(text(f"ALTER DATABASE {name} SET synchronous_commit = on"))
-    finally:
-        engine.dispose()
 
 
 def settings(url: str) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
-import marshmallow as ma
 import numpy as np
 import pytest
 import uvicorn
@@ -38,7 +37,6 @@ from flight_delay.api.blueprint import ApiBlueprint
 from flight_delay.compat import (
     gunicorn_internals,
     lightgbm_internals,
-    marshmallow_internals,
     numpy_internals,
     python_internals,
     sklearn_internals,
@@ -55,7 +53,6 @@ DEPENDENCY_OF = {
     "flask_smorest_internals": "flask-smorest",
     "gunicorn_internals": "gunicorn",
     "lightgbm_internals": "lightgbm",
-    "marshmallow_internals": "marshmallow",
     "numpy_internals": "numpy",
     "python_internals": None,
     "sklearn_internals": "scikit-learn",
@@ -125,101 +122,6 @@ def test_the_python_minor_version_is_pinned() -> None:
     specifier = Requirement(f"python{project['requires-python']}").specifier
     assert specifier.contains(running), f"Python {running} is outside requires-python {specifier}"
     assert not specifier.contains(next_minor(running)), "requires-python must pin one minor version"
-
-
-# --- marshmallow: Schema._hooks, List.inner, Field.validators
-
-
-class Inner(ma.Schema):
-    """A nested item."""
-
-    value = ma.fields.Integer()
-
-
-def positive(value: int) -> None:
-    """A validator."""
-    if value <= 0:
-        raise ma.ValidationError("not positive")
-
-
-def small(value: int) -> None:
-    """Another validator."""
-    if value > 100:
-        raise ma.ValidationError("too large")
-
-
-class Hooked(ma.Schema):
-    """A schema with one hook of each kind the fast paths read, and two post_load hooks."""
-
-    number = ma.fields.Integer(validate=[positive, small])
-    items = ma.fields.List(ma.fields.Nested(Inner))
-
-    @ma.pre_load
-    def before(self, data: Any, **_: Any) -> Any:
-        return data
-
-    @ma.post_load(pass_original=True)
-    def b_second(self, data: Any, original: Any, **_: Any) -> Any:
-        return {**data, "order": [*data.get("order", []), "b_second"]}
-
-    @ma.post_load
-    def a_first(self, data: Any, **_: Any) -> Any:
-        return {**data, "order": [*data.get("order", []), "a_first"]}
-
-    @ma.validates_schema(skip_on_field_errors=False)
-    def check(self, data: Any, **_: Any) -> None:
-        pass
-
-    @ma.validates("number")
-    def check_number(self, value: Any, **_: Any) -> None:
-        pass
-
-    @ma.pre_dump(pass_collection=True)
-    def before_dump(self, data: Any, **_: Any) -> Any:
-        return data
-
-
-def test_marshmallow_hook_tags_are_its_decorators_tags() -> None:
-    tags = tuple(getattr(ma.decorators, name) for name in ("PRE_LOAD", "POST_LOAD", "VALIDATES_SCHEMA"))
-    tags += tuple(getattr(ma.decorators, name) for name in ("VALIDATES", "PRE_DUMP", "POST_DUMP"))
-    assert tags == marshmallow_internals.HOOK_TAGS, "marshmallow renamed its hook tags (Schema._hooks keys)"
-
-
-def test_marshmallow_schema_hooks_are_name_pass_collection_and_options_per_tag() -> None:
-    schema = Hooked()
-    hooks = marshmallow_internals.schema_hooks
-    assert hooks(schema, "pre_load") == [("before", False, {})], "Schema._hooks changed its layout"
-    assert hooks(schema, "validates_schema") == [
-        ("check", False, {"pass_original": False, "skip_on_field_errors": False})
-    ]
-    assert hooks(schema, "validates") == [("check_number", False, {"field_names": ("number",)})]
-    assert hooks(schema, "pre_dump") == [("before_dump", True, {})]
-    assert hooks(schema, "post_dump") == [], "a tag without hooks must read as no hooks"
-    post = hooks(schema, "post_load")
-    assert sorted(post) == [
-        ("a_first", False, {"pass_original": False}),
-        ("b_second", False, {"pass_original": True}),
-    ]
-
-
-def test_marshmallow_runs_hooks_in_the_order_of_schema_hooks() -> None:
-    expected = [name for name, _, _ in marshmallow_internals.schema_hooks(Hooked(), "post_load")]
-    assert Hooked().load({"number": 5})["order"] == expected, "marshmallow no longer runs _hooks in order"
-
-
-def test_marshmallow_list_inner_is_the_item_field() -> None:
-    nested = ma.fields.Nested(Inner)
-    assert marshmallow_internals.list_item_field(ma.fields.List(nested)) is nested, "List.inner changed"
-
-
-def test_marshmallow_field_validators_are_the_validators_it_runs_in_order() -> None:
-    field = Hooked().fields["number"]
-    assert marshmallow_internals.field_validators(field) == [positive, small], "Field.validators changed"
-    assert marshmallow_internals.field_validators(ma.fields.Integer(validate=small)) == [small]
-    called: list[str] = []
-    recording = ma.fields.Integer(validate=[lambda _: called.append("one"), lambda _: called.append("two")])
-    recording.deserialize(1)
-    assert called == ["one", "two"]
 
 
 # --- LightGBM: _LIB, _safe_call, Booster._handle, LightGBMError

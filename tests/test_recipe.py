@@ -23,14 +23,15 @@ CONTRIBUTING = ROOT / "CONTRIBUTING.md"
 V1_BUNDLE = Path(__file__).parent / "data" / "contract_v1.lgbm.json"
 # The recipe's two lines, as CONTRIBUTING.md shows them (the test checks it still does).
 FIELD_LINE = '    FlightField("gate", "str", nullable=True, in_dataset=False, default=None),'
-CHECK_LINE = '    "gate": [validate.Regexp(r"^[A-Z][0-9]{1,3}$", error="Must be a gate such as C12.")],'
+CHECK_LINE = '    "gate": FieldRule(pattern=r"^[A-Z][0-9]{1,3}$", message="Must be a gate such as C12."),'
 
 # Runs in the copy: builds the app, loads the old model, sends flights with and without the field.
 SCRIPT = """
 import io, json, sys, tempfile
 from pathlib import Path
 import flight_delay
-from flight_delay.api import create_app, schemas
+from flight_delay.api import create_app
+from flight_delay.api.fast_load import load_predict_request
 from flight_delay.features import DATASET_COLUMNS, REFERENCE_FLIGHT
 from flight_delay.history.migrate import upgrade
 
@@ -46,7 +47,7 @@ loaded = client.post("/model/load/", data={"file": (bundle, "old.lgbm.json")}, h
 answers = [client.post("/model/predict/", json=body) for body in (
     {**REFERENCE_FLIGHT, "gate": "C12"}, REFERENCE_FLIGHT, {**REFERENCE_FLIGHT, "gate": "gate 12"})]
 flight_doc = client.get("/openapi.json").get_json()["components"]["schemas"]["Flight"]
-fast = schemas.PREDICT_REQUEST_FAST_LOAD({"flights": [{**REFERENCE_FLIGHT, "gate": "C12"}, REFERENCE_FLIGHT]})
+fast = load_predict_request({"flights": [{**REFERENCE_FLIGHT, "gate": "C12"}, REFERENCE_FLIGHT]}, 10)
 print(json.dumps({
     "package": flight_delay.__file__,
     "dataset_columns": [c.name for c in DATASET_COLUMNS],
@@ -60,14 +61,14 @@ print(json.dumps({
 
 
 def follow_recipe(src: Path) -> None:
-    """Adds the field to the registry and its check to the schema's validators, as the recipe says."""
+    """Adds the field to the registry and its rule to the rules, as the recipe says."""
     features = src / "flight_delay" / "features.py"
     text = features.read_text()
     end = text.index("\n)\n", text.index("API_FIELDS: tuple"))  # the end of API_FIELDS
     features.write_text(f"{text[:end]}\n{FIELD_LINE}{text[end:]}")
-    schemas = src / "flight_delay" / "api" / "schemas.py"
-    anchor = "FIELD_VALIDATORS: dict[str, list[Any]] = {\n"
-    schemas.write_text(schemas.read_text().replace(anchor, f"{anchor}{CHECK_LINE}\n"))
+    rules = src / "flight_delay" / "api" / "field_rules.py"
+    anchor = "FIELD_RULES: dict[str, FieldRule] = {\n"
+    rules.write_text(rules.read_text().replace(anchor, f"{anchor}{CHECK_LINE}\n"))
 
 
 @pytest.fixture(scope="module")

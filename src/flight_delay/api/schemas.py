@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
-import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -11,11 +9,19 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
-from flight_delay.api.fastpath import LOAD_KINDS, compile_dumper, compile_request_loader
+from flight_delay.api.fast_load import load_predict_request
+from flight_delay.api.field_rules import (
+    FIELD_RULES,
+    HHMM_COLUMNS,
+    NO_RULE,
+    FieldRule,
+    last_day_of_month,
+    validate_text,
+)
 from flight_delay.features import API_FIELDS, NO_DEFAULT, FlightField
+from flight_delay.serving.predictions import ScoredFlights
 
 MAX_BATCH_SIZE = 10_000
-HHMM_COLUMNS = ("dep_time", "sched_dep_time", "arr_time", "sched_arr_time")
 
 
 class JsonNumber(ma.fields.Float):
@@ -30,54 +36,20 @@ class JsonNumber(ma.fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-def _validate_hhmm(value: int) -> None:
-    """Checks a clock time written hhmm: 0..2400 with minutes below 60."""
-    if not 0 <= value <= 2400 or value % 100 >= 60:
-        raise ma.ValidationError("Must be a time written hhmm (0 to 2400, minutes below 60).")
+def field_validators(rule: FieldRule) -> list[Any]:
+    """The marshmallow validators of a field's rule, in the order their refusals are listed."""
+    validators: list[Any] = []
+    low = rule.ge if rule.gt is None else rule.gt
+    if low is not None or rule.le is not None:
+        validators.append(validate.Range(min=low, max=rule.le, min_inclusive=rule.gt is None))
+    if rule.min_length is not None or rule.max_length is not None:
+        validators.append(validate.Length(min=rule.min_length, max=rule.max_length))
+    if rule.pattern is not None:
+        validators.append(validate.Regexp(rule.pattern, error=rule.message))
+    return [*validators, *rule.checks]
 
 
-# NUL, other control characters and lone surrogates: no flight field has them, and PostgreSQL
-# cannot store the first and last in the history's JSONB, which would fail the request with a 503.
-CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-
-
-def _validate_text(value: str) -> None:
-    """Refuses text with control characters or lone surrogates."""
-    if CONTROL_OR_SURROGATE.search(value):
-        raise ma.ValidationError("Must be text without control characters or lone surrogates.")
-
-
-def _validate_iso_datetime(value: str) -> None:
-    """Checks an ISO 8601 date-time such as 2013-01-01T10:00:00Z."""
-    try:
-        datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ma.ValidationError("Must be an ISO 8601 date-time, e.g. 2013-01-01T10:00:00Z.") from exc
-
-
-# Each flight field's checks (features.API_FIELDS names the fields), by name. Bounds wide enough for
-# any real flight and tight enough to refuse nonsense before the model.
-FIELD_VALIDATORS: dict[str, list[Any]] = {
-    "id": [validate.Range(min=0, max=2**63 - 1)],
-    "year": [validate.Range(min=1900, max=2100)],
-    "month": [validate.Range(min=1, max=12)],
-    "day": [validate.Range(min=1, max=31)],
-    "dep_delay": [validate.Range(min=-1440, max=10080)],
-    "arr_delay": [validate.Range(min=-1440, max=10080)],
-    "carrier": [validate.Regexp(r"^[A-Z0-9]{2}$", error="Must be a two-character airline code.")],
-    "flight": [validate.Range(min=0, max=99999)],
-    "tailnum": [validate.Regexp(r"^[A-Z0-9]{1,10}$", error="Must be a tail number (A-Z, 0-9).")],
-    "origin": [validate.Regexp(r"^[A-Z0-9]{3}$", error="Must be a three-character airport code.")],
-    "dest": [validate.Regexp(r"^[A-Z0-9]{3}$", error="Must be a three-character airport code.")],
-    "air_time": [validate.Range(min=0, max=1440)],
-    "distance": [validate.Range(min=0, max=20000, min_inclusive=False)],
-    "hour": [validate.Range(min=0, max=23)],
-    "minute": [validate.Range(min=0, max=59)],
-    "time_hour": [validate.Length(max=40), _validate_iso_datetime],
-    "name": [validate.Length(min=1, max=128)],
-    **{name: [_validate_hhmm] for name in HHMM_COLUMNS},
-}
-# Text without the characters _validate_text refuses, as a JSON Schema pattern (ECMA-262, Python and
+# Text without the characters validate_text refuses, as a JSON Schema pattern (ECMA-262, Python and
 # Rust regex read it alike). Lone surrogates cannot be written in every dialect: the description says.
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 # hhmm clock times as JSON Schema: one range per hour, minutes 00 to 59, and 2400.
@@ -124,7 +96,7 @@ def documented_range(validators: list[Any]) -> dict[str, bool]:
 
 def flight_field(spec: FlightField) -> ma.fields.Field:
     """Builds the marshmallow field of one flight field: its JSON type, nullability, default and bounds."""
-    validators = FIELD_VALIDATORS.get(spec.name, [])
+    validators = field_validators(FIELD_RULES.get(spec.name, NO_RULE))
     where = "dataset column" if spec.in_dataset else "flight field"
     options = {
         "allow_none": spec.nullable,
@@ -141,14 +113,7 @@ def flight_field(spec: FlightField) -> ma.fields.Field:
         return ma.fields.Integer(strict=True, **options)
     if spec.kind == "float":
         return JsonNumber(allow_nan=False, **options)
-    return ma.fields.String(**{**options, "validate": [_validate_text, *options["validate"]]})
-
-
-@functools.lru_cache(maxsize=4096)
-def last_day_of_month(year: int, month: int) -> int:
-    """Returns the number of days of a month (28 to 31)."""
-    # Cached: every flight of a batch asks, and a batch spans few months.
-    return calendar.monthrange(year, month)[1]
+    return ma.fields.String(**{**options, "validate": [validate_text, *options["validate"]]})
 
 
 class FlightSchema(ma.Schema.from_dict({spec.name: flight_field(spec) for spec in API_FIELDS})):
@@ -174,8 +139,8 @@ class FlightSchema(ma.Schema.from_dict({spec.name: flight_field(spec) for spec i
 class PredictRequestSchema(ma.Schema):
     """Either one flight, or `{"flights": [...]}` with 1 to 10,000 flights.
 
-    `load` tries the checks compiled from these very fields first (see fastpath.py); they answer only
-    when sure, and marshmallow answers the rest, errors included.
+    `load` tries msgspec's checks of the same fields and rules first (see fast_load.py); they answer
+    only when sure, and marshmallow answers the rest, errors included.
     """
 
     flights = ma.fields.List(
@@ -189,16 +154,16 @@ class PredictRequestSchema(ma.Schema):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        # The fast path was compiled from this class as declared: any option (many, partial, only...)
-        # or subclass is marshmallow's alone.
+        # The fast path checks this class as declared: any option (many, partial, only...) or subclass
+        # is marshmallow's alone.
         self._fast = not options and type(self) is PredictRequestSchema
 
     def load(
         self, data: Any, *, many: bool | None = None, partial: Any = None, unknown: str | None = None
     ) -> Any:
-        """Loads with the compiled checks when they are sure of the answer, with marshmallow otherwise."""
+        """Loads with msgspec's checks when they are sure of the answer, with marshmallow otherwise."""
         if self._fast and many is None and partial is None and unknown is None:
-            loaded = PREDICT_REQUEST_FAST_LOAD(data)
+            loaded = load_predict_request(data, MAX_BATCH_SIZE)
             if loaded is not None:
                 return loaded
         return super().load(data, many=many, partial=partial, unknown=unknown)
@@ -242,27 +207,26 @@ class PredictResponseSchema(ma.Schema):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        # As for PredictRequestSchema: only the class as declared was compiled.
+        # As for PredictRequestSchema: only the class as declared is dumped by scored_body.
         self._fast = not options and type(self) is PredictResponseSchema
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:
-        """Dumps with the compiled fast path when it is sure of the answer, with marshmallow otherwise."""
-        if self._fast and many is None:
-            dumped = PREDICT_RESPONSE_FAST_DUMP(obj)
-            if dumped is not None:
-                return dumped
+        """Dumps the service's answer directly (scored_body), anything else with marshmallow."""
+        if self._fast and many is None and type(obj) is ScoredFlights:
+            return scored_body(obj)
         return super().dump(obj, many=many)
 
 
-# Compiled once, from the schemas above: exactly marshmallow's answer, or None to let marshmallow give it.
-# JsonNumber loads an exact int or float as Float does (float(value)), refusing only other types; the
-# three validator functions answer from the value alone, so a batch checks each distinct value once.
-PREDICT_REQUEST_FAST_LOAD = compile_request_loader(
-    PredictRequestSchema(),
-    {**LOAD_KINDS, JsonNumber: "float"},
-    deterministic=(_validate_hhmm, _validate_text, _validate_iso_datetime),
-)
-PREDICT_RESPONSE_FAST_DUMP = compile_dumper(PredictResponseSchema())
+def scored_body(scored: ScoredFlights) -> dict[str, Any]:
+    """PredictResponseSchema's dump of an answer: its fields in order, Integer as int(), Float as float()."""
+    return {
+        "model_version": scored.model_version,
+        "request_id": scored.request_id,
+        "predictions": [
+            {"history_id": int(p["history_id"]), "arr_delay": float(p["arr_delay"])}
+            for p in scored.predictions
+        ],
+    }
 
 
 class ModelUploadSchema(ma.Schema):
