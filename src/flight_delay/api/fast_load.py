@@ -10,6 +10,7 @@ two to the same answers.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -70,6 +71,7 @@ FLIGHT = TypedDict(  # type: ignore[misc]  # built from API_FIELDS
     total=False,
 )
 FLIGHTS = list[FLIGHT]  # type: ignore[valid-type]
+INTEGERS = frozenset(spec.name for spec in API_FIELDS if spec.kind == "int")
 DEFAULTS = {spec.name: spec.default for spec in API_FIELDS if spec.default is not NO_DEFAULT}
 # Each tested field, its test, and the values it passed (None stands for null or absent: not tested).
 TESTS = [
@@ -86,11 +88,8 @@ def load_predict_request(data: Any, max_flights: int) -> dict[str, Any] | None:
     items = [data] if single else _batch_items(data, max_flights)
     if items is None:
         return None
-    try:
-        values = msgspec.convert(items, FLIGHTS)
-    except msgspec.ValidationError:
-        return None
-    if _unknown_keys(values, items):
+    values = _converted(items)
+    if values is None or _unknown_keys(values, items):
         return None
     _fill_defaults(values)
     if not _values_pass(values) or not _dates_exist(values):
@@ -105,6 +104,32 @@ def _batch_items(data: Any, max_flights: int) -> list[Any] | None:
         return None
     items = data[BATCH_KEY]
     return items if type(items) is list and 1 <= len(items) <= max_flights else None
+
+
+def _converted(items: list[Any]) -> list[dict[str, Any]] | None:
+    """The flights' values as msgspec checks them, pandas' spellings read as FlightSchema reads them."""
+    try:
+        return msgspec.convert(items, FLIGHTS)
+    except msgspec.ValidationError:
+        pass
+    if not all(type(item) is dict for item in items):
+        return None
+    try:  # NaN as null, 517.0 as 517 in integer fields (JsonInteger, NanIsNull): a DataFrame's records
+        return msgspec.convert([_json_spelled(item) for item in items], FLIGHTS)
+    except msgspec.ValidationError:
+        return None
+
+
+def _json_spelled(item: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a flight with NaN as None and integral floats in integer fields as integers."""
+    return {name: _json_value(name, value) if type(value) is float else value for name, value in item.items()}
+
+
+def _json_value(name: str, number: float) -> float | int | None:
+    """One float as FlightSchema reads it: NaN is null, 517.0 in an integer field is 517."""
+    if math.isnan(number):
+        return None
+    return int(number) if name in INTEGERS and number.is_integer() else number
 
 
 def _unknown_keys(values: list[dict[str, Any]], items: list[dict[str, Any]]) -> bool:

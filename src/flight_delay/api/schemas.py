@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,31 @@ from flight_delay.serving.predictions import ScoredFlights
 MAX_BATCH_SIZE = 10_000
 
 
-class JsonNumber(ma.fields.Float):
+class NanIsNull(ma.fields.Field):
+    """Reads NaN as null: pandas' missing value, which Python's json writes as the literal NaN."""
+
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        """Turns NaN into None before marshmallow's null check, which then allows or refuses it."""
+        if type(value) is float and math.isnan(value):
+            value = None
+        return super().deserialize(value, attr, data, **kwargs)
+
+
+class JsonInteger(NanIsNull, ma.fields.Integer):
+    """A JSON integer; a float without a fractional part (517.0, as pandas writes integers) is one."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        """Reads an integral float as its integer; anything else as a strict Integer does."""
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class JsonText(NanIsNull, ma.fields.String):
+    """A JSON string (NaN reads as null)."""
+
+
+class JsonNumber(NanIsNull, ma.fields.Float):
     """A finite JSON number: numeric strings and booleans are refused rather than coerced."""
 
     default_error_messages = {"invalid": "Not a valid number."}
@@ -110,10 +135,10 @@ def flight_field(spec: FlightField) -> ma.fields.Field:
     if spec.default is not NO_DEFAULT:
         options["load_default"] = spec.default
     if spec.kind == "int":
-        return ma.fields.Integer(strict=True, **options)
+        return JsonInteger(strict=True, **options)
     if spec.kind == "float":
         return JsonNumber(allow_nan=False, **options)
-    return ma.fields.String(**{**options, "validate": [validate_text, *options["validate"]]})
+    return JsonText(**{**options, "validate": [validate_text, *options["validate"]]})
 
 
 class FlightSchema(ma.Schema.from_dict({spec.name: flight_field(spec) for spec in API_FIELDS})):
@@ -138,6 +163,8 @@ class FlightSchema(ma.Schema.from_dict({spec.name: flight_field(spec) for spec i
 
 class PredictRequestSchema(ma.Schema):
     """Either one flight, or `{"flights": [...]}` with 1 to 10,000 flights.
+
+    As a pandas DataFrame's records spell them too: 517.0 is 517 in an integer field, NaN is null.
 
     `load` tries msgspec's checks of the same fields and rules first (see fast_load.py); they answer
     only when sure, and marshmallow answers the rest, errors included.
