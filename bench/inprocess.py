@@ -161,7 +161,7 @@ class Pipeline:
     def validate(self, marshmallow_only: bool = False) -> list[FlightInput]:
         """JSON decoding and validation as the view does it, or through marshmallow alone."""
         data = json.loads(self.body)
-        # marshmallow_only: the schema's load without its compiled fast path (what validation was).
+        # marshmallow_only: the schema's load without msgspec's fast load (what validation costs without it).
         loaded = ma.Schema.load(self.schema, data) if marshmallow_only else self.schema.load(data)
         return [FlightInput(**flight) for flight in loaded["flights"]]
 

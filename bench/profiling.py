@@ -132,8 +132,11 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
     ),
     ("response serialization (marshmallow dump, JSON)", _serializes_response),
     (
-        "parsing + validation (JSON, webargs, marshmallow, compiled checks)",
-        lambda s: _in_file(s, "webargs/", "marshmallow/", "flight_delay/api/fastpath.py", "<fast load"),
+        "parsing + validation (JSON, webargs, marshmallow, msgspec)",
+        lambda s: (
+            _in_file(s, "webargs/", "marshmallow/", "flight_delay/api/fast_load.py")
+            or _calls(s, "parsed_json")
+        ),
     ),
     ("uvicorn (response write)", lambda s: _calls(s, "RequestResponseCycle.send")),
     (
