@@ -71,7 +71,7 @@ RAW_PROFILE = "\n".join(
         f"{HANDLE};wrapper (webargs/core.py:633);Schema.load (marshmallow/schema.py:707) 3",
         f"{HANDLE};Schema.dump (marshmallow/schema.py:540) 1",
         f"{HANDLE};Flask.full_dispatch_request (flask/app.py:911) 2",
-        f"{ASGI_PREDICT};load (<fast load: FlightSchema>:1) 2",
+        f"{ASGI_PREDICT};load_predict_request (flight_delay/api/fast_load.py:70) 2",
         "main (flight_delay/history/host_writer.py:300);"
         "HostWriterServer.serve (flight_delay/history/host_writer.py:100);"
         "HostWriterServer._loop (flight_delay/history/host_writer.py:120);fdatasync (libc.so.6) 3",
@@ -114,7 +114,7 @@ def test_breakdown_sorts_sampled_stacks_into_request_stages() -> None:
         "booster (LightGBM predict)": 4 + 5 + 2,
         "encoding (feature contract)": 2,
         "active-model lookup (registry.active)": 6,
-        "parsing + validation (JSON, webargs, marshmallow, compiled checks)": 3 + 2,
+        "parsing + validation (JSON, webargs, marshmallow, msgspec)": 3 + 2,
         "response serialization (marshmallow dump, JSON)": 1 + 1,
         "front of predict (headers, metrics, access log)": 3 + 1,
         "history: handing rows to the host writer (event loop)": 2 + 1,
