@@ -16,7 +16,7 @@ BENCH_VENV ?= bench/.venv-mlserver
 BENCH_ARGS ?=
 
 .PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train \
-	notebook bench bench/install bench/refresh
+	notebook bench bench/install bench/refresh bench/monitoring
 
 install: $(STAMP)
 
@@ -82,9 +82,16 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests migrations bench
 
 ## bench: ours, its history on SQLite and on PostgreSQL (a throwaway server, scripts/with_postgres.sh), against
-## MLServer under wrk; in process, batch, history, py-spy profile (~7 min); BENCH_ARGS=--help (--backends sqlite)
+## MLServer under wrk; in process, batch, history, py-spy profile (~7 min); BENCH_ARGS=--help (--backends sqlite);
+## then bench/monitoring
 bench: bench/install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(MAKE) bench/monitoring
+
+## bench/monitoring: the monitoring report on a 1,000,000-row history, SQLite then PostgreSQL (~5 min)
+bench/monitoring: $(STAMP)
+	$(BIN)/python -m bench.monitoring
+	bash scripts/with_postgres.sh sh -c '$(BIN)/python -m bench.monitoring --database-url "$$TEST_DATABASE_URL"'
 
 ## bench/refresh: how a worker learns the active model (per-call cost, propagation), SQLite then PostgreSQL
 bench/refresh: $(STAMP)

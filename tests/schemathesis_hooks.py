@@ -5,9 +5,13 @@ and a request valid by it may still be refused, rightly (the document says each 
 
 - POST /model/load/: whether the bytes are a model. The body is documented as a binary file; one
   that is not a model is a 400 `invalid_artifact`, one that cannot score a 422 `unusable_model`.
-- GET /model/history/: `until` earlier than `since`. OpenAPI 3.0 relates no two parameters.
-- GET /model/history/: an instant outside years 1..9999 once in UTC, e.g. 0001-01-01T00:00:00+01:00
+- GET /model/history/ and /model/monitoring/: `until` earlier than `since`. OpenAPI 3.0 relates no
+  two parameters.
+- The same: an instant outside years 1..9999 once in UTC, e.g. 0001-01-01T00:00:00+01:00
   (it depends on the time against the offset: no pattern short of thousands of cases says it).
+- POST /model/actuals/: a history_id that no recorded prediction has (422 `unknown_prediction`), and
+  GET /model/monitoring/: a model_version never loaded (404 `unknown_model_version`): what exists is
+  the database's to say.
 
 Only those refusals of schema-valid requests are dropped, and only when the request really breaks the
 rule; any other failure stands. Imported by tests/test_openapi_fuzz.py; for the CLI:
@@ -25,6 +29,10 @@ from schemathesis.core.failures import Failure
 from schemathesis.openapi.checks import RejectedPositiveData
 
 MODEL_REFUSALS = {400: "invalid_artifact", 422: "unusable_model"}
+UNKNOWN_RECORDS = {
+    ("/model/actuals/", 422, "unknown_prediction"),
+    ("/model/monitoring/", 404, "unknown_model_version"),
+}
 
 
 @schemathesis.hook
@@ -45,9 +53,9 @@ def is_inexpressible_refusal(case: Case, response: Response) -> bool:
         return False
     if case.path == "/model/load/":
         return MODEL_REFUSALS.get(response.status_code) == body.get("code")
-    if case.path == "/model/history/" and response.status_code == 422:
+    if case.path in ("/model/history/", "/model/monitoring/") and response.status_code == 422:
         return refuses_only_the_window(case.query or {}, body.get("errors") or {})
-    return False
+    return (case.path, response.status_code, body.get("code")) in UNKNOWN_RECORDS
 
 
 def refuses_only_the_window(query: dict[str, Any], errors: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ PATHS = [
     ("get", "/model/", None),
     ("get", "/model/history/", None),
     ("post", "/model/predict/", minimal_flight()),
+    ("get", "/model/monitoring/", None),
 ]
 
 
@@ -130,6 +131,7 @@ def test_openapi_document_describes_every_endpoint(client: FlaskClient) -> None:
 
     assert spec["openapi"].startswith("3.")
     assert {"/health/", "/model/", "/model/predict/", "/model/load/", "/model/history/"} <= set(spec["paths"])
+    assert {"/model/actuals/", "/model/monitoring/"} <= set(spec["paths"])
     load_body = spec["paths"]["/model/load/"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/octet-stream"} <= set(load_body)
     assert "Flight" in spec["components"]["schemas"]

@@ -16,6 +16,9 @@ TABLES = {
     "model_activations",
     "predictions",
     "heartbeat",
+    "actuals",
+    "monitoring_counts",
+    "monitoring_rollups",
     "alembic_version",
 }
 
@@ -52,7 +55,8 @@ def test_heartbeat_revision_down_and_up(database_url: str) -> None:
     engine = create_engine(database_url)
 
     downgrade(database_url, "0001")
-    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat", "model_artifacts"}
+    monitoring = {"actuals", "monitoring_counts", "monitoring_rollups"}
+    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat", "model_artifacts", *monitoring}
 
     upgrade(database_url)
     with engine.connect() as connection:

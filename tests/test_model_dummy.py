@@ -49,6 +49,7 @@ def test_dummy_model_loads_and_predicts(client: FlaskClient, dummy_models: dict[
     assert info["training"]["train_rows"] > 40_000
     test, baselines = info["metrics"]["test"], info["metrics"]["baselines"]
     assert test["mae"] < baselines["train_mean"]["mae"]
+    assert client.get("/model/monitoring/").get_json()["drift_unavailable"] == "no predictions in the window"
     late = client.post("/model/predict/", json=minimal_flight(dep_delay=120.0)).get_json()
     early = client.post("/model/predict/", json=minimal_flight(dep_delay=-5.0)).get_json()
     assert late["predictions"][0]["arr_delay"] > early["predictions"][0]["arr_delay"] + 60

@@ -39,6 +39,8 @@ class FlightDelayModel:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     format: str = ARTIFACT_FORMAT
+    # The training profile (monitoring/profile.py): None in artifacts written before profiles existed.
+    profile: dict[str, Any] | None = None
 
     @property
     def input_fields(self) -> tuple[str, ...]:
@@ -54,13 +56,14 @@ class FlightDelayModel:
         return self.booster.predict(features, num_threads=1)
 
     def describe(self) -> dict[str, Any]:
-        """Returns the metadata a client sees for this model."""
-        return {
+        """Returns the metadata recorded for this model (the profile only when it has one)."""
+        described = {
             "format": self.format,
             "contract": self.contract.to_dict(),
             "metrics": self.metrics,
             "training": self.training,
         }
+        return described if self.profile is None else {**described, "profile": self.profile}
 
 
 def plain_metadata(value: Any, where: str) -> Any:
@@ -105,21 +108,25 @@ def checked_model(model: FlightDelayModel) -> FlightDelayModel:
         contract=contract,
         metrics=plain_metadata(model.metrics, "metrics") or {},
         training=plain_metadata(model.training, "training") or {},
+        profile=plain_metadata(getattr(model, "profile", None), "profile"),
     )
 
 
 def to_bundle(model: FlightDelayModel) -> bytes:
-    """Serialises the model without pickle: the booster's text model beside the contract, as JSON."""
-    return json.dumps(
-        {
-            "format": BUNDLE_FORMAT,
-            "booster": model.booster.model_to_string(num_iteration=-1),
-            "contract": model.contract.to_dict(),
-            "metrics": model.metrics,
-            "training": model.training,
-        },
-        sort_keys=True,
-    ).encode()
+    """Serialises the model without pickle: the booster's text model beside the contract, as JSON.
+
+    A model without a profile is written exactly as before profiles existed.
+    """
+    bundle = {
+        "format": BUNDLE_FORMAT,
+        "booster": model.booster.model_to_string(num_iteration=-1),
+        "contract": model.contract.to_dict(),
+        "metrics": model.metrics,
+        "training": model.training,
+    }
+    if model.profile is not None:
+        bundle["profile"] = model.profile
+    return json.dumps(bundle, sort_keys=True).encode()
 
 
 def from_bundle(data: bytes) -> FlightDelayModel:
@@ -139,6 +146,7 @@ def from_bundle(data: bytes) -> FlightDelayModel:
             contract=FeatureContract.from_dict(bundle.get("contract")),
             metrics=bundle.get("metrics") or {},
             training=bundle.get("training") or {},
+            profile=bundle.get("profile"),
         )
     )
 

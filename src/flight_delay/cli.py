@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -146,3 +148,42 @@ def answers(data: Path, as_json: bool) -> None:
     for key, answer in result.items():
         click.echo(f"{key}. {QUESTIONS[key]}\n   reading: {READINGS.get(key, '-')}")
         click.echo(f"   {json.dumps(answer, default=str)}")
+
+
+def _instant(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
+    """Reads an ISO 8601 instant (no zone given: UTC)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter("must be ISO 8601, e.g. 2013-11-01T00:00:00Z") from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.option("--since", callback=_instant, help="ISO 8601, inclusive, on the prediction time (no zone: UTC)")
+@click.option("--until", callback=_instant, help="ISO 8601, exclusive (default: now)")
+@click.option("--model-version", help="default: the active model")
+@click.option("--json", "as_json", is_flag=True, help="the report as GET /model/monitoring/ answers it")
+def monitor(since: datetime | None, until: datetime | None, model_version: str | None, as_json: bool) -> None:
+    """Prints a model's live accuracy and input drift over a window of DATABASE_URL's history."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from flight_delay.history.database import Database, database_error_reason, engine_options
+    from flight_delay.monitoring.render import render
+    from flight_delay.monitoring.report import MonitoringService
+
+    config = load_config()
+    db = Database().bind(config["DATABASE_URL"], **engine_options(config))
+    service = MonitoringService(db)
+    service.psi_threshold = config["MONITORING_PSI_THRESHOLD"]
+    try:
+        report = service.report(model_version, since, until)
+    except FlightDelayError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    except SQLAlchemyError as exc:  # the database's own failure, said in one line
+        raise click.ClickException(f"the database failed: {database_error_reason(exc)}") from exc
+    finally:
+        db.dispose()
+    click.echo(json.dumps(report, default=datetime.isoformat) if as_json else render(report))

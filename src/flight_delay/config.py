@@ -21,6 +21,17 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    """Reads a number variable, naming it in the error when it is not one."""
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     """Reads a true/false variable, naming it in the error when it is neither."""
     raw = (environ.get(name) or "").strip().lower()
@@ -39,6 +50,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         **_server_settings(env),
         **_database_settings(env),
         **_service_settings(env),
+        **_monitoring_settings(env),
     }
     config.update(overrides)
     _check(config)
@@ -101,6 +113,15 @@ def _service_settings(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _monitoring_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """When a field counts as drifted, and what the /metrics gauges cover and how often they are renewed."""
+    return {
+        "MONITORING_PSI_THRESHOLD": _float(env, "MONITORING_PSI_THRESHOLD", 0.2),
+        "MONITORING_REFRESH_S": _int(env, "MONITORING_REFRESH_S", 60),
+        "MONITORING_WINDOW_S": _int(env, "MONITORING_WINDOW_S", 86400),
+    }
+
+
 def _check(config: Mapping[str, Any]) -> None:
     """Refuses values the service cannot run with, naming the variable (overrides included)."""
     if config["ENV"] not in ENVIRONMENTS:
@@ -111,6 +132,11 @@ def _check(config: Mapping[str, Any]) -> None:
         raise ValueError("SQLITE_COMMIT_INTERVAL_MS must be 0 or more")
     if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+    for name in ("MONITORING_REFRESH_S", "MONITORING_WINDOW_S"):
+        if config[name] < 0:
+            raise ValueError(f"{name} must be 0 or more")
+    if not config["MONITORING_PSI_THRESHOLD"] > 0:
+        raise ValueError("MONITORING_PSI_THRESHOLD must be above 0")
     for name in ("ML_API_BODY_TIMEOUT_S", "ML_API_MAX_CONCURRENT"):
         if config[name] < 1:
             raise ValueError(f"{name} must be 1 or more")

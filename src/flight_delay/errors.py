@@ -32,6 +32,20 @@ class InvalidInput(FlightDelayError):
     code = "invalid_input"
 
 
+class UnknownPrediction(FlightDelayError):
+    """An actual names a history id that no recorded prediction has."""
+
+    status = 422
+    code = "unknown_prediction"
+
+
+class UnknownModelVersion(FlightDelayError):
+    """A model version was asked for that was never loaded here."""
+
+    status = 404
+    code = "unknown_model_version"
+
+
 class UnscorableFlight(FlightDelayError):
     """The active model could not produce a finite prediction for a flight."""
 

@@ -5,6 +5,8 @@ from flask_smorest import Api
 from flight_delay.api.schemas import ErrorSchema
 from flight_delay.history.database import Database
 from flight_delay.history.service import HistoryService
+from flight_delay.monitoring.gauges import MonitoringGauges
+from flight_delay.monitoring.report import MonitoringService
 from flight_delay.serving.predictions import PredictionService
 from flight_delay.serving.registry import ModelRegistry
 
@@ -23,3 +25,5 @@ db = Database()
 registry = ModelRegistry()
 predictions = PredictionService(registry, db)
 history = HistoryService(db)
+monitoring = MonitoringService(db)
+monitoring_gauges = MonitoringGauges(monitoring)

@@ -14,8 +14,9 @@ from flight_delay.api.auth import check_upload_policy
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.metrics import blp as metrics_blp
 from flight_delay.api.model import blp as model_blp
+from flight_delay.api.monitoring import blp as monitoring_blp
 from flight_delay.config import load_config
-from flight_delay.extensions import api, db, predictions, registry
+from flight_delay.extensions import api, db, monitoring, monitoring_gauges, predictions, registry
 from flight_delay.observability.metrics import observe_request
 
 API_DESCRIPTION = (
@@ -51,10 +52,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     registry.init_app(app, db)
     predictions.init_app(app)
+    monitoring.init_app(app)
+    monitoring_gauges.init_app(app)
     api.init_app(app)
     docs.document_components(api.spec)
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
+    api.register_blueprint(monitoring_blp)
     api.register_blueprint(metrics_blp)
     docs.init_app(app)
     errors.init_app(app)

@@ -44,13 +44,16 @@ def require_admin() -> None:
             "Model upload over HTTP is disabled on this server (ML_API_ALLOW_UPLOAD=false); "
             "an operator loads models with `flight-delay load PATH`."
         )
+    require_admin_token("Loading a model")
+
+
+def require_admin_token(action: str) -> None:
+    """Lets the request through only when it carries the admin token, if one is configured."""
     token = current_app.config["ML_API_ADMIN_TOKEN"]
     if token is None:
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise Unauthorized(
-            "Loading a model needs the admin token: Authorization: Bearer <ML_API_ADMIN_TOKEN>."
-        )
+        raise Unauthorized(f"{action} needs the admin token: Authorization: Bearer <ML_API_ADMIN_TOKEN>.")
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise Unauthorized("The admin token is wrong.")

@@ -6,6 +6,7 @@ from flask import Response, request
 from flask.views import MethodView
 
 from flight_delay.api.blueprint import INTERNAL_ERROR, ApiBlueprint
+from flight_delay.extensions import monitoring_gauges
 from flight_delay.observability.metrics import exposition
 
 blp = ApiBlueprint("metrics", __name__, url_prefix="/metrics", description="Prometheus metrics")
@@ -18,6 +19,10 @@ class Metrics(MethodView):
     @blp.response(200, content_type="text/plain", description="Prometheus text (or OpenMetrics) format")
     @blp.error_responses(INTERNAL_ERROR)
     def get(self) -> Response:
-        """Requests and latency per endpoint and status, predictions per model, loads, history failures."""
+        """Requests and latency per endpoint and status, predictions per model, loads, history failures.
+
+        Also the active model's live MAE and drift PSI, renewed at most every MONITORING_REFRESH_S.
+        """
+        monitoring_gauges.refresh_if_stale()
         body, content_type = exposition(request.headers.get("Accept"))
         return Response(body, content_type=content_type)

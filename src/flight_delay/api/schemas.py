@@ -427,3 +427,114 @@ class ErrorSchema(ma.Schema):
     message = ma.fields.String(required=True)
     errors = ma.fields.Dict(metadata={"description": "per field: what is wrong"})
     request_id = ma.fields.String(required=True, metadata={"description": "also in X-Request-ID"})
+
+
+MAX_ACTUALS = 10_000
+
+
+class ActualSchema(ma.Schema):
+    """The actual arrival delay of one recorded prediction."""
+
+    history_id = ma.fields.Integer(
+        strict=True,
+        required=True,
+        validate=validate.Range(min=1, max=LARGEST_ID),
+        metadata={"description": "`history_id` of the prediction, as /model/predict/ answered it"},
+    )
+    arr_delay = JsonNumber(
+        allow_nan=False,
+        required=True,
+        validate=FIELD_VALIDATORS["arr_delay"],
+        metadata={"description": "the flight's actual arrival delay, minutes"},
+    )
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class ActualsRequestSchema(ma.Schema):
+    """1 to 10,000 actual arrival delays, recorded all or none."""
+
+    actuals = ma.fields.List(
+        ma.fields.Nested(ActualSchema), required=True, validate=validate.Length(min=1, max=MAX_ACTUALS)
+    )
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class ActualsResponseSchema(ma.Schema):
+    """How many predictions now have an actual from this request."""
+
+    recorded = ma.fields.Integer(required=True, metadata={"description": "distinct history ids recorded"})
+
+
+class MonitoringQuerySchema(ma.Schema):
+    """Which model and which window of its predictions to report on."""
+
+    model_version = ma.fields.String(
+        validate=_validate_model_version,
+        metadata={"description": "default: the active model", "pattern": MODEL_VERSION.pattern},
+    )
+    since = ma.fields.AwareDateTime(
+        default_timezone=None,
+        validate=_validate_utc_representable,
+        metadata={"description": f"inclusive, on the prediction time. {UTC_RANGE}"},
+    )
+    until = ma.fields.AwareDateTime(
+        default_timezone=None,
+        validate=_validate_utc_representable,
+        metadata={"description": f"exclusive; not before `since`. {UTC_RANGE}"},
+    )
+
+    class Meta:
+        unknown = ma.RAISE
+
+    @ma.validates_schema
+    def validate_range(self, data: dict[str, Any], **_: Any) -> None:
+        """Refuses a window that ends before it starts."""
+        if "since" in data and "until" in data and data["until"] < data["since"]:
+            raise ma.ValidationError("Must not be earlier than since.", "until")
+
+
+class WindowSchema(ma.Schema):
+    """The window reported on, on the predictions' time (null: unbounded)."""
+
+    since = ma.fields.DateTime(allow_none=True, required=True)
+    until = ma.fields.DateTime(allow_none=True, required=True)
+
+
+class LiveAccuracySchema(ma.Schema):
+    """Accuracy over the window's predictions that have an actual (figures null when none has)."""
+
+    count = ma.fields.Integer(required=True, metadata={"description": "predictions with an actual"})
+    mae = ma.fields.Float(allow_none=True, required=True)
+    rmse = ma.fields.Float(allow_none=True, required=True)
+    mean_error = ma.fields.Float(
+        allow_none=True, required=True, metadata={"description": "mean of predicted - actual"}
+    )
+
+
+class DriftFieldSchema(ma.Schema):
+    """One input field's drift."""
+
+    psi = ma.fields.Float(required=True, metadata={"description": "population stability index"})
+    drifted = ma.fields.Boolean(required=True, metadata={"description": "psi >= psi_threshold"})
+
+
+class MonitoringReportSchema(ma.Schema):
+    """A model's live accuracy and input drift over a window of its predictions."""
+
+    model_version = ma.fields.String(required=True)
+    window = ma.fields.Nested(WindowSchema, required=True)
+    predictions = ma.fields.Integer(required=True, metadata={"description": "predictions in the window"})
+    live = ma.fields.Nested(LiveAccuracySchema, required=True)
+    drift = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Nested(DriftFieldSchema),
+        allow_none=True,
+        required=True,
+        metadata={"description": "per input field; null when unavailable (see drift_unavailable)"},
+    )
+    drift_unavailable = ma.fields.String(allow_none=True, required=True)
+    psi_threshold = ma.fields.Float(required=True, metadata={"description": "MONITORING_PSI_THRESHOLD"})

@@ -110,3 +110,52 @@ class Heartbeat(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     beat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Actual(Base):
+    """The actual arrival delay of one prediction, beside the prediction's own (immutable) figures.
+
+    The model version, time and predicted delay are copied from the prediction so that live accuracy
+    is one scan of this table's index, with no join to the (wide) history.
+    """
+
+    __tablename__ = "actuals"
+    # Covering live accuracy's aggregate: the index alone answers it, without visiting the table.
+    __table_args__ = (
+        Index(
+            "ix_actuals_model_version_predicted_at", "model_version", "predicted_at", "predicted", "arr_delay"
+        ),
+    )
+
+    history_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("predictions.id"), primary_key=True, autoincrement=False
+    )
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    predicted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    predicted: Mapped[float] = mapped_column(Float)
+    arr_delay: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class InputCount(Base):
+    """How many of a model's predictions of one hour fell in one bin of one input field (drift's rollup).
+
+    `field` "*" counts every prediction of the hour (bin 0), profile or not.
+    """
+
+    __tablename__ = "monitoring_counts"
+
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    field: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rows: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupMark(Base):
+    """Up to when a model's predictions are counted in monitoring_counts (every hour before is)."""
+
+    __tablename__ = "monitoring_rollups"
+
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"), primary_key=True)
+    rolled_until: Mapped[datetime] = mapped_column(UtcDateTime)

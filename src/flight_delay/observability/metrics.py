@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -30,6 +30,26 @@ PREDICTIONS = Counter("flight_delay_predictions", "Flights scored and recorded",
 MODEL_LOADS = Counter("flight_delay_model_loads", "Model uploads by outcome", ["outcome", "code"])
 HISTORY_WRITE_FAILURES = Counter(
     "flight_delay_history_write_failures", "Predictions refused because the history could not be written"
+)
+# Monitoring's figures, set by whichever worker renewed them last (monitoring/gauges.py): every worker
+# computes the same report, so across workers' files the most recent value is the one to show.
+LIVE_MAE = Gauge(
+    "flight_delay_live_mae",
+    "MAE (minutes) of the predictions with an actual, over MONITORING_WINDOW_S",
+    ["model_version"],
+    multiprocess_mode="mostrecent",
+)
+LIVE_ACTUALS = Gauge(
+    "flight_delay_live_actuals",
+    "Predictions with an actual over MONITORING_WINDOW_S (what the live MAE rests on)",
+    ["model_version"],
+    multiprocess_mode="mostrecent",
+)
+DRIFT_PSI = Gauge(
+    "flight_delay_drift_psi",
+    "Population stability index of an input field over MONITORING_WINDOW_S against the training profile",
+    ["model_version", "field"],
+    multiprocess_mode="mostrecent",
 )
 
 

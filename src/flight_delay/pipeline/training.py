@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from flight_delay.artifact import FlightDelayModel
 from flight_delay.features import INPUT_FIELDS, TARGET, FeatureContract
 from flight_delay.pipeline.features import fit_contract, with_features
+from flight_delay.pipeline.profile import profile_flights
 from flight_delay.training.lightgbm_trainer import fit_booster, holdout_metrics, library_versions
 
 TEST_MONTHS = (11, 12)
@@ -102,7 +103,8 @@ def train_on_flights(
         booster = fit_booster(
             train_arrays["features"], train_arrays["label"], contract, seed=seed, rounds=rounds, params=params
         )
-        model = FlightDelayModel(booster=booster, contract=contract)
+        profile = profile_flights(train, contract.input_fields).to_dict()
+        model = FlightDelayModel(booster=booster, contract=contract, profile=profile)
         model.metrics = holdout_metrics(
             test_arrays["label"],
             model.predict_features(test_arrays["features"]),

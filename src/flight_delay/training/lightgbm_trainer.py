@@ -16,6 +16,7 @@ import pandas as pd
 
 from flight_delay.artifact import FlightDelayModel
 from flight_delay.features import TARGET, FeatureContract
+from flight_delay.monitoring.profile import profile_frame
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "regression_l1",  # MAE is the metric that matters; delays have a heavy tail
@@ -107,7 +108,8 @@ def train_model(
         rounds=rounds,
         params=params,
     )
-    model = FlightDelayModel(booster=booster, contract=contract)
+    profile = profile_frame(train, contract.input_fields).to_dict()
+    model = FlightDelayModel(booster=booster, contract=contract, profile=profile)
     model.metrics = holdout_metrics(
         test[TARGET].to_numpy(dtype=np.float64),
         model.predict_features(contract.encode(test)),

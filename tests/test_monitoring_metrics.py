@@ -1,0 +1,70 @@
+"""/metrics carries the active model's live MAE and drift PSI, renewed at most every MONITORING_REFRESH_S."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from flight_delay.extensions import monitoring
+from tests.factories import minimal_flight, synthetic_flights
+from tests.monitoring_helpers import flights_of, post_actuals, report, serve
+
+
+def gauge(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample of the exposition (None when absent)."""
+    rendered = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))  # as prometheus_client sorts them
+    found = re.search(rf"^{name}\{{{re.escape(rendered)}\}} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def test_live_mae_and_drift_are_gauges(loaded_client: FlaskClient) -> None:
+    served = serve(loaded_client, flights_of(synthetic_flights(50, seed=2)))
+    post_actuals(loaded_client, [{"history_id": p["history_id"], "arr_delay": 12.5} for p in served[:20]])
+    expected = report(loaded_client)
+    version = expected["model_version"]
+
+    text = loaded_client.get("/metrics").get_data(as_text=True)
+
+    assert gauge(text, "flight_delay_live_mae", model_version=version) == pytest.approx(
+        expected["live"]["mae"]
+    )
+    assert gauge(text, "flight_delay_live_actuals", model_version=version) == 20
+    psi = gauge(text, "flight_delay_drift_psi", model_version=version, field="dep_delay")
+    assert psi == pytest.approx(expected["drift"]["dep_delay"]["psi"])
+
+
+@pytest.fixture
+def reports(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Counts the reports the gauges ask for."""
+    calls: list[Any] = []
+    original = monitoring.report
+
+    def counted(**query: Any) -> Any:
+        calls.append(query)
+        return original(**query)
+
+    monkeypatch.setattr(monitoring, "report", counted)
+    return calls
+
+
+def test_a_scrape_renews_the_figures_only_when_they_are_stale(
+    loaded_client: FlaskClient, reports: list[Any]
+) -> None:
+    serve(loaded_client, [minimal_flight()])
+
+    for _ in range(3):
+        assert loaded_client.get("/metrics").status_code == 200
+
+    assert len(reports) == 1
+    assert reports[0]["since"] is not None  # the last MONITORING_WINDOW_S
+
+
+def test_a_failed_renewal_leaves_metrics_answering(client: FlaskClient, reports: list[Any]) -> None:
+    response = client.get("/metrics")  # no model: the report fails
+
+    assert response.status_code == 200
+    assert len(reports) == 1
+    assert "flight_delay_http_requests_total" in response.get_data(as_text=True)
