@@ -123,7 +123,22 @@ def test_the_admin_token_is_needed_when_set(loaded_client: FlaskClient, served: 
     assert wrong.get_json()["code"] == "unauthorized"
 
 
-def test_no_token_configured_lets_actuals_in(app_config: dict[str, Any], model_files: Any) -> None:
+def test_production_without_a_token_refuses_actuals(app_config: dict[str, Any], model_files: Any) -> None:
+    from flight_delay.api import create_app
+
+    config = {**app_config, "ENV": "production", "ML_API_ADMIN_TOKEN": None, "ML_API_ALLOW_UPLOAD": False}
+    client = create_app(config).test_client()
+
+    response = post_actuals(client, [{"history_id": 1, "arr_delay": 3}], headers={})
+
+    assert response.status_code == 403
+    assert response.get_json()["code"] == "admin_token_required"
+    assert "ML_API_ADMIN_TOKEN" in response.get_json()["message"]
+
+
+def test_no_token_configured_in_development_lets_actuals_in(
+    app_config: dict[str, Any], model_files: Any
+) -> None:
     from flight_delay.api import create_app
     from tests.conftest import upload
 

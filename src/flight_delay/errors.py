@@ -103,6 +103,13 @@ class UploadDisabled(FlightDelayError):
     code = "upload_disabled"
 
 
+class AdminTokenRequired(FlightDelayError):
+    """A production server without an admin token refuses the admin writes it cannot authenticate."""
+
+    status = 403
+    code = "admin_token_required"
+
+
 class SignatureRejected(FlightDelayError):
     """A signing key is configured and the upload's signature is missing or does not match."""
 

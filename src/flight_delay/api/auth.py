@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import current_app, request
 
-from flight_delay.errors import Unauthorized, UnsafeConfiguration, UploadDisabled
+from flight_delay.errors import AdminTokenRequired, Unauthorized, UnsafeConfiguration, UploadDisabled
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,11 @@ def require_admin() -> None:
 
 
 def require_admin_token(action: str) -> None:
-    """Lets the request through only when it carries the admin token, if one is configured."""
+    """Lets the request through only with the admin token; without one configured, only outside production."""
     token = current_app.config["ML_API_ADMIN_TOKEN"]
+    if token is None and current_app.config["ENV"] == "production":
+        # Upload may start without a token when disabled; other admin writes must not then be open.
+        raise AdminTokenRequired(f"{action} is disabled: this production server has no ML_API_ADMIN_TOKEN.")
     if token is None:
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")

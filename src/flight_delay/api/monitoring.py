@@ -36,6 +36,7 @@ class Actuals(MethodView):
         {
             400: "The body is not valid JSON",
             401: "Missing or wrong admin token",
+            403: "A production server without an admin token takes no actuals (admin_token_required)",
             **TOO_LARGE,
             415: "The body is not application/json",
             422: "Invalid actuals, or a history_id of no prediction (unknown_prediction); none recorded",
@@ -46,7 +47,7 @@ class Actuals(MethodView):
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Records the actual arrival delay of predictions by history_id, all or none; again replaces.
 
-        Needs the admin token when one is configured.
+        Needs the admin token when one is configured; in production, one must be.
         """
         require_admin_token("Recording actuals")
         return {"recorded": monitoring.record_actuals(body["actuals"])}

@@ -444,7 +444,7 @@ class ActualSchema(ma.Schema):
     arr_delay = JsonNumber(
         allow_nan=False,
         required=True,
-        validate=FIELD_VALIDATORS["arr_delay"],
+        validate=field_validators(FIELD_RULES["arr_delay"]),
         metadata={"description": "the flight's actual arrival delay, minutes"},
     )
 
