@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from flight_delay.pipeline.dataset import write_dataset
 from flight_delay.pipeline.notebook import execute_notebook
+from flight_delay.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebook" / "flight_delay.ipynb"
@@ -53,6 +56,29 @@ def test_committed_notebook_is_executed_with_outputs() -> None:
     assert not [o for cell in code_cells for o in cell.outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for cell in code_cells for o in cell.outputs)
     assert_full_data_readings(summary_of(notebook)["answers"])
+
+
+def test_the_runner_reports_each_code_cell(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# two cells"),
+            nbformat.v4.new_code_cell("x = 1"),
+            nbformat.v4.new_code_cell("x + 1"),
+        ]
+    )
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(notebook, path)
+    caplog.set_level(logging.INFO, logger="flight_delay.progress")
+
+    execute_notebook(path, progress=Progress("notebook", stream=io.StringIO()))
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "flight_delay.progress"]
+    assert lines[:3] == [
+        "notebook: tiny.ipynb",
+        "notebook: tiny.ipynb: 1/2 cells",
+        "notebook: tiny.ipynb: 2/2 cells",
+    ]
+    assert nbformat.read(path, as_version=4).cells[2].outputs[0]["data"]["text/plain"] == "2"
 
 
 def test_notebook_runs_end_to_end_on_the_full_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from flight_delay.progress import Progress
+
 Transform = Callable[[DataFrame], DataFrame]
 
 ROUTE = ("origin", "dest")
@@ -458,17 +460,29 @@ QUESTION_FUNCTIONS: dict[str, tuple[Transform, Callable[[DataFrame], Any]]] = {
 # q16) is not cached: it would copy 97% of the flights to save a scan of data already in memory,
 # and on the full data that made the 17 answers slower (docs/PIPELINE.md).
 SHARED: tuple[Transform, ...] = (route_counts, daily_flights)
+# The stage answers_to_json reports, by this name, to the Progress it is given.
+STAGE = "17 questions"
 
 
-def answers_to_json(flights: DataFrame) -> dict[str, Any]:
+def answer(flights: DataFrame, key: str, advance: Callable[..., None]) -> Any:
+    """Computes one question's answer as plain Python values and moves the progress bar on."""
+    question, convert = QUESTION_FUNCTIONS[key]
+    value = convert(question(flights))
+    advance(1)
+    return value
+
+
+def answers_to_json(flights: DataFrame, progress: Progress | None = None) -> dict[str, Any]:
     """Answers q1..q17 as plain Python values (ints, floats, strings, dicts, lists)."""
     # Cache the flights once so the file is read once, not 17 times; leave a caller's cache alone.
     owned = not flights.is_cached
     if owned:
         flights.cache()
     shared = [flights.transform(build).cache() for build in SHARED]
+    progress = progress or Progress("answers")
     try:
-        return {key: convert(question(flights)) for key, (question, convert) in QUESTION_FUNCTIONS.items()}
+        with progress.stage(STAGE, total=len(QUESTION_FUNCTIONS), unit="questions") as advance:
+            return {key: answer(flights, key, advance) for key in QUESTION_FUNCTIONS}
     finally:
         for frame in shared:
             frame.unpersist()
