@@ -80,16 +80,20 @@ def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
     from flight_delay.artifact import bundle_path, save_artifact
     from flight_delay.pipeline.dataset import read_flights
     from flight_delay.pipeline.spark import get_spark
-    from flight_delay.pipeline.training import DEFAULT_ROUNDS, file_sha256, train_on_flights
+    from flight_delay.pipeline.training import DEFAULT_ROUNDS, STAGES, file_sha256, train_on_flights
+    from flight_delay.progress import Progress
 
+    progress = Progress("train", (*STAGES, "save"))
     spark = get_spark("flight-delay-train")
     model = train_on_flights(
         read_flights(spark, data),
         seed=seed,
         rounds=rounds or DEFAULT_ROUNDS,
         source={"file": data.name, "sha256": file_sha256(data)},
+        progress=progress,
     )
-    save_artifact(model, out)
+    with progress.stage("save"):
+        save_artifact(model, out)
     summary = {"artifact": str(out), "bundle": str(bundle_path(out)), **model.metrics}
     click.echo(json.dumps({**summary, "training": model.training}, indent=2))
 
@@ -134,14 +138,19 @@ def answers(data: Path, as_json: bool) -> None:
     """Answers the case's 17 questions and the final one (wind) with Spark."""
     from flight_delay.enrichment.sources import wind_source_from_env
     from flight_delay.enrichment.wind import top_delayed_with_wind
-    from flight_delay.pipeline.answers import READINGS, answers_to_json
+    from flight_delay.pipeline.answers import READINGS, STAGE, answers_to_json
     from flight_delay.pipeline.dataset import read_flights
     from flight_delay.pipeline.report import QUESTIONS
     from flight_delay.pipeline.spark import get_spark
+    from flight_delay.progress import Progress
 
-    flights = read_flights(get_spark("flight-delay-answers"), data).cache()
-    result = answers_to_json(flights)
-    result["final"] = top_delayed_with_wind(flights, wind_source_from_env())
+    progress = Progress("answers", ("read", STAGE, "final question"))
+    with progress.stage("read"):
+        flights = read_flights(get_spark("flight-delay-answers"), data).cache()
+        flights.count()  # reads the file into the cache here, so this stage is the reading
+    result = answers_to_json(flights, progress)
+    with progress.stage("final question"):
+        result["final"] = top_delayed_with_wind(flights, wind_source_from_env())
     if as_json:
         click.echo(json.dumps(result, default=str))
         return

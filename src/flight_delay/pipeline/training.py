@@ -19,10 +19,13 @@ from flight_delay.artifact import FlightDelayModel
 from flight_delay.features import INPUT_FIELDS, TARGET, FeatureContract
 from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.pipeline.profile import profile_flights
+from flight_delay.progress import Progress, boosting_callback
 from flight_delay.training.lightgbm_trainer import fit_booster, holdout_metrics, library_versions
 
 TEST_MONTHS = (11, 12)
 DEFAULT_ROUNDS = 400
+# The stages train_on_flights reports; `flight-delay train` adds its own last one, "save".
+STAGES = ("features", "boosting", "metrics", "fingerprint")
 
 
 def with_outcome(flights: DataFrame) -> DataFrame:
@@ -93,38 +96,84 @@ def train_on_flights(
     rounds: int = DEFAULT_ROUNDS,
     params: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> FlightDelayModel:
     """Trains the project's model from a flights DataFrame and measures it on the test months."""
+    progress = progress or Progress("train", STAGES)
     usable = flights.transform(trainable).cache()
     try:
         train, test = split_by_time(usable)
-        contract = fit_contract(train)
-        train_arrays, test_arrays = feature_arrays(train, contract), feature_arrays(test, contract)
-        booster = fit_booster(
-            train_arrays["features"], train_arrays["label"], contract, seed=seed, rounds=rounds, params=params
+        with progress.stage("features"):
+            contract = fit_contract(train)
+            train_arrays, test_arrays = feature_arrays(train, contract), feature_arrays(test, contract)
+        booster = boosted(progress, train_arrays, contract, seed=seed, rounds=rounds, params=params)
+        model = FlightDelayModel(
+            booster, contract, profile=profile_flights(train, contract.input_fields).to_dict()
         )
-        profile = profile_flights(train, contract.input_fields).to_dict()
-        model = FlightDelayModel(booster=booster, contract=contract, profile=profile)
-        model.metrics = holdout_metrics(
-            test_arrays["label"],
-            model.predict_features(test_arrays["features"]),
-            float(train_arrays["label"].mean()),
-            test_arrays["dep_delay"],
-        )
-        model.training = {
-            "engine": "spark",
-            "seed": seed,
-            "rounds": rounds,
-            "split": {"train_months": "1-10", "test_months": "11-12"},
-            "train_rows": len(train_arrays["label"]),
-            "test_rows": len(test_arrays["label"]),
-            "data": {**(source or {}), **fingerprint(usable)},
-            "null_report": null_report(flights),
-            "libraries": library_versions(),
-        }
+        with progress.stage("metrics"):
+            model.metrics = measure(model, train_arrays, test_arrays)
+        with progress.stage("fingerprint"):
+            model.training = {
+                "engine": "spark",
+                "seed": seed,
+                "rounds": rounds,
+                **data_record(flights, usable, train_arrays, test_arrays, source),
+            }
         return model
     finally:
         usable.unpersist()
+
+
+def boosted(
+    progress: Progress,
+    arrays: dict[str, np.ndarray],
+    contract: FeatureContract,
+    *,
+    seed: int,
+    rounds: int,
+    params: dict[str, Any] | None,
+) -> Any:
+    """Fits the booster in the boosting stage, its rounds shown as they go."""
+    with progress.stage("boosting", total=rounds, unit="rounds") as advance:
+        return fit_booster(
+            arrays["features"],
+            arrays["label"],
+            contract,
+            seed=seed,
+            rounds=rounds,
+            params=params,
+            callbacks=[boosting_callback(advance)],
+        )
+
+
+def data_record(
+    flights: DataFrame,
+    usable: DataFrame,
+    train_arrays: dict[str, np.ndarray],
+    test_arrays: dict[str, np.ndarray],
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What the artifact records of the data: the split, its sizes, the fingerprint, the nulls."""
+    return {
+        "split": {"train_months": "1-10", "test_months": "11-12"},
+        "train_rows": len(train_arrays["label"]),
+        "test_rows": len(test_arrays["label"]),
+        "data": {**(source or {}), **fingerprint(usable)},
+        "null_report": null_report(flights),
+        "libraries": library_versions(),
+    }
+
+
+def measure(
+    model: FlightDelayModel, train_arrays: dict[str, np.ndarray], test_arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """Scores the model and the baselines on the test months (the mean baseline learnt on train)."""
+    return holdout_metrics(
+        test_arrays["label"],
+        model.predict_features(test_arrays["features"]),
+        float(train_arrays["label"].mean()),
+        test_arrays["dep_delay"],
+    )
 
 
 def holdout_predictions(model: FlightDelayModel, flights: DataFrame) -> tuple[np.ndarray, np.ndarray]:

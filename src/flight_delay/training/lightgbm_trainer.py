@@ -7,7 +7,7 @@ Both trainers feed this module: the dummy (pandas, a sample, seconds) and the Sp
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightgbm as lgb
@@ -58,6 +58,7 @@ def fit_booster(
     seed: int,
     rounds: int,
     params: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Callable[[Any], None]] = (),
 ) -> lgb.Booster:
     """Trains a booster on a feature matrix laid out as the contract's feature_names."""
     return lgb.train(
@@ -70,6 +71,7 @@ def fit_booster(
             free_raw_data=True,
         ),
         num_boost_round=rounds,
+        callbacks=list(callbacks),
     )
 
 
