@@ -33,7 +33,11 @@ def load_artifact(path: Path) -> FlightDelayModel:
 
 
 def export_for_mlserver(model: FlightDelayModel, repo_dir: Path) -> Path:
-    """Writes the artifact's booster as a LightGBM text model with MLServer's model-settings.json."""
+    """Writes the artifact's at-departure booster as a LightGBM text model with MLServer's settings.
+
+    MLServer serves that booster alone: the same trees ours runs for a departed flight (ours then
+    adds dep_delay back, one addition), so both do the same work per request.
+    """
     repo_dir.mkdir(parents=True, exist_ok=True)
     model.booster.save_model(str(repo_dir / "model.txt"))
     settings = {

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import requests
 
 from bench import history, inprocess, loadgen, payloads, postgres, procs, profiling, report
@@ -377,28 +378,31 @@ def load_results(ours: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def prepare_model(work: Path) -> tuple[Path, Path, Any, float]:
-    """Trains the dummy model; returns its file, MLServer's repository, its encoded row, its prediction."""
+def prepare_model(work: Path) -> tuple[Path, Path, Any, float, float]:
+    """Trains the dummy model; returns its file, MLServer's repository, its encoded row, its prediction
+    and what the exported booster alone predicts (at departure, the delay beyond dep_delay).
+    """
     model_path = payloads.train_dummy(
         Path(sys.executable), ROOT / "src" / "model_dummy.py", work / "model_dummy.pkl"
     )
     model = payloads.load_artifact(model_path)
     repo = payloads.export_for_mlserver(model, work / "mlserver-repo")
     row = payloads.encoded_row(model, payloads.FLIGHT)
-    return model_path, repo, row, float(model.predict([payloads.FLIGHT])[0])
+    exported = float(model.booster.predict(np.asarray([row]))[0])
+    return model_path, repo, row, float(model.predict([payloads.FLIGHT])[0]), exported
 
 
 def run(options: Options, work: Path) -> dict[str, Any]:
     """Prepares model and payloads; measures in process, then ours per backend, the others, ours again."""
     started = time.perf_counter()
     machine = machine_info()
-    model_path, repo, row, expected = prepare_model(work)
+    model_path, repo, row, expected, exported = prepare_model(work)
     flights = payloads.sample_flights(options.batch_size)
     inproc = run_inprocess(work, model_path, row, flights)
 
     def others() -> dict[str, Any]:
         """MLServer and the stack ceiling, measured while our services idle between their runs."""
-        theirs, predicted = run_mlserver(options, repo, expected, row)
+        theirs, predicted = run_mlserver(options, repo, exported, row)
         return {"ceiling": run_ceiling(options, work), "mlserver": theirs, "prediction": predicted}
 
     ours = run_ours(options, work, model_path, expected, flights, meanwhile=others)

@@ -73,6 +73,9 @@ SERVED = {
         .replace('"dep_delay": 5.0', '"dep_delay": 1.0, "dep_delay": 5.0')
         .encode()
     ),
+    "a NaN literal where null is allowed (pandas' missing value)": post(
+        json.dumps(minimal_flight()).replace('"dep_delay": 2.0', '"dep_delay": NaN').encode()
+    ),
 }
 LEFT_TO_FLASK = {
     "another content type": post(minimal_flight(), content_type="text/plain"),
@@ -83,8 +86,8 @@ LEFT_TO_FLASK = {
     "an empty body": post(b""),
     "JSON nested too deeply": post(b"[" * 100_000 + b"]" * 100_000),
     "a GET": {"method": "GET", "path": "/model/predict/", "headers": {"X-Request-ID": "front-1"}},
-    "a NaN literal (json.loads takes it, the schema does not)": post(
-        json.dumps(minimal_flight()).replace('"dep_delay": 2.0', '"dep_delay": NaN').encode()
+    "a NaN literal where a value is required (json.loads takes it, the schema does not)": post(
+        json.dumps(minimal_flight()).replace('"distance": 1400.0', '"distance": NaN').encode()
     ),
 }
 
@@ -109,8 +112,11 @@ def test_the_front_reads_json_as_webargs_does(document: bytes) -> None:
 
 def test_the_edited_bodies_hold_their_edits() -> None:
     assert b'"dep_delay": 1.0, "dep_delay": 5.0' in SERVED["a key given twice (the last one counts)"]["data"]
-    nan = LEFT_TO_FLASK["a NaN literal (json.loads takes it, the schema does not)"]["data"]
-    assert b'"dep_delay": NaN' in nan
+    nan = LEFT_TO_FLASK["a NaN literal where a value is required (json.loads takes it, the schema does not)"]
+    assert b'"distance": NaN' in nan["data"]
+    assert (
+        b'"dep_delay": NaN' in SERVED["a NaN literal where null is allowed (pandas' missing value)"]["data"]
+    )
 
 
 @dataclass(frozen=True)

@@ -78,11 +78,11 @@ def test_the_api_serves_a_version_1_model(client: FlaskClient, tmp_path: Path) -
     assert client.get("/model/").get_json()["contract"]["version"] == 1
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1", None, True, [1]])
+@pytest.mark.parametrize("version", [0, 3, 99, "1", None, True, [1]])
 def test_an_unknown_version_is_refused_clearly(version: Any) -> None:
     with pytest.raises(InvalidArtifact) as refused:
         check_artifact(stored_bundle(version=version))
-    assert f"contract version {version!r} is unknown: this code reads versions 1" in str(refused.value)
+    assert f"contract version {version!r} is unknown: this code reads versions 1, 2" in str(refused.value)
 
 
 def test_the_api_says_which_versions_it_reads(client: FlaskClient, tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_the_api_says_which_versions_it_reads(client: FlaskClient, tmp_path: Pat
     response = upload(client, path)
 
     assert response.status_code == 400
-    assert "contract version 7 is unknown: this code reads versions 1" in response.get_json()["message"]
+    assert "contract version 7 is unknown: this code reads versions 1, 2" in response.get_json()["message"]
 
 
 VERSION_2 = ContractShape(

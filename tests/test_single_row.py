@@ -95,9 +95,16 @@ def test_a_model_with_several_outputs_per_row_keeps_booster_predict() -> None:
 def test_served_models_use_it_for_one_flight_and_agree_with_batches() -> None:
     """One flight through the adapters (one-row API) equals the same flight inside a batch."""
     flights = [minimal_flight(dep_delay=float(d), distance=float(300 + 40 * d)) for d in range(-5, 40, 3)]
+    flights += [
+        minimal_flight(dep_delay=None, distance=float(300 + 40 * d)) for d in range(5)
+    ]  # before departure
     regressor = tiny_regressor(["dep_delay", "distance", "month"])
-    for model in (ProjectModel(tiny_model(seed=1)), BoosterModel(regressor.booster_, "lightgbm.Booster")):
-        assert model.runner.single_row is not None
+    project = ProjectModel(tiny_model(seed=1))
+    assert len(project.runners) == 2  # one per basis
+    assert all(runner.single_row is not None for runner in project.runners.values())
+    booster = BoosterModel(regressor.booster_, "lightgbm.Booster")
+    assert booster.runner.single_row is not None
+    for model in (project, booster):
         batch = model.predict(flights)
         one_by_one = np.concatenate([model.predict([flight]) for flight in flights])
         np.testing.assert_array_equal(one_by_one, batch)

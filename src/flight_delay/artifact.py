@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,17 @@ class FlightDelayModel:
     only data: the booster's text model, the contract, metrics and provenance.
     """
 
-    booster: lgb.Booster
+    booster: lgb.Booster  # at departure: flights whose dep_delay is known (every flight, without the next)
     contract: FeatureContract
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     format: str = ARTIFACT_FORMAT
     # The training profile (monitoring/profile.py): None in artifacts written before profiles existed.
     profile: dict[str, Any] | None = None
+    # Before departure: flights whose dep_delay is null (None in artifacts written before the two bases).
+    before_departure: lgb.Booster | None = None
+    # Whether `booster` predicts arr_delay - dep_delay (added back to its predictions) or arr_delay.
+    residual: bool = False
 
     @property
     def input_fields(self) -> tuple[str, ...]:
@@ -53,7 +57,25 @@ class FlightDelayModel:
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
         """Predicts from an already encoded feature matrix."""
-        return self.booster.predict(features, num_threads=1)
+        return self.predict_with(features, lambda booster, rows: booster.predict(rows, num_threads=1))
+
+    def predict_with(
+        self, features: np.ndarray, run: Callable[[lgb.Booster, np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """Predicts each row with its basis' booster through `run(booster, rows)`: dep_delay known or not."""
+        if self.before_departure is None:
+            return run(self.booster, features)
+        departed = departed_rows(self.contract, features)
+        predicted = np.empty(len(features), dtype=np.float64)
+        if departed.any():
+            at_departure = run(self.booster, features[departed])
+            offset = (
+                features[departed, self.contract.feature_names.index("dep_delay")] if self.residual else 0.0
+            )
+            predicted[departed] = at_departure + offset
+        if not departed.all():
+            predicted[~departed] = run(self.before_departure, features[~departed])
+        return predicted
 
     def describe(self) -> dict[str, Any]:
         """Returns the metadata recorded for this model (the profile only when it has one)."""
@@ -64,6 +86,13 @@ class FlightDelayModel:
             "training": self.training,
         }
         return described if self.profile is None else {**described, "profile": self.profile}
+
+
+def departed_rows(contract: FeatureContract, features: np.ndarray) -> np.ndarray:
+    """Which rows have a departure delay: the flights predicted at departure, the others before it."""
+    if "dep_delay" not in contract.feature_names:
+        return np.zeros(len(features), dtype=bool)
+    return ~np.isnan(features[:, contract.feature_names.index("dep_delay")])
 
 
 def plain_metadata(value: Any, where: str) -> Any:
@@ -99,8 +128,10 @@ def checked_model(model: FlightDelayModel) -> FlightDelayModel:
         contract = FeatureContract.from_dict(model.contract.to_dict())
     except (AttributeError, TypeError, KeyError) as exc:
         raise ValueError(f"the artifact's contract is malformed ({type(exc).__name__})") from exc
-    if tuple(model.booster.feature_name()) != contract.feature_names:
-        raise ValueError(f"the booster's features must be the contract's {list(contract.feature_names)}")
+    before = getattr(model, "before_departure", None)
+    for booster in (model.booster, before):
+        if booster is not None and tuple(booster.feature_name()) != contract.feature_names:
+            raise ValueError(f"the boosters' features must be the contract's {list(contract.feature_names)}")
     if model.format != ARTIFACT_FORMAT:
         raise ValueError(f"the artifact format must be {ARTIFACT_FORMAT!r}")
     return FlightDelayModel(
@@ -109,7 +140,16 @@ def checked_model(model: FlightDelayModel) -> FlightDelayModel:
         metrics=plain_metadata(model.metrics, "metrics") or {},
         training=plain_metadata(model.training, "training") or {},
         profile=plain_metadata(getattr(model, "profile", None), "profile"),
+        before_departure=_checked_booster(before),
+        residual=getattr(model, "residual", False) is True,
     )
+
+
+def _checked_booster(booster: Any) -> lgb.Booster | None:
+    """The before-departure booster of a model read from a file: a Booster, or none."""
+    if booster is not None and not isinstance(booster, lgb.Booster):
+        raise ValueError("the before-departure model must be a lightgbm.Booster")
+    return booster
 
 
 def to_bundle(model: FlightDelayModel) -> bytes:
@@ -126,6 +166,9 @@ def to_bundle(model: FlightDelayModel) -> bytes:
     }
     if model.profile is not None:
         bundle["profile"] = model.profile
+    if model.before_departure is not None:
+        bundle["before_departure"] = model.before_departure.model_to_string(num_iteration=-1)
+        bundle["residual"] = model.residual
     return json.dumps(bundle, sort_keys=True).encode()
 
 
@@ -137,18 +180,25 @@ def from_bundle(data: bytes) -> FlightDelayModel:
         raise ValueError(f"the bundle is not valid JSON ({str(exc)[:100]})") from exc
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise ValueError(f'the bundle must be a JSON object with "format": "{BUNDLE_FORMAT}"')
-    text = bundle.get("booster")
-    if not isinstance(text, str) or not text.encode().startswith(LIGHTGBM_TEXT_PREFIX):
-        raise ValueError('"booster" must be LightGBM\'s text model (Booster.model_to_string())')
+    before = bundle.get("before_departure")
     return checked_model(
         FlightDelayModel(
-            booster=lgb.Booster(model_str=text),
+            booster=_text_booster(bundle.get("booster"), "booster"),
             contract=FeatureContract.from_dict(bundle.get("contract")),
             metrics=bundle.get("metrics") or {},
             training=bundle.get("training") or {},
             profile=bundle.get("profile"),
+            before_departure=None if before is None else _text_booster(before, "before_departure"),
+            residual=bundle.get("residual", False),
         )
     )
+
+
+def _text_booster(text: Any, key: str) -> lgb.Booster:
+    """Builds a booster from LightGBM's text model under `key`, refusing anything else."""
+    if not isinstance(text, str) or not text.encode().startswith(LIGHTGBM_TEXT_PREFIX):
+        raise ValueError(f'"{key}" must be LightGBM\'s text model (Booster.model_to_string())')
+    return lgb.Booster(model_str=text)
 
 
 def bundle_path(pickle_path: Path) -> Path:

@@ -123,6 +123,7 @@ def train(data: str, out: Path, seed: int, rounds: int | None, max_driver_rows: 
     from flight_delay.pipeline.spark import get_spark
     from flight_delay.pipeline.training import DEFAULT_ROUNDS, STAGES, data_source, train_on_flights
     from flight_delay.progress import Progress
+    from flight_delay.training.evaluation import metrics_table
 
     progress = Progress("train", (*STAGES, "save"))
     spark = get_spark("flight-delay-train")
@@ -137,6 +138,7 @@ def train(data: str, out: Path, seed: int, rounds: int | None, max_driver_rows: 
     with progress.stage("save"):
         save_artifact(model, out)
     summary = {"artifact": str(out), "bundle": str(bundle_path(out)), **model.metrics}
+    click.echo(metrics_table(model.metrics), err=True)  # for the reader; stdout stays JSON for scripts
     click.echo(json.dumps({**summary, "training": model.training}, indent=2))
 
 
@@ -159,6 +161,29 @@ def load(artifact: Path) -> None:
     except FlightDelayError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     click.echo(json.dumps({"version": active.version, "kind": active.model.kind}))
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here (default: stdout)")
+def card(artifact: Path, out: Path | None) -> None:
+    """Writes a model file's card in Markdown (what GET /model/card serves for the active model)."""
+    from flight_delay.card import model_card
+    from flight_delay.serving.loader import artifact_version, check_artifact
+
+    data = artifact.read_bytes()
+    try:
+        checked = check_artifact(data)
+    except FlightDelayError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    text = model_card(
+        {**checked.model.describe(), "kind": checked.model.kind, "version": artifact_version(data)}
+    )
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        click.echo(f"wrote {out}", err=True)
 
 
 @main.command()

@@ -101,6 +101,7 @@ def _service_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
         "ML_API_ADMIN_TOKEN": env.get("ML_API_ADMIN_TOKEN") or None,
         "ML_API_ALLOW_UPLOAD": _bool(env, "ML_API_ALLOW_UPLOAD", True),
+        "ML_API_STRICT_INPUTS": _bool(env, "ML_API_STRICT_INPUTS", False),
         "ML_API_MODEL_SIGNING_KEY": env.get("ML_API_MODEL_SIGNING_KEY") or None,
         "MAX_MODEL_BYTES": _int(env, "MAX_MODEL_BYTES", 64 * 1024 * 1024),
         # A body not whole this many seconds after its head is a 408 (it is read on the event loop,

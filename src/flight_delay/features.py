@@ -102,6 +102,8 @@ REFERENCE_FLIGHT: dict[str, Any] = {
 }
 
 CATEGORICAL_FIELDS: tuple[str, ...] = ("carrier", "origin", "dest")
+# The numeric inputs the model reads as they are, whose training range a flight is checked against.
+RANGED_FIELDS: tuple[str, ...] = ("dep_delay", "distance")
 # Up to this many flights, encoding goes row by row in plain Python (numpy's overhead dominates).
 ROW_BY_ROW_LIMIT = 16
 # Integers the row-by-row path takes: beyond, numpy's int64 date arithmetic may wrap, so it decides.
@@ -154,8 +156,23 @@ CONTRACT_VERSIONS: dict[int, ContractShape] = {
             "dest",
         ),
     ),
+    # Without month: a time split trains on January-October, so November and December would fall in
+    # October's leaves. Seasonality within a week and a day stays (day_of_week, scheduled minutes).
+    2: ContractShape(
+        input_fields=INPUT_FIELDS,
+        feature_names=(
+            "day_of_week",
+            "sched_dep_minute",
+            "sched_arr_minute",
+            "dep_delay",
+            "distance",
+            "carrier",
+            "origin",
+            "dest",
+        ),
+    ),
 }
-CURRENT_CONTRACT_VERSION = 1  # what training writes
+CURRENT_CONTRACT_VERSION = 2  # what training writes
 
 
 def categorical_among(feature_names: Sequence[str]) -> tuple[str, ...]:
@@ -197,6 +214,8 @@ class FeatureContract:
     version: int = CURRENT_CONTRACT_VERSION
     feature_names: tuple[str, ...] = CONTRACT_VERSIONS[CURRENT_CONTRACT_VERSION].feature_names
     input_fields: tuple[str, ...] = CONTRACT_VERSIONS[CURRENT_CONTRACT_VERSION].input_fields
+    # The training range of the numeric inputs the model reads as they are (none in older contracts).
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     _codes: dict[str, dict[str, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -213,7 +232,11 @@ class FeatureContract:
             name: tuple(sorted({str(v) for v in columns[name] if v is not None and v == v}))
             for name in CATEGORICAL_FIELDS
         }
-        return cls(categories=categories)
+        ranges = {}
+        for name in RANGED_FIELDS:
+            values = _as_float(columns[name])
+            ranges[name] = (float(np.nanmin(values)), float(np.nanmax(values)))
+        return cls(categories=categories, ranges=ranges)
 
     @property
     def categorical_features(self) -> tuple[str, ...]:
@@ -224,6 +247,20 @@ class FeatureContract:
     def nullable_fields(self) -> tuple[str, ...]:
         """Input fields that may be null (the model reads null as missing)."""
         return tuple(f for f in self.input_fields if FIELDS_BY_NAME[f].nullable)
+
+    def unseen(self, flight: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """What of a flight the model never saw in training: a category, or a number out of its range."""
+        found = []
+        for name, codes in self._codes.items():
+            value = flight.get(name)
+            if value is not None and value not in codes:
+                found.append({"field": name, "value": value, "reason": "not seen in training"})
+        for name, (low, high) in self.ranges.items():
+            value = flight.get(name)
+            if value is not None and not low <= value <= high:
+                reason = f"outside the training range {low:g} to {high:g}"
+                found.append({"field": name, "value": value, "reason": reason})
+        return found
 
     def encode_category(self, name: str, values: Sequence[Any]) -> np.ndarray:
         """Maps category values to their codes; a value unseen in training becomes NaN."""
@@ -297,6 +334,7 @@ class FeatureContract:
             version=version,
             feature_names=shape.feature_names,
             input_fields=shape.input_fields,
+            ranges=checked_ranges(data.get("ranges", {}), shape.feature_names),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,6 +346,7 @@ class FeatureContract:
             "feature_names": list(self.feature_names),
             "categorical_features": list(self.categorical_features),
             "categories": {k: list(v) for k, v in self.categories.items()},
+            **({"ranges": {k: list(v) for k, v in self.ranges.items()}} if self.ranges else {}),
         }
 
 
@@ -321,6 +360,23 @@ def checked_categories(categories: Any, names: Sequence[str]) -> dict[str, tuple
         if not all(isinstance(v, str) and len(v) <= MAX_CATEGORY_LENGTH for v in values):
             raise ValueError(f"contract categories.{name} must hold short strings")
     return {name: tuple(values) for name, values in categories.items()}
+
+
+def checked_ranges(ranges: Any, feature_names: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """Reads a contract's ranges: for some of RANGED_FIELDS among its features, [low, high] finite."""
+    if not isinstance(ranges, Mapping) or not set(ranges) <= set(RANGED_FIELDS) & set(feature_names):
+        raise ValueError(f"contract ranges may name only {list(RANGED_FIELDS)}")
+    checked = {}
+    for name, bounds in ranges.items():
+        if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+            raise ValueError(f"contract ranges.{name} must be [low, high]")
+        low, high = (
+            float(b) if isinstance(b, int | float) and not isinstance(b, bool) else math.nan for b in bounds
+        )
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError(f"contract ranges.{name} must be finite numbers, low <= high")
+        checked[name] = (low, high)
+    return checked
 
 
 def _exact_int(value: Any) -> int:

@@ -80,7 +80,8 @@ def test_train_writes_an_artifact_and_prints_metrics(
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)  # stdout holds the metrics alone; progress goes to stderr
     assert printed["artifact"] == str(out)
-    assert set(printed["baselines"]) == {"train_mean", "dep_delay"}
+    assert set(printed["baselines"]) == {"train_median", "dep_delay", "route_median"}
+    assert "before_departure  model" in result.stderr  # the table, for the reader
     assert printed["training"]["data"]["file"] == "airports-database.csv"
     assert len(printed["training"]["data"]["sha256"]) == 64
     assert out.stat().st_size > 1000

@@ -113,9 +113,13 @@ def test_trained_artifact_carries_metrics_and_serves(
     path = save_artifact(model, tmp_path / "model.pkl")
 
     metrics = model.metrics
-    assert set(metrics) == {"test", "baselines"}
-    assert set(metrics["baselines"]) == {"train_mean", "dep_delay"}
-    assert metrics["test"]["mae"] < metrics["baselines"]["train_mean"]["mae"]
+    assert set(metrics) == {"test", "baselines", "bases"}
+    assert set(metrics["baselines"]) == {"train_median", "dep_delay", "route_median"}
+    assert metrics["test"]["mae"] < metrics["baselines"]["train_median"]["mae"]
+    assert set(metrics["bases"]["at_departure"]["by"]["month"]) == {"11", "12"}
+    assert model.before_departure is not None
+    assert model.residual
+    assert set(model.contract.ranges) == {"dep_delay", "distance"}
     assert model.training["data"]["rows"] == 598
     assert model.training["data"]["file"] == "synthetic"
     assert set(model.profile["fields"]) == set(model.input_fields)

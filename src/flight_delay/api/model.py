@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app, g, request, url_for
+from flask import Response, current_app, g, request, url_for
 from flask.views import MethodView
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
@@ -19,6 +19,7 @@ from flight_delay.api.schemas import (
     PredictRequestSchema,
     PredictResponseSchema,
 )
+from flight_delay.card import model_card
 from flight_delay.errors import InvalidInput, ModelTooLarge
 from flight_delay.extensions import history, predictions, registry
 from flight_delay.features import INPUT_FIELDS, REFERENCE_FLIGHT
@@ -169,6 +170,21 @@ class ActiveModelInfo(MethodView):
     def get(self) -> dict[str, Any]:
         """Returns the active model's version, kind, input fields, metrics and load time."""
         return registry.active().info()
+
+
+MARKDOWN = {"schema": {"type": "string"}}
+
+
+@blp.route("/card")
+class ActiveModelCard(MethodView):
+    """The active model's card."""
+
+    @blp.doc(responses={200: {"description": "The card", "content": {"text/markdown": MARKDOWN}}})
+    @blp.error_responses({503: "No model loaded, or the database is unavailable", **INTERNAL_ERROR})
+    def get(self) -> Response:
+        """Returns the active model's card in Markdown: intended use, training, metrics, limits."""
+        card = model_card(registry.active().info())
+        return current_app.response_class(card, mimetype="text/markdown")
 
 
 @blp.route("/history/")

@@ -218,11 +218,30 @@ class PredictRequestSchema(ma.Schema):
         raise error
 
 
+class InputWarningSchema(ma.Schema):
+    """A value of the flight the model never saw in training: scored, but read with care."""
+
+    field = ma.fields.String(required=True, metadata={"description": "the flight field"})
+    value = ma.fields.Raw(required=True, metadata={"description": "the value sent"})
+    reason = ma.fields.String(
+        required=True, metadata={"description": "not seen in training, or out of range"}
+    )
+
+
 class PredictionSchema(ma.Schema):
     """One prediction and the history row that records it."""
 
     history_id = ma.fields.Integer(required=True)
     arr_delay = ma.fields.Float(required=True, metadata={"description": "minutes; negative = early"})
+    basis = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(["at_departure", "before_departure"]),
+        metadata={"description": "at_departure: dep_delay was known; before_departure: it was null"},
+    )
+    warnings = ma.fields.List(
+        ma.fields.Nested(InputWarningSchema),
+        metadata={"description": "only when the flight holds what the model never saw in training"},
+    )
 
 
 class PredictResponseSchema(ma.Schema):
@@ -245,15 +264,24 @@ class PredictResponseSchema(ma.Schema):
 
 
 def scored_body(scored: ScoredFlights) -> dict[str, Any]:
-    """PredictResponseSchema's dump of an answer: its fields in order, Integer as int(), Float as float()."""
+    """PredictResponseSchema's dump of an answer: its fields in order, as int(), float() and str()."""
     return {
         "model_version": scored.model_version,
         "request_id": scored.request_id,
-        "predictions": [
-            {"history_id": int(p["history_id"]), "arr_delay": float(p["arr_delay"])}
-            for p in scored.predictions
-        ],
+        "predictions": [_prediction_body(p) for p in scored.predictions],
     }
+
+
+def _prediction_body(prediction: dict[str, Any]) -> dict[str, Any]:
+    """PredictionSchema's dump of one prediction; its warnings are plain data already."""
+    body = {
+        "history_id": int(prediction["history_id"]),
+        "arr_delay": float(prediction["arr_delay"]),
+        "basis": str(prediction["basis"]),
+    }
+    if "warnings" in prediction:
+        body["warnings"] = [dict(warning) for warning in prediction["warnings"]]
+    return body
 
 
 class ModelUploadSchema(ma.Schema):

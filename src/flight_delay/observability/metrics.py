@@ -27,6 +27,9 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 PREDICTIONS = Counter("flight_delay_predictions", "Flights scored and recorded", ["model_version"])
+UNSEEN_INPUTS = Counter(
+    "flight_delay_unseen_inputs", "Flight fields the model never saw in training (a warning each)", ["field"]
+)
 MODEL_LOADS = Counter("flight_delay_model_loads", "Model uploads by outcome", ["outcome", "code"])
 HISTORY_WRITE_FAILURES = Counter(
     "flight_delay_history_write_failures", "Predictions refused because the history could not be written"

@@ -12,7 +12,7 @@ from itertools import chain
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from flight_delay.features import CATEGORICAL_FIELDS, FeatureContract
+from flight_delay.features import CATEGORICAL_FIELDS, RANGED_FIELDS, FeatureContract
 
 
 def hhmm_minutes(column: str) -> Column:
@@ -63,5 +63,9 @@ def with_features(contract: FeatureContract, keep: tuple[str, ...] = ()) -> Call
 
 def fit_contract(train: DataFrame) -> FeatureContract:
     """Learns the category vocabularies from the training flights, in Spark."""
-    row = train.agg(*[F.collect_set(name).alias(name) for name in CATEGORICAL_FIELDS]).first()
-    return FeatureContract(categories={name: tuple(sorted(row[name])) for name in CATEGORICAL_FIELDS})
+    bounds = [agg(name).alias(f"{agg.__name__}_{name}") for name in RANGED_FIELDS for agg in (F.min, F.max)]
+    row = train.agg(*[F.collect_set(name).alias(name) for name in CATEGORICAL_FIELDS], *bounds).first()
+    return FeatureContract(
+        categories={name: tuple(sorted(row[name])) for name in CATEGORICAL_FIELDS},
+        ranges={name: (float(row[f"min_{name}"]), float(row[f"max_{name}"])) for name in RANGED_FIELDS},
+    )

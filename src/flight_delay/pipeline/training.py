@@ -24,12 +24,14 @@ from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.pipeline.locations import Location, local_path, location_name, spark_location
 from flight_delay.pipeline.profile import profile_flights
 from flight_delay.progress import Progress, boosting_callback
-from flight_delay.training.lightgbm_trainer import fit_booster, holdout_metrics, library_versions
+from flight_delay.training.evaluation import holdout_metrics
+from flight_delay.training.lightgbm_trainer import fit_bases, library_versions
 
 log = logging.getLogger(__name__)
 
 TEST_MONTHS = (11, 12)
 DEFAULT_ROUNDS = 400
+FLIGHT_MONTH = "flight_month"  # the month, kept beside the features for the metrics per month
 # The stages train_on_flights reports; `flight-delay train` adds its own last one, "save".
 STAGES = ("features", "boosting", "metrics", "fingerprint")
 DEFAULT_MAX_DRIVER_ROWS = 2_000_000
@@ -166,13 +168,16 @@ def feature_arrays(
     flights: DataFrame, contract: FeatureContract, max_rows: int, seed: int, name: str
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Builds the contract's features in Spark and brings at most max_rows of them to the driver."""
-    features = flights.transform(with_features(contract, keep=(TARGET,)))
+    # The month under its own name: a version-1 contract has a "month" feature too.
+    dated = flights.withColumn(FLIGHT_MONTH, F.col("month"))
+    features = dated.transform(with_features(contract, keep=(TARGET, FLIGHT_MONTH)))
     kept, report = capped(features, max_rows, seed, name)
     frame = kept.toPandas()
     arrays = {
         "features": frame[list(contract.feature_names)].to_numpy(dtype=np.float64),
         "label": frame[TARGET].to_numpy(dtype=np.float64),
         "dep_delay": frame["dep_delay"].to_numpy(dtype=np.float64),
+        "month": frame[FLIGHT_MONTH].to_numpy(dtype=np.int64),
     }
     return arrays, report
 
@@ -197,12 +202,10 @@ def train_on_flights(
             contract = fit_contract(train)
             train_arrays, train_report = feature_arrays(train, contract, cap, seed, "train")
             test_arrays, test_report = feature_arrays(test, contract, cap, seed, "test")
-        booster = boosted(progress, train_arrays, contract, seed=seed, rounds=rounds, params=params)
-        model = FlightDelayModel(
-            booster, contract, profile=profile_flights(train, contract.input_fields).to_dict()
-        )
+        model = boosted(progress, train_arrays, contract, seed=seed, rounds=rounds, params=params)
+        model.profile = profile_flights(train, contract.input_fields).to_dict()
         with progress.stage("metrics"):
-            model.metrics = measure(model, train_arrays, test_arrays)
+            model.metrics = holdout_metrics(model, train_arrays, test_arrays)
         with progress.stage("fingerprint"):
             model.training = {
                 "engine": "spark",
@@ -224,10 +227,10 @@ def boosted(
     seed: int,
     rounds: int,
     params: dict[str, Any] | None,
-) -> Any:
-    """Fits the booster in the boosting stage, its rounds shown as they go."""
-    with progress.stage("boosting", total=rounds, unit="rounds") as advance:
-        return fit_booster(
+) -> FlightDelayModel:
+    """Fits both bases in the boosting stage, their rounds shown as they go."""
+    with progress.stage("boosting", total=2 * rounds, unit="rounds") as advance:
+        return fit_bases(
             arrays["features"],
             arrays["label"],
             contract,
@@ -254,18 +257,6 @@ def data_record(
         "null_report": null_report(flights),
         "libraries": library_versions(),
     }
-
-
-def measure(
-    model: FlightDelayModel, train_arrays: dict[str, np.ndarray], test_arrays: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    """Scores the model and the baselines on the test months (the mean baseline learnt on train)."""
-    return holdout_metrics(
-        test_arrays["label"],
-        model.predict_features(test_arrays["features"]),
-        float(train_arrays["label"].mean()),
-        test_arrays["dep_delay"],
-    )
 
 
 def holdout_predictions(

@@ -38,6 +38,10 @@ class ServingModel:
         """Returns what the model carries about itself (metrics, training, contract)."""
         return {}
 
+    def unseen_inputs(self, flights: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Per flight, what the model never saw in training (only models that know their training say)."""
+        return [[] for _ in flights]
+
 
 class ProjectModel(ServingModel):
     """The project's own artifact, which carries its feature contract and metrics."""
@@ -50,15 +54,23 @@ class ProjectModel(ServingModel):
         except ValueError as exc:
             raise UnusableModel(f"The project artifact is inconsistent: {exc}.") from exc
         self.input_fields = self.model.input_fields
-        self.runner = BoosterRunner(self.model.booster)
+        boosters = (self.model.booster, self.model.before_departure)
+        self.runners = {id(booster): BoosterRunner(booster) for booster in boosters if booster is not None}
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Encodes the flights through the contract and runs the booster (its one-row API for one)."""
-        return self.runner.predict(self.model.contract.encode_flights(flights))
+        """Encodes the flights through the contract and runs each basis' booster (one-row API for one)."""
+        features = self.model.contract.encode_flights(flights)
+        return self.model.predict_with(
+            features, lambda booster, rows: self.runners[id(booster)].predict(rows)
+        )
 
     def describe(self) -> dict[str, Any]:
         """Returns the artifact's contract, metrics and training record."""
         return self.model.describe()
+
+    def unseen_inputs(self, flights: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Per flight, the categories and numbers its contract never saw in training."""
+        return [self.model.contract.unseen(flight) for flight in flights]
 
 
 class BoosterModel(ServingModel):

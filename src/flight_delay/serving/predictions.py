@@ -19,9 +19,17 @@ from flight_delay.history.models import utcnow
 from flight_delay.history.pg_loop_writer import postgres_loop_writer
 from flight_delay.history.writer import EventLoopWriter, HistoryWriter
 from flight_delay.loop_lock import LoopLock
-from flight_delay.observability.metrics import HISTORY_WRITE_FAILURES, PREDICTIONS, best_effort, labelled
+from flight_delay.observability.metrics import (
+    HISTORY_WRITE_FAILURES,
+    PREDICTIONS,
+    UNSEEN_INPUTS,
+    best_effort,
+    labelled,
+)
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.registry import ActiveModel, ModelRegistry
+
+AT_DEPARTURE, BEFORE_DEPARTURE = "at_departure", "before_departure"
 
 
 @dataclass(frozen=True)
@@ -67,17 +75,26 @@ class UnrecordedPredictions:
     model_version: str
     request_id: str
     rows: list[dict[str, Any]]
+    bases: list[str]  # per flight: at_departure or before_departure
+    warnings: list[list[dict[str, Any]]]  # per flight: what the model never saw in training
 
     def served(self, ids: Sequence[int]) -> ScoredFlights:
-        """The answer, once the rows are committed under `ids`."""
-        return ScoredFlights(
-            model_version=self.model_version,
-            request_id=self.request_id,
-            predictions=[
-                {"history_id": i, "arr_delay": row["arr_delay"]}
-                for i, row in zip(ids, self.rows, strict=True)
-            ],
-        )
+        """The answer, once the rows are committed under `ids`; `warnings` only where there are some."""
+        predictions = [
+            {"history_id": i, "arr_delay": row["arr_delay"], "basis": basis}
+            for i, row, basis in zip(ids, self.rows, self.bases, strict=True)
+        ]
+        for prediction, found in zip(predictions, self.warnings, strict=True):
+            if found:
+                prediction["warnings"] = found
+        return ScoredFlights(self.model_version, self.request_id, predictions)
+
+
+def bases_of(model: ServingModel, flights: Sequence[FlightInput]) -> list[str]:
+    """Which basis each prediction used: at departure when the model read a departure delay, else before."""
+    if "dep_delay" not in model.input_fields:
+        return [BEFORE_DEPARTURE] * len(flights)
+    return [BEFORE_DEPARTURE if f.values.get("dep_delay") is None else AT_DEPARTURE for f in flights]
 
 
 class PredictionService:
@@ -88,6 +105,7 @@ class PredictionService:
         self.db = db
         self.writer = HistoryWriter(db)  # what Flask's view records through, in its thread
         self.event_loop_writer: EventLoopWriter | None = None
+        self.strict_inputs = False  # ML_API_STRICT_INPUTS: refuse what the model never saw
         self._lookup_lock = LoopLock()
 
     def init_app(self, app: Flask) -> None:
@@ -96,6 +114,7 @@ class PredictionService:
         A SQLite app outside `flight-delay serve` (no host writer) has none: its predictions are
         answered by Flask's view, which records through this process's HistoryWriter.
         """
+        self.strict_inputs = app.config["ML_API_STRICT_INPUTS"]
         socket_path = app.config.get("HISTORY_WRITER_SOCKET")
         if socket_path:
             # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
@@ -152,6 +171,7 @@ class PredictionService:
                 f"The flight lacks fields that model {active.version[:12]} reads.",
                 problems[0] if single else {"flights": problems},
             )
+        warnings = self._unseen(active, flights, single)
         predicted = _predicted(active.model, flights)
         latency_ms = (time.perf_counter() - started) * 1000.0
         created_at = utcnow()
@@ -166,7 +186,29 @@ class PredictionService:
             }
             for flight, value in zip(flights, predicted.tolist(), strict=True)
         ]
-        return UnrecordedPredictions(active.version, request_id, rows)
+        return UnrecordedPredictions(
+            active.version, request_id, rows, bases_of(active.model, flights), warnings
+        )
+
+    def _unseen(self, active: ActiveModel, flights: Sequence[FlightInput], single: bool) -> list[list[dict]]:
+        """Flags and counts what the model never saw in training; refuses such flights when strict."""
+        unseen = active.model.unseen_inputs([flight.values for flight in flights])
+        if not any(unseen):
+            return unseen
+        for field_name in (warning["field"] for found in unseen for warning in found):
+            best_effort(lambda name=field_name: UNSEEN_INPUTS.labels(name).inc())
+        if self.strict_inputs:
+            problems = {
+                index: {w["field"]: [f"{w['value']!r} is {w['reason']}."] for w in found}
+                for index, found in enumerate(unseen)
+                if found
+            }
+            raise InvalidInput(
+                f"The flight holds values model {active.version[:12]} never saw in training "
+                "(ML_API_STRICT_INPUTS refuses them).",
+                next(iter(problems.values())) if single else {"flights": problems},
+            )
+        return unseen
 
     def _served(self, unrecorded: UnrecordedPredictions, ids: Sequence[int]) -> ScoredFlights:
         """Counts the recorded predictions and builds the answer."""

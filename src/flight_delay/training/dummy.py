@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flight_delay.artifact import FlightDelayModel, save_artifact
 from flight_delay.data.nycflights import build_dataset
+from flight_delay.training.evaluation import metrics_table
 from flight_delay.training.lightgbm_trainer import train_model
 
 SAMPLE_ROWS = 50_000
@@ -32,5 +33,4 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model = train_dummy(seed=args.seed)
     save_artifact(model, args.out)
-    test = model.metrics["test"]
-    print(f"wrote {args.out} (seed {args.seed}): test MAE {test['mae']:.2f} min, RMSE {test['rmse']:.2f}")
+    print(f"wrote {args.out} (seed {args.seed})\n{metrics_table(model.metrics)}")

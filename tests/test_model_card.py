@@ -1,0 +1,80 @@
+"""The two bases as a client sees them, and the model card: `flight-delay card` and GET /model/card."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+
+from flight_delay.cli import main
+from tests.factories import minimal_flight
+
+
+def test_each_prediction_names_its_basis(loaded_client: FlaskClient) -> None:
+    flights = [minimal_flight(dep_delay=30.0), minimal_flight(dep_delay=None)]
+
+    predictions = loaded_client.post("/model/predict/", json={"flights": flights}).get_json()["predictions"]
+
+    assert [p["basis"] for p in predictions] == ["at_departure", "before_departure"]
+
+
+def test_the_bases_are_two_boosters_and_at_departure_adds_the_departure_delay(
+    loaded_client: FlaskClient,
+) -> None:
+    late, later = (
+        loaded_client.post("/model/predict/", json=minimal_flight(dep_delay=d)).get_json()["predictions"][0]
+        for d in (60.0, 600.0)
+    )
+
+    # The residual model adds dep_delay back: 540 more minutes late, about 540 more minutes predicted.
+    assert abs((later["arr_delay"] - late["arr_delay"]) - 540) < 60
+
+
+def test_get_model_carries_both_bases_beside_their_baselines(loaded_client: FlaskClient) -> None:
+    metrics = loaded_client.get("/model/").get_json()["metrics"]
+
+    at, before = (metrics["bases"][basis] for basis in ("at_departure", "before_departure"))
+    assert set(at["overall"]) == {"model", "train_median", "dep_delay", "route_median"}
+    assert set(before["overall"]) == {"model", "train_median", "route_median"}
+    assert set(at["by"]) == {"month", "origin", "carrier"}
+    assert set(at["overall"]["model"]) == {"mae", "rmse", "r2", "median_ae", "rows"}
+    assert metrics["test"] == at["overall"]["model"]
+    assert isinstance(before["loses_to"], list)
+
+
+def test_get_model_card_serves_markdown(loaded_client: FlaskClient) -> None:
+    response = loaded_client.get("/model/card")
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/markdown"
+    card = response.get_data(as_text=True)
+    for heading in (
+        "## Intended use",
+        "## Training",
+        "## Metrics and baselines",
+        "## Limitations",
+        "## Environment",
+    ):
+        assert heading in card
+    assert "before_departure  model" in card
+    assert "git_commit" in card
+
+
+def test_no_model_no_card(client: FlaskClient) -> None:
+    response = client.get("/model/card")
+
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "model_not_loaded"
+
+
+def test_the_cli_writes_the_same_card(
+    loaded_client: FlaskClient, model_files: Callable[[int], Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "card.md"
+
+    result = CliRunner().invoke(main, ["card", str(model_files(0)), "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == loaded_client.get("/model/card").get_data(as_text=True)
