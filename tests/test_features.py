@@ -50,6 +50,25 @@ def test_fit_learns_sorted_vocabularies_without_nulls() -> None:
     )
 
     assert contract.categories == {"carrier": ("AA", "UA"), "origin": ("JFK",), "dest": ("SEA",)}
+    assert contract.ranges == {}
+
+
+def test_fit_learns_the_training_range_of_the_numbers_read_as_they_are() -> None:
+    contract = FeatureContract.fit(
+        {
+            "carrier": ["UA"],
+            "origin": ["JFK"],
+            "dest": ["SEA"],
+            "dep_delay": [5, None, -3],
+            "distance": [200.0],
+        }
+    )
+
+    assert contract.ranges == {"dep_delay": (-3.0, 5.0), "distance": (200.0, 200.0)}
+    assert FeatureContract.from_dict(contract.to_dict()) == contract
+    assert contract.unseen({"dep_delay": 6, "distance": 200, "carrier": "UA"}) == [
+        {"field": "dep_delay", "value": 6, "reason": "outside the training range -3 to 5"}
+    ]
 
 
 def test_encode_reference_flight() -> None:

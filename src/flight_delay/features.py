@@ -233,9 +233,10 @@ class FeatureContract:
             for name in CATEGORICAL_FIELDS
         }
         ranges = {}
-        for name in RANGED_FIELDS:
+        for name in (name for name in RANGED_FIELDS if name in columns):
             values = _as_float(columns[name])
-            ranges[name] = (float(np.nanmin(values)), float(np.nanmax(values)))
+            if not np.isnan(values).all():  # a column of nulls has no range
+                ranges[name] = (float(np.nanmin(values)), float(np.nanmax(values)))
         return cls(categories=categories, ranges=ranges)
 
     @property
