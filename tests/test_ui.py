@@ -76,16 +76,18 @@ def page(browser: WebDriver, server: RunningServer) -> Iterator[WebDriver]:
 
 
 def row_ids(driver: WebDriver) -> list[int]:
-    """The history ids of the table's rows, top to bottom."""
-    rows = driver.find_elements(By.CSS_SELECTOR, "#history-table tbody tr")
-    return [int(row.get_attribute("data-id")) for row in rows]
+    """The history ids of the table's rows, top to bottom (read in one go: the page may replace them)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#history-table tbody tr')].map((r) => Number(r.dataset.id))"
+    )
 
 
 def request_ids(driver: WebDriver) -> list[str]:
     """The request ids of the table's rows, top to bottom."""
-    return [
-        cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#history-table tbody td:nth-child(3)")
-    ]
+    cells = "#history-table tbody td:nth-child(3)"
+    return driver.execute_script(
+        f"return [...document.querySelectorAll('{cells}')].map((c) => c.textContent)"
+    )
 
 
 def wait_rows(driver: WebDriver, expected: Callable[[list[int]], bool]) -> list[int]:
@@ -176,6 +178,7 @@ def test_the_page_fits_a_phone(page: WebDriver, server: RunningServer) -> None:
     page.set_window_size(390, 844)
     try:
         open_page(page, f"{server.url}/ui/")
+        assert page.execute_script("return window.innerWidth") <= 400
         overflow = page.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{overflow} px wider than the phone"
     finally:
