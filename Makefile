@@ -64,8 +64,10 @@ migrate: $(STAMP)
 ## test: the whole suite on SQLite, then every database test again on a throwaway PostgreSQL server
 test: test-sqlite test-postgres
 
-## test-sqlite: the whole suite (Spark pipeline included) over SQLite files
+## test-sqlite: the whole suite (Spark pipeline included) over SQLite files; the /ui/ page's browser tests
+## too, in Debian's headless chromium (scripts/ensure_chromium.sh installs it and its driver if missing)
 test-sqlite: $(STAMP)
+	bash scripts/ensure_chromium.sh
 	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-postgres: the suite but the Spark pipeline's, each test on its own database of a PostgreSQL

@@ -17,7 +17,8 @@ from tests.databases import SERVER_URL, backend_under_test, connect_server, crea
 from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN, tiny_model, write_pickle
 
 # A marker naming one backend: its tests exercise that backend itself and run only on it.
-BACKEND_MARKERS = {"sqlite_only": "sqlite", "postgresql_only": "postgresql"}
+# The browser tests read the page, whose API behaves the same on both backends: they run once, on SQLite.
+BACKEND_MARKERS = {"sqlite_only": "sqlite", "postgresql_only": "postgresql", "browser": "sqlite"}
 
 
 def pytest_report_header(config: pytest.Config) -> str:

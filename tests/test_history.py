@@ -70,6 +70,19 @@ def test_filter_by_model_version(loaded_client: FlaskClient, model_files: Callab
     assert {item["model_version"] for item in body["items"]} == {version_b}
 
 
+def test_filter_by_request_id(loaded_client: FlaskClient) -> None:
+    predict_n(loaded_client, 2)
+    batch = {"flights": [minimal_flight(), minimal_flight(day=2)]}
+    answer = loaded_client.post("/model/predict/", json=batch, headers={"X-Request-ID": "wanted-1"})
+    ids = [prediction["history_id"] for prediction in answer.get_json()["predictions"]]
+
+    body = loaded_client.get("/model/history/?request_id=wanted-1").get_json()
+
+    assert body["total"] == 2
+    assert [item["id"] for item in body["items"]] == sorted(ids, reverse=True)
+    assert loaded_client.get("/model/history/?request_id=nobody").get_json()["total"] == 0
+
+
 def test_filter_by_time_range(loaded_client: FlaskClient) -> None:
     predict_n(loaded_client, 2)
     middle = datetime.now(UTC)
@@ -101,6 +114,8 @@ def test_next_link_keeps_the_filters(loaded_client: FlaskClient) -> None:
         ("since=0001-01-01T00:00:00%2B14:00", "since"),  # before year 1 in UTC: used to be a 503
         ("until=9999-12-31T23:59:59-14:00", "until"),  # after year 9999 in UTC
         ("model_version=xyz", "model_version"),
+        ("request_id=a%20b", "request_id"),
+        ("request_id=" + "x" * 129, "request_id"),
         ("since=yesterday", "since"),
         ("since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
         ("colour=blue", "colour"),

@@ -123,3 +123,36 @@ def test_the_bundled_swagger_ui_needs_no_eval(client: FlaskClient) -> None:
     # Its Function(...) calls are fallbacks behind globalThis, which every current browser has.
     assert "eval(" not in bundle.replace("%eval%", "")
     assert "'unsafe-eval'" not in client.get("/docs").headers["Content-Security-Policy"]
+
+
+def test_the_ui_page_gets_a_strict_policy_and_needs_nothing_inline(client: FlaskClient) -> None:
+    response = client.get("/ui/")
+    page = response.get_data(as_text=True)
+    policy = directives(response.headers["Content-Security-Policy"])
+    loaded = re.findall(r'<script[^>]* src="([^"]+)"', page) + re.findall(r'<link[^>]* href="([^"]+)"', page)
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert_security_headers(response.headers, policy=response.headers["Content-Security-Policy"])
+    assert policy["default-src"] == ["'none'"]
+    for directive in ("script-src", "style-src", "img-src", "connect-src"):
+        assert policy[directive] == ["'self'"], directive
+    assert policy["frame-ancestors"] == ["'none'"]
+    # No inline script, style or handler for the policy to refuse; its files come from this origin.
+    assert not re.search(r"<script(?![^>]* src=)[^>]*>", page)
+    assert "<style" not in page
+    assert not re.search(r"\s(style|on[a-z]+)=", page)
+    assert len(loaded) == 3
+    for url in loaded:
+        assert url.startswith("/ui/static/"), url
+        assert client.get(url).status_code == 200
+
+
+def test_the_ui_files_carry_the_headers_and_stay_revalidatable(client: FlaskClient) -> None:
+    response = client.get("/ui/static/ui.js")
+
+    assert response.status_code == 200
+    assert_security_headers(response.headers)
+    assert response.headers["Cache-Control"] != "no-store"
+    assert "eval(" not in response.get_data(as_text=True)
+    assert "innerHTML" not in response.get_data(as_text=True)  # text goes in as text, never as markup

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from flight_delay import __version__
-from flight_delay.api import body_limit, docs, errors, security
+from flight_delay.api import body_limit, docs, errors, security, ui
 from flight_delay.api.auth import check_upload_policy
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.metrics import blp as metrics_blp
@@ -61,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(monitoring_blp)
     api.register_blueprint(metrics_blp)
     docs.init_app(app)
+    app.register_blueprint(ui.blp)
     errors.init_app(app)
     register_request_hooks(app)
     return app
@@ -99,7 +100,16 @@ def _tag_response(response: Response) -> Response:
     response.headers["X-Request-ID"] = errors.request_id()
     # Swagger UI's static files keep Flask's revalidation headers; every API answer is private.
     response.headers.setdefault("Cache-Control", "no-store")
-    return security.secure(response, is_docs_page=request.endpoint == docs.SWAGGER_UI_ENDPOINT)
+    return security.secure(response, _page_policy(response))
+
+
+def _page_policy(response: Response) -> str | None:
+    """The policy of the pages people open (Swagger UI at /docs, the UI at /ui/); None for the API."""
+    if request.endpoint == docs.SWAGGER_UI_ENDPOINT:
+        return security.docs_policy(response.get_data(as_text=True))
+    if request.endpoint == ui.PAGE_ENDPOINT and response.status_code == 200:
+        return security.UI_POLICY
+    return None
 
 
 def _observe_response(response: Response) -> Response:

@@ -204,6 +204,7 @@ class History(MethodView):
                 page_size=args["page_size"],
                 before_id=int(cursor) if cursor else None,
                 model_version=args.get("model_version"),
+                request_id=args.get("request_id"),
                 since=args.get("since"),
                 until=args.get("until"),
             )

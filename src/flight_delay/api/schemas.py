@@ -10,6 +10,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from flight_delay.api import errors
 from flight_delay.api.fast_load import load_predict_request
 from flight_delay.api.field_rules import (
     FIELD_RULES,
@@ -340,6 +341,12 @@ def _validate_model_version(value: str) -> None:
         raise ma.ValidationError("Must be a model version: 64 lowercase hexadecimal digits.")
 
 
+def _validate_request_id(value: str) -> None:
+    """Checks a request id is one the service could have recorded."""
+    if not errors.REQUEST_ID.fullmatch(value):
+        raise ma.ValidationError("Must be a request id: 1 to 128 letters, digits or . _ : -")
+
+
 def _validate_utc_representable(value: datetime) -> None:
     """Refuses instants that cannot be written in UTC (year 1 east of Greenwich, year 9999 west)."""
     try:
@@ -361,6 +368,13 @@ class HistoryQuerySchema(ma.Schema):
     )
     model_version = ma.fields.String(
         validate=_validate_model_version, metadata={"pattern": MODEL_VERSION.pattern}
+    )
+    request_id = ma.fields.String(
+        validate=_validate_request_id,
+        metadata={
+            "description": "the predictions of one request (its X-Request-ID)",
+            "pattern": errors.REQUEST_ID.pattern,
+        },
     )
     since = ma.fields.AwareDateTime(
         default_timezone=None,

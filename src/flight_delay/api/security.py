@@ -25,6 +25,13 @@ DOCS_POLICY = (
     "default-src 'none'; script-src 'self' {script_hashes}; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# The page at /ui/: its script, stylesheet and icon are files of this origin (no inline script or style),
+# it reads the API on this origin, its charts are SVG drawn by that script, and its filter form submits
+# to itself.
+UI_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 JSON_HEADERS = [*SECURITY_HEADERS.items(), ("Content-Security-Policy", JSON_POLICY)]
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
@@ -55,11 +62,11 @@ def docs_policy(page: str) -> str:
     return DOCS_POLICY.format(script_hashes=hashes)
 
 
-def secure(response: Response, is_docs_page: bool) -> Response:
-    """Adds the security headers; the Swagger UI page gets the policy it needs, everything else none."""
-    if is_docs_page:
+def secure(response: Response, page_policy: str | None = None) -> Response:
+    """Adds the security headers; a page (/docs, /ui/) gets the policy it needs, everything else none."""
+    if page_policy is not None:
         response.headers.update(SECURITY_HEADERS)
-        response.headers["Content-Security-Policy"] = docs_policy(response.get_data(as_text=True))
+        response.headers["Content-Security-Policy"] = page_policy
     elif "Content-Security-Policy" in response.headers:  # set by a view: ours replace its
         response.headers.update(JSON_HEADERS)
     else:

@@ -24,6 +24,7 @@ class HistoryQuery:
     page_size: int = 50
     before_id: int | None = None
     model_version: str | None = None
+    request_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -123,6 +124,8 @@ def _filtered(statement: Select[Any], query: HistoryQuery) -> Select[Any]:
     """Applies the query's filters (not the cursor) to a statement over predictions."""
     if query.model_version is not None:
         statement = statement.where(Prediction.model_version == query.model_version)
+    if query.request_id is not None:
+        statement = statement.where(Prediction.request_id == query.request_id)
     if query.since is not None:
         statement = statement.where(Prediction.created_at >= query.since)
     if query.until is not None:

@@ -1,0 +1,443 @@
+// The /ui/ page: reads the API of this origin (no token, nothing written) and draws SVG charts.
+// Under a strict CSP: no inline code or style, no eval, all text set with textContent.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const DAY_MS = 86400000;
+const $ = (id) => document.getElementById(id);
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// ---- the API ----
+
+async function api(path, params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") query.set(key, value);
+  }
+  const url = query.toString() ? `${path}?${query}` : path;
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: "application/json" } });
+  } catch (error) {
+    throw new ApiError(0, "unreachable", `The API did not answer: ${error.message}`);
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const message = body && body.message ? body.message : `HTTP ${response.status}`;
+    throw new ApiError(response.status, body && body.code ? body.code : "error", message);
+  }
+  return body;
+}
+
+function showError(element, error) {
+  const code = error.code ? ` (${error.status} ${error.code})` : "";
+  element.textContent = `${error.message}${code}`;
+  element.hidden = false;
+}
+
+function hideError(element) {
+  element.textContent = "";
+  element.hidden = true;
+}
+
+// ---- formatting and DOM helpers ----
+
+function number(value, digits = 2) {
+  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
+}
+
+function utcText(iso) {
+  return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "") : "–";
+}
+
+function dayText(date) {
+  return date.toISOString().slice(0, 10);
+}
+
+function cell(row, text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  row.append(td);
+  return td;
+}
+
+function fact(list, term, value) {
+  const dt = document.createElement("dt");
+  const dd = document.createElement("dd");
+  dt.textContent = term;
+  dd.textContent = value;
+  list.append(dt, dd);
+}
+
+function svgElement(name, attributes = {}, text = null) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  if (text !== null) element.textContent = text;
+  return element;
+}
+
+function newSvg(width, height, label) {
+  return svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+}
+
+// ---- the active model and its card ----
+
+const state = { model: null, cursors: [null], filters: {}, reports: [] };
+
+async function loadModel() {
+  try {
+    const model = await api("/model/");
+    renderModel(model);
+    return model;
+  } catch (error) {
+    const message = error.code === "model_not_loaded" ? "No model is loaded: " : "";
+    showError($("model-error"), { ...error, message: `${message}${error.message}` });
+    return null;
+  } finally {
+    $("model-loading").hidden = true;
+  }
+}
+
+function renderModel(model) {
+  $("model-version").textContent = model.version;
+  $("model-kind").textContent = model.kind;
+  $("model-file").textContent = `${model.filename || "–"} (${model.size_bytes} bytes)`;
+  $("model-loaded-at").textContent = `${utcText(model.loaded_at)} UTC`;
+  renderMetrics(model.metrics || {});
+  renderCard(model);
+  $("model-body").hidden = false;
+}
+
+function renderMetrics(metrics) {
+  const body = $("model-metrics").tBodies[0];
+  body.replaceChildren();
+  const rows = [["this model", metrics.test]];
+  for (const [name, figures] of Object.entries(metrics.baselines || {})) rows.push([`baseline: ${name}`, figures]);
+  for (const [name, figures] of rows) {
+    if (!figures) continue;
+    const row = body.insertRow();
+    cell(row, name);
+    for (const key of ["mae", "rmse", "r2"]) cell(row, number(figures[key]), "num");
+    cell(row, figures.rows ?? "–", "num");
+  }
+}
+
+function bestBaseline(metrics) {
+  const baselines = Object.entries(metrics.baselines || {}).filter(([, f]) => f && f.mae !== undefined);
+  baselines.sort((a, b) => a[1].mae - b[1].mae);
+  return baselines[0];
+}
+
+function renderCard(model) {
+  const list = $("model-card-facts");
+  list.replaceChildren();
+  const metrics = model.metrics || {};
+  fact(list, "Predicts", "The arrival delay of a flight leaving New York City, in minutes (negative: early).");
+  fact(list, "Inputs", model.input_fields.join(", "));
+  fact(list, "May be null", model.nullable_fields.join(", ") || "none");
+  if (metrics.test) {
+    const best = bestBaseline(metrics);
+    const against = best ? `; best baseline (${best[0]}) ${number(best[1].mae)}` : "";
+    fact(list, "Test MAE", `${number(metrics.test.mae)} min on ${metrics.test.rows} flights${against}`);
+  }
+  for (const [key, value] of Object.entries(model.training || {})) {
+    fact(list, `Training: ${key}`, typeof value === "object" ? JSON.stringify(value) : String(value));
+  }
+  if (model.contract) fact(list, "Feature contract", `version ${model.contract.version}`);
+  fact(list, "First uploaded", `${utcText(model.created_at)} UTC`);
+  fact(list, "Watch", "Live MAE against the test MAE, and the fields whose PSI crosses the threshold (below).");
+}
+
+// ---- the history ----
+
+function readFilters() {
+  const local = (id) => ($(id).value ? new Date($(id).value).toISOString() : "");
+  return {
+    model_version: $("filter-model-version").value.trim(),
+    request_id: $("filter-request-id").value.trim(),
+    since: local("filter-since"),
+    until: local("filter-until"),
+    page_size: $("filter-page-size").value,
+  };
+}
+
+function localInputValue(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+}
+
+function writeFilters(params) {
+  $("filter-model-version").value = params.get("model_version") || "";
+  $("filter-request-id").value = params.get("request_id") || "";
+  $("filter-since").value = params.get("since") ? localInputValue(params.get("since")) : "";
+  $("filter-until").value = params.get("until") ? localInputValue(params.get("until")) : "";
+  if (params.get("page_size")) $("filter-page-size").value = params.get("page_size");
+}
+
+async function loadHistory() {
+  const cursor = state.cursors[state.cursors.length - 1];
+  $("history-status").textContent = "Loading…";
+  try {
+    const page = await api("/model/history/", { ...state.filters, cursor });
+    hideError($("history-error"));
+    renderHistory(page);
+  } catch (error) {
+    showError($("history-error"), error);
+    $("history-status").textContent = "";
+  }
+}
+
+function renderHistory(page) {
+  const body = $("history-table").tBodies[0];
+  body.replaceChildren(...page.items.map(historyRow));
+  const first = (state.cursors.length - 1) * page.page_size;
+  $("history-status").textContent = page.items.length
+    ? `Rows ${first + 1}–${first + page.items.length} of ${page.total}, newest first.`
+    : "No prediction matches these filters.";
+  state.next = page.next_cursor;
+  $("history-next").disabled = !page.next_cursor;
+  $("history-prev").disabled = state.cursors.length < 2;
+  $("history-first").disabled = state.cursors.length < 2;
+}
+
+function flightText(input) {
+  const date = [input.year, input.month, input.day].every((v) => v !== undefined && v !== null)
+    ? `${input.year}-${String(input.month).padStart(2, "0")}-${String(input.day).padStart(2, "0")} `
+    : "";
+  return `${date}${input.carrier ?? "?"} ${input.origin ?? "?"}→${input.dest ?? "?"}`;
+}
+
+function historyRow(item) {
+  const row = document.createElement("tr");
+  row.tabIndex = 0;
+  row.dataset.id = item.id;
+  row.setAttribute("aria-label", `Prediction ${item.id}, request ${item.request_id}: open its input and output`);
+  cell(row, item.id, "num");
+  cell(row, utcText(item.created_at));
+  cell(row, item.request_id);
+  cell(row, item.model_version.slice(0, 12), "narrow-hide").title = item.model_version;
+  cell(row, flightText(item.input || {}));
+  cell(row, number(item.arr_delay, 1), "num");
+  cell(row, number(item.latency_ms, 1), "num narrow-hide");
+  row.addEventListener("click", () => openDetail(item, row));
+  row.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      openDetail(item, row);
+    }
+  });
+  return row;
+}
+
+function openDetail(item, row) {
+  const { input, ...output } = item;
+  $("detail-title").textContent = `Prediction ${item.id} (request ${item.request_id})`;
+  $("detail-input").textContent = JSON.stringify(input, null, 2);
+  $("detail-output").textContent = JSON.stringify(output, null, 2);
+  const dialog = $("detail");
+  dialog.addEventListener("close", () => row.focus(), { once: true });
+  dialog.showModal();
+  $("detail-close").focus();
+}
+
+function applyFilters(event) {
+  event.preventDefault();
+  if (!$("history-filters").reportValidity()) return;
+  state.filters = readFilters();
+  state.cursors = [null];
+  const shown = Object.entries(state.filters).filter(([key, value]) => value && !(key === "page_size" && value === "50"));
+  history.replaceState(null, "", shown.length ? `?${new URLSearchParams(shown)}` : location.pathname);
+  loadHistory();
+}
+
+function wireHistory() {
+  $("history-filters").addEventListener("submit", applyFilters);
+  $("history-filters").addEventListener("reset", () => setTimeout(() => $("filter-apply").click(), 0));
+  $("history-next").addEventListener("click", () => {
+    state.cursors.push(state.next);
+    loadHistory();
+  });
+  $("history-prev").addEventListener("click", () => {
+    state.cursors.pop();
+    loadHistory();
+  });
+  $("history-first").addEventListener("click", () => {
+    state.cursors = [null];
+    loadHistory();
+  });
+}
+
+// ---- monitoring: live accuracy per day and drift per field ----
+
+function dayWindows(newest, days) {
+  const end = Date.UTC(newest.getUTCFullYear(), newest.getUTCMonth(), newest.getUTCDate() + 1);
+  const windows = [];
+  for (let i = days; i >= 1; i -= 1) {
+    windows.push({ since: new Date(end - i * DAY_MS), until: new Date(end - (i - 1) * DAY_MS) });
+  }
+  return windows;
+}
+
+async function report(version, window) {
+  const params = { model_version: version, since: window.since.toISOString(), until: window.until.toISOString() };
+  return { window, report: await api("/model/monitoring/", params) };
+}
+
+async function loadMonitoring() {
+  const model = state.model;
+  if (!model) return;
+  const status = $("monitoring-status");
+  status.textContent = "Loading…";
+  try {
+    const newest = await api("/model/history/", { page_size: 1, model_version: model.version });
+    if (!newest.items.length) {
+      status.textContent = "No prediction by this model yet.";
+      return;
+    }
+    const windows = dayWindows(new Date(newest.items[0].created_at), Number($("monitoring-days").value));
+    const daily = [];
+    for (const window of windows) daily.push(await report(model.version, window));
+    const whole = await report(model.version, { since: windows[0].since, until: windows.at(-1).until });
+    hideError($("monitoring-error"));
+    renderMonitoring(daily, whole);
+    status.textContent = `${whole.report.predictions} predictions by model ${model.version.slice(0, 12)} in these days; ${whole.report.live.count} with an actual delay.`;
+  } catch (error) {
+    showError($("monitoring-error"), error);
+    status.textContent = "";
+  }
+}
+
+function renderMonitoring(daily, whole) {
+  state.reports = [whole, ...daily];
+  const select = $("drift-window");
+  select.replaceChildren();
+  select.append(new Option(`all ${daily.length} days`, "0"));
+  daily.forEach((entry, i) => select.append(new Option(dayText(entry.window.since), String(i + 1))));
+  renderAccuracyTable(daily);
+  drawAccuracy(daily, state.model.metrics?.test?.mae);
+  drawSelectedDrift();
+}
+
+function renderAccuracyTable(daily) {
+  const body = $("accuracy-table").tBodies[0];
+  body.replaceChildren();
+  for (const { window, report: r } of daily) {
+    const row = body.insertRow();
+    cell(row, dayText(window.since));
+    cell(row, r.predictions, "num");
+    cell(row, r.live.count, "num");
+    for (const key of ["mae", "rmse", "mean_error"]) cell(row, number(r.live[key]), "num");
+  }
+}
+
+function yTicks(svg, top, bottom, left, right, max) {
+  for (let i = 0; i <= 4; i += 1) {
+    const value = (max * i) / 4;
+    const y = bottom - ((bottom - top) * i) / 4;
+    svg.append(svgElement("line", { x1: left, x2: right, y1: y, y2: y, class: "grid" }));
+    svg.append(svgElement("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, number(value, 1)));
+  }
+}
+
+function drawAccuracy(daily, testMae) {
+  const [width, height, left, right, top, bottom] = [560, 240, 44, 548, 12, 200];
+  const svg = newSvg(width, height, "Live MAE per day");
+  const maes = daily.map((d) => d.report.live.mae).filter((v) => v !== null);
+  const max = Math.max(1, testMae || 0, ...maes) * 1.15;
+  yTicks(svg, top, bottom, left, right, max);
+  const step = (right - left) / daily.length;
+  const x = (i) => left + step * (i + 0.5);
+  const y = (v) => bottom - ((bottom - top) * v) / max;
+  const every = Math.ceil(daily.length / 7);
+  daily.forEach((d, i) => {
+    if (i % every === 0) svg.append(svgElement("text", { x: x(i), y: bottom + 16, "text-anchor": "middle" }, dayText(d.window.since).slice(5)));
+  });
+  svg.append(svgElement("line", { x1: left, x2: right, y1: bottom, y2: bottom, class: "axis" }));
+  if (testMae) drawReference(svg, left, right, y(testMae), `test MAE ${number(testMae)}`);
+  drawSeries(svg, daily, x, y);
+  if (!maes.length) svg.append(svgElement("text", { x: (left + right) / 2, y: (top + bottom) / 2, "text-anchor": "middle", class: "muted" }, "No actual delays recorded in these days (POST /model/actuals/)"));
+  svg.append(svgElement("text", { x: 4, y: bottom + 34, class: "muted" }, "MAE, minutes · day (UTC)"));
+  $("accuracy-chart").replaceChildren(svg);
+}
+
+function drawReference(svg, left, right, y, label) {
+  svg.append(svgElement("line", { x1: left, x2: right, y1: y, y2: y, class: "reference" }));
+  svg.append(svgElement("text", { x: right, y: y - 4, "text-anchor": "end" }, label));
+}
+
+function drawSeries(svg, daily, x, y) {
+  let points = [];
+  const flush = () => {
+    if (points.length > 1) svg.append(svgElement("polyline", { points: points.join(" "), class: "line" }));
+    points = [];
+  };
+  daily.forEach((d, i) => {
+    const live = d.report.live;
+    if (live.mae === null) return flush();
+    points.push(`${x(i)},${y(live.mae)}`);
+    const dot = svgElement("circle", { cx: x(i), cy: y(live.mae), r: 4, class: "point" });
+    dot.append(svgElement("title", {}, `${dayText(d.window.since)}: MAE ${number(live.mae)} over ${live.count} flights`));
+    svg.append(dot);
+    return null;
+  });
+  flush();
+}
+
+function drawSelectedDrift() {
+  const chosen = state.reports[Number($("drift-window").value || 0)];
+  if (!chosen) return;
+  const label = $("drift-window").selectedOptions[0]?.textContent || "the window";
+  $("drift-window-label").textContent = label;
+  const note = $("drift-note");
+  note.hidden = !chosen.report.drift_unavailable;
+  note.textContent = chosen.report.drift_unavailable || "";
+  drawDrift(chosen.report.drift || {}, chosen.report.psi_threshold, chosen.report.predictions);
+}
+
+function drawDrift(drift, threshold, predictions) {
+  const fields = Object.entries(drift);
+  const [left, right, top, row] = [110, 490, 8, 22];
+  const height = top + row * Math.max(fields.length, 1) + 30;
+  const svg = newSvg(560, height, `PSI per input field; threshold ${threshold}`);
+  const max = Math.max(threshold * 1.5, ...fields.map(([, f]) => f.psi));
+  const x = (v) => left + ((right - left) * Math.min(v, max)) / max;
+  fields.forEach(([name, figures], i) => {
+    const y = top + i * row;
+    svg.append(svgElement("text", { x: left - 6, y: y + 14, "text-anchor": "end" }, name));
+    const bar = svgElement("rect", { x: left, y: y + 3, width: Math.max(x(figures.psi) - left, 1), height: row - 6, class: figures.drifted ? "bar drifted" : "bar" });
+    bar.append(svgElement("title", {}, `${name}: PSI ${number(figures.psi, 3)}${figures.drifted ? " (drifted)" : ""}`));
+    svg.append(bar, svgElement("text", { x: x(figures.psi) + 4, y: y + 14 }, number(figures.psi, 3)));
+  });
+  const bottom = top + row * Math.max(fields.length, 1);
+  svg.append(svgElement("line", { x1: x(threshold), x2: x(threshold), y1: top, y2: bottom, class: "threshold" }));
+  svg.append(svgElement("text", { x: x(threshold), y: bottom + 14, "text-anchor": "middle" }, `threshold ${threshold}`));
+  if (!predictions) svg.append(svgElement("text", { x: left, y: top + 14, class: "muted" }, "No prediction in this window."));
+  $("drift-chart").replaceChildren(svg);
+}
+
+// ---- start ----
+
+async function start() {
+  const params = new URLSearchParams(location.search);
+  writeFilters(params);
+  state.filters = readFilters();
+  wireHistory();
+  $("monitoring-days").addEventListener("change", loadMonitoring);
+  $("drift-window").addEventListener("change", drawSelectedDrift);
+  const historyLoaded = loadHistory();
+  state.model = await loadModel();
+  if (!state.model) showError($("monitoring-error"), { message: "Monitoring needs an active model.", code: "" });
+  await Promise.all([historyLoaded, loadMonitoring()]);
+  document.body.dataset.ready = "true";
+}
+
+start();
