@@ -21,6 +21,7 @@ from flight_delay.features import (
 )
 from flight_delay.serving.loader import check_artifact
 from tests.conftest import upload
+from tests.factories import tiny_model
 
 # A bundle written by `to_bundle` before contracts had versions beyond 1 (the tiny model of seed 3,
 # 200 rows): its contract is version 1 exactly as training writes it. The reference flight's score then:
@@ -123,3 +124,18 @@ def test_a_contract_must_have_the_fields_of_its_own_version(monkeypatch: pytest.
         FeatureContract.from_dict({**v1, "feature_names": list(VERSION_2.feature_names)})
     with pytest.raises(ValueError, match="contract input_fields must be"):
         FeatureContract.from_dict({**v1, "version": 2, "feature_names": list(VERSION_2.feature_names)})
+
+
+def test_a_model_pickled_before_contract_ranges_existed_still_loads() -> None:
+    model = tiny_model(seed=2)
+    object.__delattr__(model.contract, "ranges")  # as an older release pickled it
+    del model.before_departure, model.residual  # likewise: one booster, arr_delay directly
+
+    checked = check_artifact(cloudpickle.dumps(model))
+
+    assert checked.model.model.contract.ranges == {}
+    assert checked.model.model.before_departure is None
+    assert (
+        checked.model.predict([REFERENCE_FLIGHT])[0]
+        == model.booster.predict(model.contract.encode_flights([REFERENCE_FLIGHT]))[0]
+    )

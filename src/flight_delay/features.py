@@ -340,6 +340,8 @@ class FeatureContract:
 
     def to_dict(self) -> dict[str, Any]:
         """Describes the contract as plain JSON-ready data."""
+        # A contract pickled before ranges existed has no such attribute (from_dict then gives it one).
+        ranges = getattr(self, "ranges", None) or {}
         return {
             "version": self.version,
             "input_fields": list(self.input_fields),
@@ -347,7 +349,7 @@ class FeatureContract:
             "feature_names": list(self.feature_names),
             "categorical_features": list(self.categorical_features),
             "categories": {k: list(v) for k, v in self.categories.items()},
-            **({"ranges": {k: list(v) for k, v in self.ranges.items()}} if self.ranges else {}),
+            **({"ranges": {k: list(v) for k, v in ranges.items()}} if ranges else {}),
         }
 
 
