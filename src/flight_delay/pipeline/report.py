@@ -80,9 +80,29 @@ def plot_answer(key: str, answers: dict[str, Any]) -> Any:
 
 
 def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
-    """Lays the model's test metrics next to the baselines' in one table."""
-    rows = {"model": metrics["test"], **{f"baseline: {k}": v for k, v in metrics["baselines"].items()}}
-    return pd.DataFrame(rows).T[["mae", "rmse", "r2", "rows"]]
+    """Lays each basis' test metrics next to its baselines' in one table (basis, predictor) x metric."""
+    rows = {
+        (basis, name): figures
+        for basis, table in metrics["bases"].items()
+        for name, figures in table["overall"].items()
+    }
+    return pd.DataFrame(rows).T[["mae", "rmse", "r2", "median_ae", "rows"]]
+
+
+def plot_residuals(actual: np.ndarray, predicted: np.ndarray, limit: float = 120) -> Any:
+    """Draws the residuals (predicted - actual): their spread, and against the prediction."""
+    import matplotlib.pyplot as plt
+
+    residuals = predicted - actual
+    figure, (spread, against) = plt.subplots(1, 2, figsize=(11, 4))
+    spread.hist(np.clip(residuals, -limit, limit), bins=80)
+    spread.set(xlabel=f"predicted - actual (min, clipped at ±{limit:g})", ylabel="flights", title="Residuals")
+    against.scatter(predicted, residuals, s=2, alpha=0.15)
+    against.axhline(0, color="black", linewidth=1)
+    against.set(xlabel="predicted (min)", ylabel="predicted - actual (min)", title="Residual vs prediction")
+    against.set_ylim(-4 * limit, 2 * limit)
+    figure.tight_layout()
+    return figure
 
 
 def importance_frame(booster: Any) -> pd.DataFrame:

@@ -121,6 +121,16 @@ def holdout_metrics(
     return {"test": overall["model"], "baselines": baselines, "bases": bases}
 
 
+def beats_baselines(metrics: Mapping[str, Any]) -> dict[str, bool]:
+    """Per basis, whether the model beats every baseline overall (MAE and RMSE at departure; MAE before)."""
+    verdicts = {}
+    for basis, table in metrics["bases"].items():
+        model, others = table["overall"]["model"], [v for k, v in table["overall"].items() if k != "model"]
+        checked = ("mae", "rmse") if basis == "at_departure" else ("mae",)
+        verdicts[basis] = all(model[m] < other[m] for other in others for m in checked)
+    return verdicts
+
+
 def metrics_table(metrics: Mapping[str, Any]) -> str:
     """The overall figures of both bases as a text table, then where the model loses."""
     lines = [f"{'basis':<17} {'predictor':<13} {'MAE':>7} {'RMSE':>7} {'R²':>6} {'MedAE':>7} {'rows':>7}"]
