@@ -137,7 +137,7 @@ def test_the_model_version_and_its_card_are_shown(page: WebDriver, server: Runni
     assert page.find_element(By.ID, "model-kind").text == model["kind"]
     metrics = page.find_element(By.ID, "model-metrics").text
     assert f"{model['metrics']['test']['mae']:.2f}" in metrics
-    assert "baseline: train_mean" in metrics
+    assert "baseline: train_median" in metrics
     assert "sched_dep_time" in page.find_element(By.ID, "model-card-facts").text
 
 

@@ -293,7 +293,7 @@ def _contract(**changes: Any) -> dict[str, Any]:
         (_bundle(metrics={"long": "x" * 20_000}), "longer than"),
         (
             _bundle(booster=tiny_regressor(["dep_delay"]).booster_.model_to_string()),
-            "booster's features must be",
+            "boosters' features must be",
         ),
         (b'{"format": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not valid JSON"),
     ],
