@@ -358,8 +358,32 @@ def _validate_utc_representable(value: datetime) -> None:
 UTC_RANGE = "An instant must lie between years 1 and 9999 in UTC."
 
 
-class HistoryQuerySchema(ma.Schema):
-    """Filters and keyset pagination of the history."""
+class TimeWindowSchema(ma.Schema):
+    """A window on the predictions' time, [since, until): the history's filter, the monitoring's window."""
+
+    since = ma.fields.AwareDateTime(
+        default_timezone=None,
+        validate=_validate_utc_representable,
+        metadata={"description": f"inclusive, on the prediction time. {UTC_RANGE}"},
+    )
+    until = ma.fields.AwareDateTime(
+        default_timezone=None,
+        validate=_validate_utc_representable,
+        metadata={"description": f"exclusive; not before `since` (equal: an empty window). {UTC_RANGE}"},
+    )
+
+    class Meta:
+        unknown = ma.RAISE
+
+    @ma.validates_schema
+    def validate_range(self, data: dict[str, Any], **_: Any) -> None:
+        """Refuses a time range that ends before it starts; [t, t) is empty, not wrong."""
+        if "since" in data and "until" in data and data["until"] < data["since"]:
+            raise ma.ValidationError("Must not be earlier than since.", "until")
+
+
+class HistoryQuerySchema(TimeWindowSchema):
+    """Filters and keyset pagination of the history (and the window of TimeWindowSchema)."""
 
     page_size = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = ma.fields.String(
@@ -376,25 +400,6 @@ class HistoryQuerySchema(ma.Schema):
             "pattern": errors.REQUEST_ID.pattern,
         },
     )
-    since = ma.fields.AwareDateTime(
-        default_timezone=None,
-        validate=_validate_utc_representable,
-        metadata={"description": f"inclusive. {UTC_RANGE}"},
-    )
-    until = ma.fields.AwareDateTime(
-        default_timezone=None,
-        validate=_validate_utc_representable,
-        metadata={"description": f"exclusive; not before `since` (equal: an empty window). {UTC_RANGE}"},
-    )
-
-    class Meta:
-        unknown = ma.RAISE
-
-    @ma.validates_schema
-    def validate_range(self, data: dict[str, Any], **_: Any) -> None:
-        """Refuses a time range that ends before it starts; [t, t) is empty, not wrong."""
-        if "since" in data and "until" in data and data["until"] < data["since"]:
-            raise ma.ValidationError("Must not be earlier than since.", "until")
 
 
 class HistoryItemSchema(ma.Schema):
@@ -511,32 +516,13 @@ class ActualsResponseSchema(ma.Schema):
     recorded = ma.fields.Integer(required=True, metadata={"description": "distinct history ids recorded"})
 
 
-class MonitoringQuerySchema(ma.Schema):
+class MonitoringQuerySchema(TimeWindowSchema):
     """Which model and which window of its predictions to report on."""
 
     model_version = ma.fields.String(
         validate=_validate_model_version,
         metadata={"description": "default: the active model", "pattern": MODEL_VERSION.pattern},
     )
-    since = ma.fields.AwareDateTime(
-        default_timezone=None,
-        validate=_validate_utc_representable,
-        metadata={"description": f"inclusive, on the prediction time. {UTC_RANGE}"},
-    )
-    until = ma.fields.AwareDateTime(
-        default_timezone=None,
-        validate=_validate_utc_representable,
-        metadata={"description": f"exclusive; not before `since`. {UTC_RANGE}"},
-    )
-
-    class Meta:
-        unknown = ma.RAISE
-
-    @ma.validates_schema
-    def validate_range(self, data: dict[str, Any], **_: Any) -> None:
-        """Refuses a window that ends before it starts."""
-        if "since" in data and "until" in data and data["until"] < data["since"]:
-            raise ma.ValidationError("Must not be earlier than since.", "until")
 
 
 class WindowSchema(ma.Schema):
