@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import requests
 
 from bench import history, inprocess, loadgen, payloads, postgres, procs, profiling, report
@@ -388,7 +387,7 @@ def prepare_model(work: Path) -> tuple[Path, Path, Any, float, float]:
     model = payloads.load_artifact(model_path)
     repo = payloads.export_for_mlserver(model, work / "mlserver-repo")
     row = payloads.encoded_row(model, payloads.FLIGHT)
-    exported = float(model.booster.predict(np.asarray([row]))[0])
+    exported = float(model.booster.predict(row)[0])  # the encoded row is 1 x features already
     return model_path, repo, row, float(model.predict([payloads.FLIGHT])[0]), exported
 
 
