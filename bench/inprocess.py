@@ -185,7 +185,7 @@ def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) ->
                 row
             ),
             "JSON decode + validation, marshmallow alone (before)": lambda: pipe.validate(True),
-            "JSON decode + validation, compiled fast path (as served)": pipe.validate,
+            "JSON decode + validation, msgspec fast load (as served)": pipe.validate,
             "active-model lookup (registry.active)": registry.active,
             "field checks (missing_fields)": lambda: missing_fields(pipe.active.model, pipe.flights),
             "encoding (contract.encode_flights)": lambda: model.contract.encode_flights(pipe.values),

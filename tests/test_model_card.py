@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from flight_delay.cli import main
+from flight_delay.training.evaluation import metrics_table, regression_metrics
 from tests.factories import minimal_flight
 
 
@@ -78,3 +81,12 @@ def test_the_cli_writes_the_same_card(
 
     assert result.exit_code == 0, result.output
     assert out.read_text() == loaded_client.get("/model/card").get_data(as_text=True)
+
+
+def test_metrics_are_json_where_r2_is_undefined() -> None:
+    one_flight = regression_metrics(np.array([5.0]), np.array([7.0]))
+
+    assert one_flight["r2"] is None
+    json.dumps(one_flight, allow_nan=False)  # no NaN: a browser's JSON.parse refuses it
+    table = {"bases": {"at_departure": {"overall": {"model": one_flight}, "loses_to": []}}}
+    assert "   n/a" in metrics_table(table)

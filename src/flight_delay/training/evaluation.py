@@ -21,14 +21,18 @@ GROUPS = ("month", "origin", "carrier")
 UNSEEN = "(unseen)"
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE, R² and median absolute error of predictions against the truth."""
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
+    """MAE, RMSE, R² and median absolute error of predictions against the truth.
+
+    R² is None (JSON null) where it is undefined, a group whose delays are all equal (one flight,
+    say): NaN is no JSON, and a browser refuses the whole answer that holds one.
+    """
     errors = y_pred - y_true
     total = float(np.sum((y_true - y_true.mean()) ** 2)) if len(y_true) else 0.0
     return {
         "mae": float(np.mean(np.abs(errors))),
         "rmse": float(np.sqrt(np.mean(errors**2))),
-        "r2": float(1.0 - np.sum(errors**2) / total) if total > 0 else float("nan"),
+        "r2": float(1.0 - np.sum(errors**2) / total) if total > 0 else None,
         "median_ae": float(np.median(np.abs(errors))),
         "rows": len(y_true),
     }
@@ -136,9 +140,8 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     lines = [f"{'basis':<17} {'predictor':<13} {'MAE':>7} {'RMSE':>7} {'R²':>6} {'MedAE':>7} {'rows':>7}"]
     for basis, table in metrics.get("bases", {}).items():
         for name, m in table["overall"].items():
-            lines.append(
-                f"{basis:<17} {name:<13} {m['mae']:7.2f} {m['rmse']:7.2f} {m['r2']:6.3f} "
-                f"{m['median_ae']:7.2f} {m['rows']:7d}"
-            )
+            r2 = "   n/a" if m["r2"] is None else f"{m['r2']:6.3f}"
+            errors = f"{m['mae']:7.2f} {m['rmse']:7.2f} {r2} {m['median_ae']:7.2f}"
+            lines.append(f"{basis:<17} {name:<13} {errors} {m['rows']:7d}")
     losing = [f"  {basis}: {line}" for basis, t in metrics.get("bases", {}).items() for line in t["loses_to"]]
     return "\n".join([*lines, "where a baseline beats the model:", *(losing or ["  nowhere"])])
