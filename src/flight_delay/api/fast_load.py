@@ -108,15 +108,17 @@ def _batch_items(data: Any, max_flights: int) -> list[Any] | None:
 
 def _converted(items: list[Any]) -> list[dict[str, Any]] | None:
     """The flights' values as msgspec checks them, pandas' spellings read as FlightSchema reads them."""
+    # Any failure declines, not only a refusal: msgspec raises UnicodeEncodeError, say, while wording
+    # the refusal of a lone surrogate; marshmallow then answers, as for everything in doubt.
     try:
         return msgspec.convert(items, FLIGHTS)
-    except msgspec.ValidationError:
+    except Exception:  # noqa: S110 - declined: the DataFrame spelling below, or marshmallow
         pass
     if not all(type(item) is dict for item in items):
         return None
     try:  # NaN as null, 517.0 as 517 in integer fields (JsonInteger, NanIsNull): a DataFrame's records
         return msgspec.convert([_json_spelled(item) for item in items], FLIGHTS)
-    except msgspec.ValidationError:
+    except Exception:
         return None
 
 
