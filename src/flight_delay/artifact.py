@@ -65,14 +65,12 @@ class FlightDelayModel:
         """Predicts each row with its basis' booster through `run(booster, rows)`: dep_delay known or not."""
         if self.before_departure is None:
             return run(self.booster, features)
-        departed = departed_rows(self.contract, features)
+        departure = departure_delays(self.contract, features)
+        departed = ~np.isnan(departure)
         predicted = np.empty(len(features), dtype=np.float64)
         if departed.any():
-            at_departure = run(self.booster, features[departed])
-            offset = (
-                features[departed, self.contract.feature_names.index("dep_delay")] if self.residual else 0.0
-            )
-            predicted[departed] = at_departure + offset
+            offset = departure[departed] if self.residual else 0.0
+            predicted[departed] = run(self.booster, features[departed]) + offset
         if not departed.all():
             predicted[~departed] = run(self.before_departure, features[~departed])
         return predicted
@@ -88,11 +86,19 @@ class FlightDelayModel:
         return described if self.profile is None else {**described, "profile": self.profile}
 
 
-def departed_rows(contract: FeatureContract, features: np.ndarray) -> np.ndarray:
-    """Which rows have a departure delay: the flights predicted at departure, the others before it."""
+def departure_delays(contract: FeatureContract, features: np.ndarray) -> np.ndarray:
+    """Each row's dep_delay feature (NaN: not departed, so before departure; all NaN if not a feature)."""
     if "dep_delay" not in contract.feature_names:
-        return np.zeros(len(features), dtype=bool)
-    return ~np.isnan(features[:, contract.feature_names.index("dep_delay")])
+        return np.full(len(features), np.nan)
+    return features[:, contract.feature_names.index("dep_delay")]
+
+
+def hidden_departure(contract: FeatureContract, features: np.ndarray) -> np.ndarray:
+    """A copy of a feature matrix with dep_delay null: the flights as known before departure."""
+    hidden = features.copy()
+    if "dep_delay" in contract.feature_names:
+        hidden[:, contract.feature_names.index("dep_delay")] = np.nan
+    return hidden
 
 
 def plain_metadata(value: Any, where: str) -> Any:

@@ -176,7 +176,6 @@ def feature_arrays(
     arrays = {
         "features": frame[list(contract.feature_names)].to_numpy(dtype=np.float64),
         "label": frame[TARGET].to_numpy(dtype=np.float64),
-        "dep_delay": frame["dep_delay"].to_numpy(dtype=np.float64),
         "month": frame[FLIGHT_MONTH].to_numpy(dtype=np.int64),
     }
     return arrays, report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -171,8 +171,9 @@ class PredictionService:
                 f"The flight lacks fields that model {active.version[:12]} reads.",
                 problems[0] if single else {"flights": problems},
             )
-        warnings = self._unseen(active, flights, single)
-        predicted = _predicted(active.model, flights)
+        values = [flight.values for flight in flights]
+        warnings = self._unseen(active, values, single)
+        predicted = _predicted(active.model, values)
         latency_ms = (time.perf_counter() - started) * 1000.0
         created_at = utcnow()
         rows = [
@@ -190,9 +191,11 @@ class PredictionService:
             active.version, request_id, rows, bases_of(active.model, flights), warnings
         )
 
-    def _unseen(self, active: ActiveModel, flights: Sequence[FlightInput], single: bool) -> list[list[dict]]:
+    def _unseen(
+        self, active: ActiveModel, values: Sequence[Mapping[str, Any]], single: bool
+    ) -> list[list[dict]]:
         """Flags and counts what the model never saw in training; refuses such flights when strict."""
-        unseen = active.model.unseen_inputs([flight.values for flight in flights])
+        unseen = active.model.unseen_inputs(values)
         if not any(unseen):
             return unseen
         for field_name in (warning["field"] for found in unseen for warning in found):
@@ -216,15 +219,14 @@ class PredictionService:
         return unrecorded.served(ids)
 
 
-def _predicted(model: ServingModel, flights: Sequence[FlightInput]) -> np.ndarray:
-    """Runs the model on the flights; refuses its failure, a wrong count or a non-finite prediction."""
-    values = [flight.values for flight in flights]
+def _predicted(model: ServingModel, values: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Runs the model on the flights' values; refuses its failure, a wrong count, a non-finite prediction."""
     try:
         predicted = np.asarray(model.predict(values), dtype=np.float64)
     except Exception as exc:  # the model's own code: report, never crash the worker
         raise UnscorableFlight(f"The model could not score the flights: {type(exc).__name__}: {exc}") from exc
-    if predicted.shape != (len(flights),):
-        raise UnscorableFlight(f"The model returned {predicted.shape} values for {len(flights)} flights.")
+    if predicted.shape != (len(values),):
+        raise UnscorableFlight(f"The model returned {predicted.shape} values for {len(values)} flights.")
     bad = np.flatnonzero(~np.isfinite(predicted))
     if bad.size:
         raise UnscorableFlight(

@@ -19,10 +19,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from flight_delay.artifact import FlightDelayModel
+from flight_delay.artifact import FlightDelayModel, departure_delays, hidden_departure
 from flight_delay.features import TARGET, FeatureContract
 from flight_delay.monitoring.profile import profile_frame
-from flight_delay.training.evaluation import hidden_departure, holdout_metrics
+from flight_delay.training.evaluation import holdout_metrics
 
 # At departure: L2 on the residual arr_delay - dep_delay beats `arr_delay = dep_delay` on MAE and RMSE.
 AT_DEPARTURE_PARAMS: dict[str, Any] = {"objective": "regression"}
@@ -105,7 +105,7 @@ def fit_bases(
     At departure the booster learns arr_delay - dep_delay with an L2 loss (the rest of the delay,
     not the delay again); before departure it learns arr_delay with the L1 loss from the schedule alone.
     """
-    departure = features[:, contract.feature_names.index("dep_delay")]
+    departure = departure_delays(contract, features)
     departed = ~np.isnan(departure)
     options = {"seed": seed, "rounds": rounds, "callbacks": callbacks}
     at_departure = fit_booster(
@@ -124,7 +124,6 @@ def frame_arrays(flights: pd.DataFrame, contract: FeatureContract) -> dict[str, 
     return {
         "features": contract.encode(flights),
         "label": flights[TARGET].to_numpy(dtype=np.float64),
-        "dep_delay": flights["dep_delay"].to_numpy(dtype=np.float64),
         "month": flights["month"].to_numpy(dtype=np.int64),
     }
 
