@@ -13,6 +13,8 @@ DATASET ?= $(DATA_DIR)/airports-database.csv
 MODEL ?= $(DATA_DIR)/model.pkl
 
 BENCH_VENV ?= bench/.venv-mlserver
+# KServe's client, whose requirements conflict with ours, in a virtualenv of its own (tests/clients/).
+KSERVE_VENV ?= .venv-kserve
 BENCH_ARGS ?=
 
 .PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train \
@@ -66,14 +68,20 @@ test: test-sqlite test-postgres
 
 ## test-sqlite: the whole suite (Spark pipeline included) over SQLite files; the /ui/ page's browser tests
 ## too, in Debian's headless chromium (scripts/ensure_chromium.sh installs it and its driver if missing)
-test-sqlite: $(STAMP)
+test-sqlite: $(STAMP) $(KSERVE_VENV)/.installed
 	bash scripts/ensure_chromium.sh
 	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-postgres: the suite but the Spark pipeline's, each test on its own database of a PostgreSQL
 ## server that scripts/with_postgres.sh starts on 127.0.0.1 (installing Debian's postgresql if missing)
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) $(KSERVE_VENV)/.installed
 	bash scripts/with_postgres.sh $(BIN)/python -m pytest --ignore=tests/pipeline $(PYTEST_ARGS)
+
+$(KSERVE_VENV)/.installed: tests/clients/requirements-kserve.txt
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(KSERVE_VENV)/bin/python -m pip install --quiet -r tests/clients/requirements-kserve.txt
+	touch $@
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations bench
@@ -116,6 +124,6 @@ $(BENCH_VENV)/.installed: bench/requirements-mlserver.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(KSERVE_VENV) .pytest_cache .ruff_cache
 
 include docker.mk

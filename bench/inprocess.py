@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import secrets
-import threading
 import time
 import timeit
 import uuid
@@ -14,30 +14,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import marshmallow as ma
 import numpy as np
 from flask import Flask
 from werkzeug.test import Client
 
+from bench import payloads
 from flight_delay.api import create_app
-from flight_delay.api.schemas import PredictRequestSchema, PredictResponseSchema
+from flight_delay.api.services import services_of
 from flight_delay.artifact import FlightDelayModel
 from flight_delay.config import load_config
-from flight_delay.extensions import registry
 from flight_delay.history.database import Database
 from flight_delay.history.models import utcnow
 from flight_delay.history.repository import insert_predictions
 from flight_delay.history.writer import HistoryWriter
 from flight_delay.server import prepare
-from flight_delay.serving.predictions import FlightInput, missing_fields
-from flight_delay.serving.registry import ActiveModel
+from flight_delay.serving.predictions import ScoredFlights, missing_fields
+from flight_delay.serving.registry import ActiveModel, ModelRegistry
+from flight_delay.transport import native
+from flight_delay.transport.asgi import asgi_app
+from flight_delay.validation import FlightInput, batch_items, checked_flights
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "OFF")
 RAW_ROW = "raw booster.predict (prepared row, num_threads=1)"
 RAW_MATRIX = "raw booster.predict (prepared matrix, num_threads=1)"
 PREDICT_PATH = "our predict path (payload to prediction)"
-# One instance, as the view's @blp.response holds (building a schema costs more than the dump).
-RESPONSE_SCHEMA = PredictResponseSchema()
+NATIVE_ASGI = "whole request, native route through the ASGI app (no HTTP)"
+V2_ASGI = "whole request, V2 infer through the ASGI app (no HTTP)"
+# One loop for every timed coroutine: a new loop per call would cost more than what is timed.
+LOOP = asyncio.new_event_loop()
 
 
 def per_call(fn: Callable[[], Any], repeat: int = 25, budget: float = 0.03) -> float:
@@ -111,11 +115,10 @@ def recorder(
 
 
 def served_recorder(
-    db: Database, version: str, flights: list[FlightInput], predicted: np.ndarray
+    writer: HistoryWriter, version: str, flights: list[FlightInput], predicted: np.ndarray
 ) -> Callable[[], Any]:
-    """Returns a call that records the flights as the service does (HistoryWriter: group commit)."""
-    writer = HistoryWriter(db)
-    return lambda: writer.record(history_rows(version, flights, predicted))
+    """Returns a call that records the flights as the service does (its writer: group commit)."""
+    return lambda: LOOP.run_until_complete(writer.record(history_rows(version, flights, predicted)))
 
 
 @dataclass
@@ -123,17 +126,17 @@ class Pipeline:
     """The pieces of one predict request for one payload, so that each stage can be timed alone."""
 
     body: str
-    schema: PredictRequestSchema
     flights: list[FlightInput]
     values: list[dict[str, Any]]
+    registry: ModelRegistry
     active: ActiveModel
 
     @classmethod
-    def of(cls, payload: Any) -> Pipeline:
-        """Parses the payload once and looks up the active model once."""
-        schema = PredictRequestSchema()
-        flights = [FlightInput(**flight) for flight in schema.load(payload)["flights"]]
-        return cls(json.dumps(payload), schema, flights, [f.values for f in flights], registry.active())
+    def of(cls, app: Flask, payload: Any) -> Pipeline:
+        """Checks the payload once and looks up the active model once."""
+        flights = checked_flights(*batch_items(payload))
+        registry = services_of(app).registry
+        return cls(json.dumps(payload), flights, [f.values for f in flights], registry, registry.active())
 
     @property
     def model(self) -> FlightDelayModel:
@@ -150,51 +153,52 @@ class Pipeline:
         """The booster's predictions for the flights, made once."""
         return self.model.predict_features(self.features)
 
-    def response(self) -> dict[str, Any]:
-        """The answer the view would dump for these predictions."""
-        return {
-            "model_version": self.active.version,
-            "request_id": "x",
-            "predictions": [{"history_id": i, "arr_delay": float(p)} for i, p in enumerate(self.predicted)],
-        }
+    def answer(self) -> Any:
+        """The answer the native route renders for these predictions."""
+        predictions = [
+            {"history_id": i, "arr_delay": float(p), "basis": "at_departure"}
+            for i, p in enumerate(self.predicted)
+        ]
+        return ScoredFlights(self.active.version, "x", predictions)
 
-    def validate(self, marshmallow_only: bool = False) -> list[FlightInput]:
-        """JSON decoding and validation as the view does it, or through marshmallow alone."""
-        data = json.loads(self.body)
-        # marshmallow_only: the schema's load without msgspec's fast load (what validation costs without it).
-        loaded = ma.Schema.load(self.schema, data) if marshmallow_only else self.schema.load(data)
-        return [FlightInput(**flight) for flight in loaded["flights"]]
+    def validate(self) -> list[FlightInput]:
+        """JSON decoding and the one check of the flights, as the data plane does them."""
+        return checked_flights(*batch_items(native.parsed_json(self.body.encode())))
 
     def predict_path(self, with_lookup: bool = True) -> np.ndarray:
         """Payload to prediction: validation, active model, field checks, encoding, booster."""
         flights = self.validate()
-        active = registry.active() if with_lookup else self.active
+        active = self.registry.active() if with_lookup else self.active
         missing_fields(active.model, flights)
         return active.model.predict([f.values for f in flights])
 
 
 def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) -> dict[str, float]:
     """Times each stage of one single-flight request in process (seconds per call)."""
-    pipe = Pipeline.of(flight)
-    model, predicted, response = pipe.model, pipe.predicted, pipe.response()
-    db = app.extensions["flight_delay.db"]
+    pipe = Pipeline.of(app, flight)
+    model, predicted, scored = pipe.model, pipe.predicted, pipe.answer()
+    writer = services_of(app).writer
+    front = asgi_app(app)
     return best_interleaved(
         {
             RAW_ROW: lambda: model.booster.predict(row, num_threads=1),
             "raw booster.predict (prepared row, OpenMP's default threads)": lambda: model.booster.predict(
                 row
             ),
-            "JSON decode + validation, marshmallow alone (before)": lambda: pipe.validate(True),
-            "JSON decode + validation, msgspec fast load (as served)": pipe.validate,
-            "active-model lookup (registry.active)": registry.active,
+            "JSON decode + validation (the one compiled check)": pipe.validate,
+            "active-model lookup (registry.active)": pipe.registry.active,
             "field checks (missing_fields)": lambda: missing_fields(pipe.active.model, pipe.flights),
             "encoding (contract.encode_flights)": lambda: model.contract.encode_flights(pipe.values),
-            "history INSERT + COMMIT (FULL)": served_recorder(
-                db, pipe.active.version, pipe.flights, predicted
+            "history INSERT + COMMIT (FULL), through the writer": served_recorder(
+                writer, pipe.active.version, pipe.flights, predicted
             ),
-            "response dump (schema + JSON)": lambda: json.dumps(RESPONSE_SCHEMA.dump(response)),
+            "answer rendering (native.answer)": lambda: native.answer(scored),
             PREDICT_PATH: pipe.predict_path,
             "our predict path, active model not looked up": lambda: pipe.predict_path(with_lookup=False),
+            NATIVE_ASGI: asgi_post(front, "/model/predict/", pipe.body.encode()),
+            V2_ASGI: asgi_post(
+                front, "/v2/models/flight-delay/infer", json.dumps(payloads.v2_columns([flight])).encode()
+            ),
             "whole request through Flask's view (no HTTP)": post_json(app, pipe.body),
         }
     )
@@ -205,60 +209,62 @@ def history_write_by_mode(folder: Path, model_path: Path, flight: dict[str, Any]
     timings = {}
     for mode in SYNCHRONOUS_MODES:
         app = make_app(folder / f"sync-{mode.lower()}", model_path, mode)
-        pipe = Pipeline.of(flight)
-        db = app.extensions["flight_delay.db"]
-        record = recorder(db, pipe.active.version, pipe.flights, pipe.predicted)
+        pipe = Pipeline.of(app, flight)
+        record = recorder(services_of(app).db, pipe.active.version, pipe.flights, pipe.predicted)
         timings[mode] = per_call(record)
     return timings
 
 
-def calls_per_second(work: Callable[[], Any], threads: int, seconds: float) -> float:
-    """Runs `work` in a loop on `threads` threads for `seconds`; returns completed calls per second."""
-    counts = [0] * threads
-    deadline = time.perf_counter() + seconds
+def requests_per_second(record: Callable[[], Any], concurrent: int, seconds: float) -> float:
+    """Runs `concurrent` requests at a time on one event loop for `seconds`; completed per second."""
 
-    def loop(slot: int) -> None:
+    async def client(deadline: float) -> int:
+        done = 0
         while time.perf_counter() < deadline:
-            work()
-            counts[slot] += 1
+            await record()
+            done += 1
+        return done
+
+    async def clients() -> int:
+        deadline = time.perf_counter() + seconds
+        return sum(await asyncio.gather(*(client(deadline) for _ in range(concurrent))))
 
     started = time.perf_counter()
-    pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - started)
+    done = LOOP.run_until_complete(clients())
+    return done / (time.perf_counter() - started)
 
 
-def concurrent_writes(app: Flask, flight: dict[str, Any], threads: int, seconds: float) -> dict[str, float]:
-    """History writes per second from `threads` request threads: as today, behind a lock, group commit."""
-    pipe = Pipeline.of(flight)
-    predicted = pipe.predicted
-    db = app.extensions["flight_delay.db"]
-    record = recorder(db, pipe.active.version, pipe.flights, predicted)
-    lock = threading.Lock()
+def concurrent_writes(
+    app: Flask, flight: dict[str, Any], concurrent: int, seconds: float
+) -> dict[str, float]:
+    """History writes per second: one transaction per request, then the writer's group commit."""
+    pipe = Pipeline.of(app, flight)
+    version, flights, predicted = pipe.active.version, pipe.flights, pipe.predicted
+    db, writer = services_of(app).db, services_of(app).writer
 
-    def locked() -> None:
-        with lock:
-            record()
+    async def alone() -> None:
+        await asyncio.to_thread(insert_predictions, db, history_rows(version, flights, predicted))
 
-    grouped = served_recorder(db, pipe.active.version, pipe.flights, predicted)
+    async def grouped() -> None:
+        await writer.record(history_rows(version, flights, predicted))
+
     return {
-        "1 thread: one transaction per request": calls_per_second(record, 1, seconds),
-        f"{threads} threads: one transaction per request": calls_per_second(record, threads, seconds),
-        f"{threads} threads: the same behind a process-wide lock": calls_per_second(locked, threads, seconds),
-        f"{threads} threads: group commit (HistoryWriter, as served)": calls_per_second(
-            grouped, threads, seconds
+        "1 request at a time: one transaction each": requests_per_second(alone, 1, seconds),
+        f"{concurrent} at a time: one transaction each (threads)": requests_per_second(
+            alone, concurrent, seconds
+        ),
+        f"{concurrent} at a time: group commit (the writer, as served)": requests_per_second(
+            grouped, concurrent, seconds
         ),
     }
 
 
 def batch_stages(app: Flask, flights: list[dict[str, Any]]) -> dict[str, float]:
     """Times each stage of one batch request in process (seconds per call, best of 3)."""
-    pipe = Pipeline.of({"flights": flights})
-    model, features, predicted, response = pipe.model, pipe.features, pipe.predicted, pipe.response()
-    db = app.extensions["flight_delay.db"]
+    pipe = Pipeline.of(app, {"flights": flights})
+    model, features, predicted, scored = pipe.model, pipe.features, pipe.predicted, pipe.answer()
+    db = services_of(app).db
+    front = asgi_app(app)
     return {
         RAW_MATRIX: per_call(lambda: model.booster.predict(features, num_threads=1), repeat=9),
         "JSON decode + validation (as served)": per_call(pipe.validate, repeat=3),
@@ -271,11 +277,53 @@ def batch_stages(app: Flask, flights: list[dict[str, Any]]) -> dict[str, float]:
         "field checks (missing_fields)": per_call(
             lambda: missing_fields(pipe.active.model, pipe.flights), repeat=3
         ),
-        "response dump (schema + JSON)": per_call(
-            lambda: json.dumps(RESPONSE_SCHEMA.dump(response)), repeat=3
+        "answer rendering (native.answer)": per_call(lambda: native.answer(scored), repeat=3),
+        "whole request, native route (ASGI, no HTTP)": per_call(
+            asgi_post(front, "/model/predict/", pipe.body.encode()), repeat=3
         ),
-        "whole request, Flask's view": per_call(post_json(app, pipe.body), repeat=3),
+        "whole request, V2 infer (ASGI, no HTTP)": per_call(
+            asgi_post(
+                front, "/v2/models/flight-delay/infer", json.dumps(payloads.v2_columns(flights)).encode()
+            ),
+            repeat=3,
+        ),
     }
+
+
+def asgi_post(front: Any, path: str, body: bytes) -> Callable[[], Any]:
+    """Returns a call that posts a JSON body through the ASGI app in process, and checks it is a 200."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def once() -> None:
+        sent: list[dict[str, Any]] = []
+        received = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return received.pop() if received else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await front(dict(scope), receive, send)
+        if sent[0]["status"] != 200:
+            raise RuntimeError(
+                f"in-process {path} answered {sent[0]['status']}: {sent[-1].get('body', b'')[:300]!r}"
+            )
+
+    return lambda: LOOP.run_until_complete(once())
 
 
 def post_json(app: Flask, body: str) -> Callable[[], Any]:

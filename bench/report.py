@@ -9,7 +9,9 @@ from bench.profiling import SERVER_LOOP, WAITING
 
 BACKENDS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 THROUGHPUT_GOAL = 1.5
+V2_GOAL = 0.9  # the Open Inference Protocol within 10% of the native route
 TARGETS = (
+    ("batch of {flights:,} through V2 / native, over HTTP", "v2_batch_ratio", "<= 1.1x", lambda v: v <= 1.1),
     ("in-process predict path / raw booster.predict, 1 row", "predict_path_ratio", "<= 3x", lambda v: v <= 3),
     ("batch of {flights:,}: per flight / raw per row", "batch_ratio", "<= 10x", lambda v: v <= 10),
     ("history of {rows:,} rows: deep page / first page", "history_ratio", "<= 2x", lambda v: v <= 2),
@@ -49,6 +51,7 @@ def _ours_rows(load: dict[str, Any], backend: str) -> list[list[str]]:
         _load_row(f"ours: gunicorn 2 uvicorn workers, history on {history} (mean)", load["ours"][backend]),
         _load_row("  ours, run before the others", before),
         _load_row("  ours, run after the others", after),
+        _load_row("  ours through V2 (Open Inference Protocol), right after", load["v2"][backend]),
     ]
 
 
@@ -139,6 +142,7 @@ def _backend_targets(results: dict[str, Any], backend: str) -> list[list[str]]:
     """Ours on one backend: its throughput over MLServer's best, and every answer in its history."""
     name = BACKENDS[backend]
     ratio = results["ratios"][f"throughput_ratio_{backend}"]
+    v2 = results["ratios"][f"v2_ratio_{backend}"]
     recorded, answered, ok = recording(results, backend)
     return [
         [
@@ -146,6 +150,12 @@ def _backend_targets(results: dict[str, Any], backend: str) -> list[list[str]]:
             f"{ratio:.2f}x",
             f">= {THROUGHPUT_GOAL}x",
             _status(ratio >= THROUGHPUT_GOAL),
+        ],
+        [
+            f"single-flight req/s, ours on {name}: V2 / native",
+            f"{v2:.2f}x",
+            f">= {V2_GOAL}x",
+            _status(v2 >= V2_GOAL),
         ],
         [
             f"every answered prediction in the history, {name}",
@@ -255,6 +265,11 @@ def _batch_section(results: dict[str, Any]) -> str:
                 "whole request over HTTP (gunicorn, predicted + recorded)",
                 f"{batch['http_seconds'] / batch['flights'] * 1e6:,.1f}",
                 f"{batch['http_seconds'] / inproc['batch'][RAW_MATRIX]:,.1f}x",
+            ],
+            [
+                "whole request over HTTP through V2 (columns, predicted + recorded)",
+                f"{batch['v2_http_seconds'] / batch['flights'] * 1e6:,.1f}",
+                f"{batch['v2_http_seconds'] / inproc['batch'][RAW_MATRIX]:,.1f}x",
             ],
         ],
     )

@@ -183,22 +183,24 @@ def profile_once(
     }
 
 
-def batch_over_http(url: str, flights: list[dict[str, Any]], repeat: int) -> float:
+def batch_over_http(
+    url: str, body: dict[str, Any], flights: int, repeat: int, read: Callable[[Any], Any]
+) -> float:
     """Median seconds of a batch POST whose flights are all predicted and recorded, after one untimed.
 
     Single batches swing widely (24-40 µs per flight in one series of six after the load runs,
     bench/PROFILE.md session 5): the median of several is the typical cost.
     """
-    body = json.dumps({"flights": flights})
+    data = json.dumps(body)
     with requests.Session() as session:
 
         def post() -> float:
             """Sends the batch; the seconds until its whole answer, checked, came back."""
             started = time.perf_counter()
-            answer = session.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=300)
+            answer = session.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=300)
             elapsed = time.perf_counter() - started
             answer.raise_for_status()
-            if len(answer.json()["predictions"]) != len(flights):
+            if len(read(answer.json())) != flights:
                 raise RuntimeError("the batch answer does not hold one prediction per flight")
             return elapsed
 
@@ -222,6 +224,11 @@ class Ours:
         return f"{self.server.url}/model/predict/"
 
     @property
+    def v2_url(self) -> str:
+        """Where it predicts through the Open Inference Protocol."""
+        return f"{self.server.url}/v2/models/{payloads.MODEL_NAME}/infer"
+
+    @property
     def db_path(self) -> Path:
         """The SQLite file of its history (SQLite backend only)."""
         return self.data_dir / "flight_delay.db"
@@ -238,12 +245,13 @@ def ours_on(backend: str, work: Path, model_path: Path) -> Iterator[Ours]:
         yield Ours(backend, server, data_dir, url or f"sqlite:///{data_dir / 'flight_delay.db'}")
 
 
-def load_run(ours: Ours, script: Path, options: Options) -> dict[str, Any]:
+def load_run(ours: Ours, script: Path, options: Options, url: str | None = None) -> dict[str, Any]:
     """Warms up, measures ours under load, and checks that every answered prediction is in the history."""
-    print(f"ours on {report.BACKENDS[ours.backend]}: load", flush=True)
-    loadgen.run_wrk(ours.url, script, options.connections, options.warmup, options.threads)
+    url = url or ours.url
+    print(f"ours on {report.BACKENDS[ours.backend]}: load on {url.split('/', 3)[-1]}", flush=True)
+    loadgen.run_wrk(url, script, options.connections, options.warmup, options.threads)
     before = history.recorded_rows(ours.database_url)
-    load = measure(ours.server, ours.url, script, options, options.connections, options.duration)
+    load = measure(ours.server, url, script, options, options.connections, options.duration)
     recorded = history.recorded_rows(ours.database_url) - before
     missing = "" if recorded >= load["answered"] else ": ANSWERED PREDICTIONS MISSING FROM THE HISTORY"
     print(f"  history: {recorded:,} rows for {load['answered']:,} answered requests{missing}", flush=True)
@@ -257,18 +265,26 @@ def mean_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def compare(
-    services: dict[str, Ours], script: Path, options: Options, meanwhile: Callable[[], dict[str, Any]]
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Loads ours on each backend, runs `meanwhile` (the others; ours idle), then each again in reverse.
+    services: dict[str, Ours],
+    scripts: tuple[Path, Path],
+    options: Options,
+    meanwhile: Callable[[], dict[str, Any]],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], dict[str, dict[str, Any]]]:
+    """Loads ours on each backend, runs `meanwhile` (the others; ours idle), then each again in reverse,
+    each second native run followed by the same flight through the Open Inference Protocol.
 
     Measuring ours before and after the others spreads a busy machine's drift over both sides;
     reversing the order gives each backend the same average place in the run.
     """
+    script, v2_script = scripts
     measured = [services[backend] for backend in options.backends]
     first = {ours.backend: load_run(ours, script, options) for ours in measured}
     others = meanwhile()
-    second = {ours.backend: load_run(ours, script, options) for ours in reversed(measured)}
-    return {backend: [first[backend], second[backend]] for backend in options.backends}, others
+    second, v2 = {}, {}
+    for ours in reversed(measured):
+        second[ours.backend] = load_run(ours, script, options)
+        v2[ours.backend] = load_run(ours, v2_script, options, ours.v2_url)
+    return {backend: [first[backend], second[backend]] for backend in options.backends}, others, v2
 
 
 def sqlite_extras(ours: Ours, script: Path, options: Options, flights: list[Any]) -> dict[str, Any]:
@@ -276,17 +292,42 @@ def sqlite_extras(ours: Ours, script: Path, options: Options, flights: list[Any]
     single = measure(ours.server, ours.url, script, options, 1, SINGLE_CONNECTION_SECONDS)
     print("ours: profile", flush=True)
     found = profile(ours.server, ours.url, script, options, RESULTS_DIR)
-    print("ours: batch", flush=True)
-    batch_seconds = batch_over_http(ours.url, flights, options.batch_repeat)
+    print("ours: batch, native and V2", flush=True)
+    batch_seconds = batch_over_http(
+        ours.url, {"flights": flights}, len(flights), options.batch_repeat, read_ours_all
+    )
+    v2_batch = payloads.v2_columns(flights)
+    v2_batch_seconds = batch_over_http(ours.v2_url, v2_batch, len(flights), options.batch_repeat, read_v2_all)
     print(f"ours: history to {options.history_rows:,} rows", flush=True)
     history.fill(ours.db_path, flights, options.history_rows)
     pages = history.page_timings(ours.server.url, ours.db_path)
-    return {"load_c1": single, "profile": found, "batch_seconds": batch_seconds, "history": asdict(pages)}
+    return {
+        "load_c1": single,
+        "profile": found,
+        "batch_seconds": batch_seconds,
+        "v2_batch_seconds": v2_batch_seconds,
+        "history": asdict(pages),
+    }
 
 
 def read_ours(answer: Any) -> Any:
     """Our prediction in our answer."""
     return answer["predictions"][0]["arr_delay"]
+
+
+def read_ours_all(answer: Any) -> list[Any]:
+    """Every prediction of our native answer."""
+    return answer["predictions"]
+
+
+def read_v2(answer: Any) -> Any:
+    """Our prediction in our V2 answer (its `predict` output)."""
+    return read_v2_all(answer)[0]
+
+
+def read_v2_all(answer: Any) -> list[Any]:
+    """Every prediction of our V2 answer (its `predict` output)."""
+    return next(output["data"] for output in answer["outputs"] if output["name"] == "predict")
 
 
 def run_ours(
@@ -299,16 +340,27 @@ def run_ours(
 ) -> dict[str, Any]:
     """Ours on each backend: checked, loaded around `meanwhile`; then the SQLite service's extras."""
     script = loadgen.write_post_script(json.dumps(payloads.FLIGHT), work / "ours.lua")
+    v2_body = payloads.v2_columns([payloads.FLIGHT])
+    v2_script = loadgen.write_post_script(json.dumps(v2_body), work / "ours-v2.lua")
     with ours_on("sqlite", work, model_path) as sqlite, ExitStack() as stack:
         services = {"sqlite": sqlite}
         for backend in (b for b in options.backends if b != "sqlite"):
             services[backend] = stack.enter_context(ours_on(backend, work, model_path))
         predicted = [check_prediction(o.url, payloads.FLIGHT, expected, read_ours) for o in services.values()]
+        for ours in services.values():
+            check_prediction(ours.v2_url, v2_body, expected, read_v2)
         databases = {b: postgres.settings(s.database_url) for b, s in services.items() if b == "postgres"}
-        runs, others = compare(services, script, options, meanwhile)
+        runs, others, v2 = compare(services, (script, v2_script), options, meanwhile)
         stack.close()  # the other backends' services and servers stop before the extras
         extras = sqlite_extras(sqlite, script, options, flights)
-    return {"prediction": predicted[0], "runs": runs, "others": others, "databases": databases, **extras}
+    return {
+        "prediction": predicted[0],
+        "runs": runs,
+        "v2": v2,
+        "others": others,
+        "databases": databases,
+        **extras,
+    }
 
 
 def run_ceiling(options: Options, work: Path) -> dict[str, Any]:
@@ -346,7 +398,7 @@ def run_inprocess(work: Path, model_path: Path, row: Any, flights: list[Any]) ->
     print("in process: stages, synchronous modes, concurrent writes, batch", flush=True)
     app = inprocess.make_app(work / "inprocess", model_path)
     single = inprocess.single_flight_stages(app, payloads.FLIGHT, row)
-    writes = inprocess.concurrent_writes(app, payloads.FLIGHT, threads=8, seconds=2.0)
+    writes = inprocess.concurrent_writes(app, payloads.FLIGHT, concurrent=8, seconds=2.0)
     batch = inprocess.batch_stages(app, flights)
     sync = inprocess.history_write_by_mode(work, model_path, payloads.FLIGHT)
     return {"single": single, "concurrent_writes": writes, "batch": batch, "sync": sync}
@@ -358,8 +410,13 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     best = load["mlserver"][load["mlserver_best"]]["rps"]
     return {
         **{f"throughput_ratio_{backend}": ours["rps"] / best for backend, ours in load["ours"].items()},
+        **{
+            f"v2_ratio_{backend}": v2["rps"] / load["ours_runs"][backend][1]["rps"]
+            for backend, v2 in load["v2"].items()
+        },
         "predict_path_ratio": inproc["single"][inprocess.PREDICT_PATH] / inproc["single"][inprocess.RAW_ROW],
         "batch_ratio": batch["http_seconds"] / inproc["batch"][inprocess.RAW_MATRIX],
+        "v2_batch_ratio": batch["v2_http_seconds"] / batch["http_seconds"],
         "history_ratio": results["history"]["deep_page"] / results["history"]["first_page"],
     }
 
@@ -371,6 +428,7 @@ def load_results(ours: dict[str, Any]) -> dict[str, Any]:
         "ours": {backend: mean_run(runs) for backend, runs in ours["runs"].items()},
         "ours_runs": ours["runs"],
         "ours_c1": ours["load_c1"],
+        "v2": ours["v2"],
         "ceiling": ours["others"]["ceiling"],
         "mlserver": theirs,
         "mlserver_best": max(theirs, key=lambda w: theirs[w]["rps"]),
@@ -418,7 +476,11 @@ def run(options: Options, work: Path) -> dict[str, Any]:
         },
         "load": load_results(ours),
         "inprocess": inproc,
-        "batch": {"flights": len(flights), "http_seconds": ours["batch_seconds"]},
+        "batch": {
+            "flights": len(flights),
+            "http_seconds": ours["batch_seconds"],
+            "v2_http_seconds": ours["v2_batch_seconds"],
+        },
         "history": ours["history"],
         "profile": ours["profile"],
     }

@@ -12,7 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from flight_delay.api import create_app
+from flight_delay.api.services import services_of
+from flight_delay.history.database import Database
 from flight_delay.history.migrate import upgrade
+from flight_delay.services import Services
 from tests.databases import SERVER_URL, backend_under_test, connect_server, create_database, drop_database
 from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN, tiny_model, write_pickle
 
@@ -88,6 +91,18 @@ def app_config(tmp_path: Path, database_url: str) -> dict[str, Any]:
 def app(app_config: dict[str, Any]) -> Flask:
     """The app over a fresh, migrated database with no model loaded."""
     return create_app(app_config)
+
+
+@pytest.fixture
+def services(app: Flask) -> Services:
+    """The app's services (the composition root's)."""
+    return services_of(app)
+
+
+@pytest.fixture
+def db(services: Services) -> Database:
+    """The app's database."""
+    return services.db
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ and a request valid by it may still be refused, rightly (the document says each 
 - POST /model/actuals/: a history_id that no recorded prediction has (422 `unknown_prediction`), and
   GET /model/monitoring/: a model_version never loaded (404 `unknown_model_version`): what exists is
   the database's to say.
+- The Open Inference Protocol's infer and MLflow's /invocations: the protocol's generic request is
+  documented (tensors, DataFrames), not each flight field's rule over a tensor's data or a row, nor
+  that every tensor's data fills its shape: such a request is the protocol's 400.
 
 Only those refusals of schema-valid requests are dropped, and only when the request really breaks the
 rule; any other failure stands. Imported by tests/test_openapi_fuzz.py; for the CLI:
@@ -53,6 +56,8 @@ def is_inexpressible_refusal(case: Case, response: Response) -> bool:
         return False
     if case.path == "/model/load/":
         return MODEL_REFUSALS.get(response.status_code) == body.get("code")
+    if case.path.endswith("/infer") or case.path == "/invocations":
+        return response.status_code == 400
     if case.path in ("/model/history/", "/model/monitoring/") and response.status_code == 422:
         return refuses_only_the_window(case.query or {}, body.get("errors") or {})
     return (case.path, response.status_code, body.get("code")) in UNKNOWN_RECORDS

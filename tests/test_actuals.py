@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from flight_delay.extensions import db
+from flight_delay.api.services import services_of
 from flight_delay.history.models import Actual
 from tests.factories import minimal_flight
 from tests.monitoring_helpers import post_actuals, serve
@@ -17,7 +17,7 @@ from tests.monitoring_helpers import post_actuals, serve
 
 def recorded(app: Flask) -> dict[int, float]:
     """Every recorded actual: history id -> actual delay."""
-    with app.app_context(), db.transaction() as session:
+    with services_of(app).db.transaction() as session:
         return {
             row.history_id: row.arr_delay
             for row in session.execute(select(Actual.history_id, Actual.arr_delay))
@@ -44,7 +44,7 @@ def test_actuals_are_recorded_beside_their_predictions(
     assert response.status_code == 200
     assert response.get_json() == {"recorded": 3}
     assert recorded(app) == {a["history_id"]: a["arr_delay"] for a in actuals}
-    with app.app_context(), db.transaction() as session:
+    with services_of(app).db.transaction() as session:
         row = session.get(Actual, served[0]["history_id"])
         assert row.predicted == served[0]["arr_delay"]
 

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from urllib3.filepost import encode_multipart_formdata
 
 from flight_delay.api import create_app
-from flight_delay.http_protocol import REQUEST_HEAD_MAX_BYTES
+from flight_delay.compat.uvicorn_protocol import REQUEST_HEAD_MAX_BYTES
 from tests.conftest import upload
 from tests.contracts import assert_error_shape, assert_security_headers
 from tests.factories import ADMIN_HEADERS, minimal_flight

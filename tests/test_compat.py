@@ -32,8 +32,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from uvicorn.server import ServerState
 
-from flight_delay import compat, http_protocol
+from flight_delay import compat
 from flight_delay.api.blueprint import ApiBlueprint
+from flight_delay.api.docs import FlightDelayApi
 from flight_delay.compat import (
     gunicorn_internals,
     lightgbm_internals,
@@ -42,7 +43,7 @@ from flight_delay.compat import (
     sklearn_internals,
     uvicorn_internals,
 )
-from flight_delay.extensions import FlightDelayApi
+from flight_delay.compat import uvicorn_protocol as http_protocol
 from flight_delay.serving.safe_pickle import restricted_loads, scan_globals
 from flight_delay.serving.single_row import SingleRowPredictor
 from tests.factories import tiny_model
@@ -57,6 +58,7 @@ DEPENDENCY_OF = {
     "python_internals": None,
     "sklearn_internals": "scikit-learn",
     "uvicorn_internals": "uvicorn",
+    "uvicorn_protocol": "uvicorn",
 }
 
 

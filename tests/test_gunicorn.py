@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from flight_delay.api.asgi_front import AsgiFront, ObservedResponse, access_line
 from flight_delay.config import load_config
 from flight_delay.server import GunicornServer
+from flight_delay.transport.middleware import AccessLog, ObservedResponse, access_line
 from tests.factories import minimal_flight
 from tests.servers import serve, upload_model
 
@@ -124,7 +124,7 @@ def test_operator_load_command_switches_the_running_server(
 def test_the_access_log_line_names_the_request_its_worker_and_its_id(
     status: int, body: bytes | None, headers: list[tuple[bytes, bytes]], expected: str
 ) -> None:
-    """The line gunicorn's access log held under the threaded worker, now written by AsgiFront."""
+    """The line gunicorn's access log held under the threaded worker, now written by the ASGI app."""
     scope = {
         "type": "http",
         "method": "POST",
@@ -158,7 +158,7 @@ def test_a_worker_freezes_the_objects_its_app_starts_with(
 
     app = GunicornServer(config).load()
 
-    assert isinstance(app, AsgiFront)
+    assert isinstance(app, AccessLog)  # the outermost middleware
     assert frozen == [True]
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from flight_delay import __version__
 from flight_delay.api import create_app
-from flight_delay.extensions import db
+from flight_delay.api.services import services_of
 from flight_delay.history import service as service_module
 from flight_delay.history.models import Heartbeat
 from tests.databases import drop_database
@@ -64,9 +64,7 @@ def test_ready_once_a_model_is_loaded(loaded_client: FlaskClient) -> None:
 
 
 def test_not_ready_when_the_model_stops_scoring(loaded_client: FlaskClient, monkeypatch: Any) -> None:
-    from flight_delay.extensions import registry
-
-    model = registry.active().model
+    model = services_of(loaded_client.application).registry.active().model
     monkeypatch.setattr(model, "predict", lambda rows: [float("nan")] * len(rows))
 
     response = loaded_client.get("/health/ready")
@@ -160,7 +158,7 @@ def test_health_proves_the_database_takes_a_write(client: FlaskClient, database_
 
 
 def test_health_recreates_a_deleted_heartbeat_row(client: FlaskClient, database_url: str) -> None:
-    with db.transaction() as session:
+    with services_of(client.application).db.transaction() as session:
         session.execute(delete(Heartbeat))
     deleted_at = datetime.now(UTC)
 
@@ -172,7 +170,7 @@ def test_health_recreates_a_deleted_heartbeat_row(client: FlaskClient, database_
 
 @pytest.mark.sqlite_only
 def test_health_reports_a_database_that_refuses_writes(loaded_client: FlaskClient) -> None:
-    with db.transaction() as session:
+    with services_of(loaded_client.application).db.transaction() as session:
         session.execute(
             text(
                 "CREATE TRIGGER refuse BEFORE UPDATE ON heartbeat "

@@ -1,4 +1,4 @@
-"""The host's history writer: workers' rows committed together, each request answered with its own ids."""
+"""The host's history writer (SQLite): workers' rows committed together, each request given its ids."""
 
 from __future__ import annotations
 
@@ -13,101 +13,28 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-import uvloop
 
+from flight_delay.config import load_config
 from flight_delay.errors import HistoryUnavailable
-from flight_delay.history import host_writer
+from flight_delay.history import sqlite_writer
 from flight_delay.history.database import Database
-from flight_delay.history.host_writer import (
-    MAX_FRAME_BYTES,
-    READ_SIZE,
-    EventLoopWriterClient,
-    FrameReader,
-    HostWriterServer,
-    frame,
-)
-from flight_delay.history.migrate import upgrade
-from flight_delay.history.models import ModelVersion
+from flight_delay.history.host_writer import HostWriterProcess, HostWriterServer
+from flight_delay.history.sqlite_writer import MAX_FRAME_BYTES, SHARED_COMMIT_MAX_ROWS, SqliteBackend, frame
+from flight_delay.history.writer import LoopHistoryWriter
 from tests.databases import write_lock
 from tests.factories import minimal_flight
 from tests.servers import command_line, serve, upload_model
-from tests.test_history_writer import (
-    VERSION,
-    WAIT_SECONDS,
-    Requests,
-    record_from_threads,
-    rows,
-    stored,
-    wait_until,
-)
+from tests.writers import WAIT_SECONDS, Gated, LoopThread, migrated, rows, stored, wait_until
 
 pytestmark = pytest.mark.sqlite_only  # the host writer serves SQLite files only
 
 
-def migrated(database_url: str, busy_timeout_ms: int) -> Database:
-    """A migrated database with the model version the rows name."""
-    upgrade(database_url)
-    db = Database().bind(database_url, busy_timeout_ms=busy_timeout_ms)
-    with db.transaction() as session:
-        session.add(ModelVersion(version=VERSION, kind="test", filename=None, size_bytes=1, details={}))
-    return db
-
-
-class LoopClient:
-    """A worker's EventLoopWriterClient on an event loop of its own, called from any thread like requests."""
-
-    def __init__(self, db: Database, socket_path: str) -> None:
-        self.client = EventLoopWriterClient(db, socket_path, WAIT_SECONDS)
-        self.loop = uvloop.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def record(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Records the rows on the client's loop and waits for their ids (or its exception)."""
-        return asyncio.run_coroutine_threadsafe(self.client.record(rows), self.loop).result(2 * WAIT_SECONDS)
-
-    def waiting(self) -> int:
-        """How many requests sent on the connection wait for their answer."""
-        connection = self.client.connection
-        return 0 if connection is None else len(connection.waiting)
-
-    def connected(self) -> bool:
-        """Whether the client holds a connection it would send on."""
-        return self.client.connection is not None and self.client.connection.usable
-
-    def close(self) -> None:
-        """Stops the loop and its thread."""
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(WAIT_SECONDS)
-        self.loop.close()
-
-
-@pytest.fixture
-def loop_client(db: Database, socket_path: str) -> Iterator[LoopClient]:
-    """A client of the writer at `socket_path` (started or not), on its own event loop."""
-    client = LoopClient(db, socket_path)
-    yield client
-    client.close()
-
-
-def read_frame(connection: socket.socket) -> bytes:
-    """Reads one whole frame from a blocking socket, as a raw client of the writer."""
-    reader = FrameReader()
-    while True:
-        data = connection.recv(READ_SIZE)
-        assert data, "the writer closed the connection"
-        frames = reader.feed(data)
-        if frames:
-            return frames[0]
-
-
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
-    """The database the writer and the clients share, with a long lock wait."""
+    """The database the writer and the workers share, with a long lock wait."""
     database = migrated(database_url, busy_timeout_ms=20_000)
     yield database
     database.dispose()
@@ -121,15 +48,35 @@ def socket_path() -> Iterator[str]:
     shutil.rmtree(folder)
 
 
+def worker_writer(db: Database, socket_path: str, timeout_s: float = WAIT_SECONDS) -> LoopHistoryWriter:
+    """A worker's writer: its group commit, sending each batch to the host's writer at `socket_path`."""
+    return LoopHistoryWriter(lambda: SqliteBackend(db, socket_path, timeout_s))
+
+
+@pytest.fixture
+def worker(db: Database, socket_path: str) -> Iterator[tuple[LoopHistoryWriter, LoopThread]]:
+    """A worker's writer and its event loop (in a thread)."""
+    loop = LoopThread()
+    writer = worker_writer(db, socket_path)
+    yield writer, loop
+    loop.run(_closed(writer))
+    loop.close()
+
+
+async def _closed(writer: LoopHistoryWriter) -> None:
+    """Closes the writer's connections on its own loop."""
+    writer.close()
+
+
 @contextmanager
 def writer_serving(db: Database, socket_path: str) -> Iterator[HostWriterServer]:
-    """Runs a writer on `socket_path` in a thread until the block ends."""
+    """Runs a host writer on `socket_path` in a thread until the block ends."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(64)
-    server = HostWriterServer(db, listener)
+    server = HostWriterServer(db)
     stop_reading, stop_writing = os.pipe()
-    thread = threading.Thread(target=server.serve, args=(stop_reading,))
+    thread = threading.Thread(target=asyncio.run, args=(server.serve(listener, stop_reading),))
     thread.start()
     try:
         yield server
@@ -141,125 +88,132 @@ def writer_serving(db: Database, socket_path: str) -> Iterator[HostWriterServer]
         listener.close()
 
 
-@pytest.fixture
-def held_commits(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Holds the writer's first commit until released; notes the rows per commit."""
-    state: dict[str, Any] = {"release": threading.Event(), "entered": threading.Event(), "sizes": []}
-    insert = host_writer.insert_sqlite_rows
-
-    def held_insert(db: Database, parameters: list[Any]) -> list[int]:
-        state["sizes"].append(len(parameters))
-        if len(state["sizes"]) == 1:
-            state["entered"].set()
-            assert state["release"].wait(WAIT_SECONDS)
-        return insert(db, parameters)
-
-    monkeypatch.setattr(host_writer, "insert_sqlite_rows", held_insert)
-    yield state
-    state["release"].set()
+def raw_exchange(socket_path: str, payload: bytes) -> bytes:
+    """Sends one frame to the writer as a raw client and returns the payload of its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.connect(socket_path)
+        raw.sendall(frame(payload))
+        data = b""
+        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+            chunk = raw.recv(65536)
+            assert chunk, "the writer closed the connection"
+            data += chunk
+    return data[4:]
 
 
 def test_frames_are_cut_whole_whatever_the_pieces_they_arrive_in() -> None:
-    reader = FrameReader()
+    async def read_all(data: bytes) -> list[bytes]:
+        reader = asyncio.StreamReader()
+        for i in range(len(data)):
+            reader.feed_data(data[i : i + 1])
+        reader.feed_eof()
+        return [await sqlite_writer.read_frame(reader) for _ in range(3)]
+
     data = frame(b"[1]") + frame(b"") + frame(b'{"first":7}')
-    received = [f for i in range(len(data)) for f in reader.feed(data[i : i + 1])]
-    assert received == [b"[1]", b"", b'{"first":7}']
+    assert asyncio.run(read_all(data)) == [b"[1]", b"", b'{"first":7}']
     with pytest.raises(ValueError, match="frame of"):
-        FrameReader().feed((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+        asyncio.run(read_all((MAX_FRAME_BYTES + 1).to_bytes(4, "big")))
 
 
 def test_rows_come_back_with_their_ids_and_read_as_recorded(
-    db: Database, socket_path: str, loop_client: LoopClient
+    db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
 ) -> None:
+    writer, loop = worker
     given = rows("r1", count=3)
-    with writer_serving(db, socket_path):
-        ids = loop_client.record(given)
+    with writer_serving(db, socket_path) as server:
+        ids = loop.run(writer.record(given))
+    assert server.requests == 1
     found = stored(db)
     assert sorted(found) == ids
     for row_id, row in zip(ids, given, strict=True):
         assert found[row_id].created_at == row["created_at"]
-        assert found[row_id].input == row["input"]
         assert (found[row_id].request_id, found[row_id].arr_delay) == ("r1", row["arr_delay"])
 
 
-def test_requests_waiting_on_a_commit_share_the_next_one(
-    db: Database, socket_path: str, held_commits: dict[str, Any], loop_client: LoopClient
-) -> None:
-    with writer_serving(db, socket_path) as server:
-        sent = Requests(loop_client)  # type: ignore[arg-type]
-        sent.start("first", rows("first"))
-        assert held_commits["entered"].wait(WAIT_SECONDS)
-        for n in range(5):
-            sent.start(f"queued-{n}", rows(f"queued-{n}", count=n + 1))
-        wait_until(lambda: loop_client.waiting() == 6, "five more requests are sent")
-        held_commits["release"].set()
-        results = sent.join()
-    assert held_commits["sizes"] == [1, 15]
-    assert (server.requests, server.transactions) == (6, 2)
+def test_workers_waiting_on_a_commit_share_the_next_one(db: Database, socket_path: str) -> None:
+    """Three workers' requests that arrive while the writer commits: all in its next transaction."""
+    loops = [LoopThread() for _ in range(4)]
+    writers = [worker_writer(db, socket_path) for _ in loops]
+    try:
+        with writer_serving(db, socket_path) as server:
+            held = Gated(server.engine.backend)
+            server.engine.backend = held
+            first = loops[0].start(writers[0].record(rows("first")))
+            assert held.entered.wait(WAIT_SECONDS)
+            others = zip(loops[1:], writers[1:], strict=True)
+            later = [loop.start(w.record(rows(f"w{n}", count=n + 1))) for n, (loop, w) in enumerate(others)]
+            wait_until(lambda: len(server.engine.queue) == 3, "three workers' requests queue at the writer")
+            held.release.set()
+            answers = [first.result(WAIT_SECONDS)] + [f.result(WAIT_SECONDS) for f in later]
+    finally:
+        for loop in loops:
+            loop.close()
+    assert held.sizes == [1, 6]
     found = stored(db)
-    for request_id, ids in results.items():
-        assert isinstance(ids, list), ids
+    for request_id, ids in zip(["first", "w0", "w1", "w2"], answers, strict=True):
         assert {found[i].request_id for i in ids} == {request_id}
-        assert [found[i].input["flight"] for i in ids] == list(range(len(ids)))
 
 
 def test_a_request_whose_rows_fail_does_not_refuse_the_others(
-    db: Database, socket_path: str, held_commits: dict[str, Any], loop_client: LoopClient
+    db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
 ) -> None:
-    with writer_serving(db, socket_path):
-        sent = Requests(loop_client)  # type: ignore[arg-type]
-        sent.start("first", rows("first"))
-        assert held_commits["entered"].wait(WAIT_SECONDS)
-        sent.start("good-1", rows("good-1", count=2))
-        sent.start("bad", rows("bad", version="b" * 64))  # no such model: the foreign key refuses it
-        sent.start("good-2", rows("good-2"))
-        wait_until(lambda: loop_client.waiting() == 4, "three more requests are sent")
-        held_commits["release"].set()
-        results = sent.join()
-    assert isinstance(results["bad"], HistoryUnavailable)
-    assert results["bad"].message.endswith("so it is not served: FOREIGN KEY constraint failed.")
-    assert {p.request_id for p in stored(db).values()} == {"first", "good-1", "good-2"}
+    writer, loop = worker
+    other, third = LoopThread(), LoopThread()
+    try:
+        with writer_serving(db, socket_path) as server:
+            held = Gated(server.engine.backend)
+            server.engine.backend = held
+            first = loop.start(writer.record(rows("first")))
+            assert held.entered.wait(WAIT_SECONDS)
+            bad = other.start(worker_writer(db, socket_path).record(rows("bad", version="b" * 64)))
+            good = third.start(worker_writer(db, socket_path).record(rows("good")))
+            wait_until(lambda: len(server.engine.queue) == 2, "two more requests queue")
+            held.release.set()
+            assert len(first.result(WAIT_SECONDS)) == len(good.result(WAIT_SECONDS)) == 1
+            with pytest.raises(HistoryUnavailable) as refused:
+                bad.result(WAIT_SECONDS)
+    finally:
+        other.close()
+        third.close()
+    assert refused.value.message.endswith("so it is not served: FOREIGN KEY constraint failed.")
+    assert {p.request_id for p in stored(db).values()} == {"first", "good"}
 
 
 def test_a_locked_database_refuses_the_waiting_requests_then_recovers(
     database_url: str, socket_path: str
 ) -> None:
     db = migrated(database_url, busy_timeout_ms=300)
-    client = LoopClient(db, socket_path)
+    loop = LoopThread()
+    writer = worker_writer(db, socket_path)
+
+    async def many() -> list[object]:
+        return await asyncio.gather(
+            *(writer.record(rows(f"r{n}", count=2)) for n in range(4)), return_exceptions=True
+        )
+
     try:
         with writer_serving(db, socket_path):
-            sent = Requests(client)  # type: ignore[arg-type]
             with write_lock(database_url, "predictions"):
-                for n in range(4):
-                    sent.start(f"r{n}", rows(f"r{n}", count=2))
-                results = sent.join()
-            after = client.record(rows("after"))
-        for result in results.values():
+                results = loop.run(many())
+            after = loop.run(writer.record(rows("after")))
+        for result in results:
             assert isinstance(result, HistoryUnavailable), result
             assert result.message.endswith("so it is not served: database is locked.")
         assert [p.request_id for p in stored(db).values()] == ["after"]
         assert len(after) == 1
     finally:
-        client.close()
+        loop.close()
         db.dispose()
 
 
-def test_many_threads_get_their_own_rows(db: Database, socket_path: str, loop_client: LoopClient) -> None:
-    with writer_serving(db, socket_path) as server:
-        record_from_threads(loop_client, db)
-    assert server.requests == 320
-
-
 def test_without_a_writer_the_worker_writes_itself(
-    db: Database, socket_path: str, loop_client: LoopClient
+    db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
 ) -> None:
-    client = loop_client
-
-    before = client.record(rows("no writer yet"))
+    writer, loop = worker
+    before = loop.run(writer.record(rows("no writer yet")))
     with writer_serving(db, socket_path) as server:
-        during = client.record(rows("writer up"))
-    wait_until(lambda: not client.connected(), "the client sees its connection end")
-    after = client.record(rows("writer gone"))  # no writer to reach: written here, once
+        during = loop.run(writer.record(rows("writer up")))
+    after = loop.run(writer.record(rows("writer gone")))  # no writer to reach: written here, once
 
     assert server.requests == 1
     found = stored(db)
@@ -272,9 +226,10 @@ def test_without_a_writer_the_worker_writes_itself(
 
 
 def test_a_writer_that_takes_the_rows_and_dies_refuses_them(
-    db: Database, socket_path: str, loop_client: LoopClient
+    db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
 ) -> None:
     """The rows may or may not be committed: not served, and not written a second time here."""
+    writer, loop = worker
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(1)
@@ -288,29 +243,118 @@ def test_a_writer_that_takes_the_rows_and_dies_refuses_them(
     dying.start()
     try:
         with pytest.raises(HistoryUnavailable, match="the history writer did not answer"):
-            loop_client.record(rows("lost"))
+            loop.run(writer.record(rows("lost")))
     finally:
         dying.join(WAIT_SECONDS)
         listener.close()
     assert stored(db) == {}
 
 
+def test_a_writer_gone_silent_refuses_the_request_within_its_timeout(db: Database, socket_path: str) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(1)
+    loop = LoopThread()
+    try:
+        with pytest.raises(HistoryUnavailable, match="did not answer in time"):
+            loop.run(worker_writer(db, socket_path, timeout_s=0.2).record(rows("silence")))
+    finally:
+        loop.close()
+        listener.close()
+
+
+def test_a_garbled_answer_refuses_the_request_and_the_next_one_reconnects(
+    db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
+) -> None:
+    writer, loop = worker
+    garbling = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    garbling.bind(socket_path)
+    garbling.listen(1)
+
+    def garble() -> None:
+        connection, _ = garbling.accept()
+        connection.recv(1024 * 1024)
+        connection.sendall(frame(b"not json"))
+        connection.close()
+
+    thread = threading.Thread(target=garble)
+    thread.start()
+    with pytest.raises(HistoryUnavailable):
+        loop.run(writer.record(rows("garbled")))
+    thread.join(WAIT_SECONDS)
+    garbling.close()
+    os.unlink(socket_path)
+    with writer_serving(db, socket_path):
+        ids = loop.run(writer.record(rows("next")))
+    assert [stored(db)[i].request_id for i in ids] == ["next"]
+
+
+def test_a_request_the_writer_cannot_take_is_refused_and_the_writer_goes_on(
+    db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
+) -> None:
+    writer, loop = worker
+    with writer_serving(db, socket_path) as server:
+        answer = raw_exchange(socket_path, b"[1]")  # JSON, but not rows
+        ids = loop.run(writer.record(rows("after")))
+    assert answer.startswith(b'{"error":')
+    assert server.requests == 2
+    assert [p.request_id for p in stored(db).values()] == ["after"]
+    assert ids == list(stored(db))
+
+
+def test_a_large_request_commits_its_own_rows(
+    db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
+) -> None:
+    writer, loop = worker
+    with writer_serving(db, socket_path) as server:
+        shared = loop.run(writer.record(rows("shared", count=SHARED_COMMIT_MAX_ROWS)))
+        alone = loop.run(writer.record(rows("alone", count=SHARED_COMMIT_MAX_ROWS + 1)))
+    assert server.requests == 1  # the first only
+    found = stored(db)
+    assert {found[i].request_id for i in shared} == {"shared"}
+    assert {found[i].request_id for i in alone} == {"alone"}
+
+
+def test_rows_a_closed_connection_could_not_send_are_written_by_the_worker(
+    db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
+) -> None:
+    """uvloop raises on a write once the writer's end has closed, a loop iteration before EOF is read."""
+    writer, loop = worker
+
+    def closed(data: bytes) -> None:
+        raise RuntimeError(
+            "unable to perform operation on <UnixTransport closed=True>; the handler is closed"
+        )
+
+    async def record_across_a_lost_connection() -> list[list[int]]:
+        first = await writer.record(rows("before"))
+        backend = writer.engine().backend
+        assert isinstance(backend, SqliteBackend)
+        assert backend.streams is not None
+        backend.streams[1].write = closed  # type: ignore[method-assign]
+        after = await writer.record(rows("after"))  # not sent: written by the worker, in a thread
+        again = await writer.record(rows("again"))  # a new connection to the writer
+        return [first, after, again]
+
+    with writer_serving(db, socket_path) as server:
+        recorded = loop.run(record_across_a_lost_connection())
+
+    found = stored(db)
+    assert [[found[i].request_id for i in ids] for ids in recorded] == [["before"], ["after"], ["again"]]
+    assert server.requests == 2
+
+
 def test_the_writer_process_listens_then_stops_when_its_stdin_closes(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:
-    from flight_delay.config import load_config
-    from flight_delay.history.host_writer import HostWriterProcess
-
     process = HostWriterProcess(load_config({}, DATABASE_URL=database_url, DATA_DIR=tmp_path))
     process.start()
+    loop = LoopThread()
     try:
         assert os.path.exists(process.socket_path)
-        client = LoopClient(db, process.socket_path)
-        try:
-            ids = client.record(rows("through the process"))
-        finally:
-            client.close()
+        ids = loop.run(worker_writer(db, process.socket_path).record(rows("through the process")))
     finally:
+        loop.close()
         process.stop()
     assert process.process is not None
     assert process.process.returncode == 0
@@ -318,25 +362,7 @@ def test_the_writer_process_listens_then_stops_when_its_stdin_closes(
     assert [stored(db)[i].request_id for i in ids] == ["through the process"]
 
 
-def test_a_request_the_writer_cannot_take_is_refused_and_the_writer_goes_on(
-    db: Database, socket_path: str, loop_client: LoopClient
-) -> None:
-    with writer_serving(db, socket_path) as server:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
-            raw.connect(socket_path)
-            raw.sendall(frame(b"[1]"))  # JSON, but not rows
-            answer = read_frame(raw)
-        ids = loop_client.record(rows("after"))
-    assert answer == b'{"error":"the history writer failed (TypeError)"}'
-    assert server.requests == 2
-    assert [p.request_id for p in stored(db).values()] == ["after"]
-    assert ids == list(stored(db))
-
-
 def test_a_writer_that_keeps_dying_is_restarted_later_each_time(tmp_path: Path) -> None:
-    from flight_delay.config import load_config
-    from flight_delay.history.host_writer import HostWriterProcess
-
     process = HostWriterProcess(load_config({}, DATA_DIR=tmp_path))
     process.command = [sys.executable, "-c", "pass"]  # a writer that exits as soon as it starts
     try:
@@ -366,15 +392,10 @@ def test_a_worker_leaving_leaves_the_writer_running(
         workers = server.worker_pids()
         victim = min(workers)
         os.kill(victim, signal.SIGTERM)  # a graceful exit: uvicorn stops serving, then the worker ends
-        try:
-            wait_until(
-                lambda: victim not in server.worker_pids() and bool(server.worker_pids() - workers),
-                "gunicorn replaces the worker",
-            )
-        except AssertionError as exc:
-            raise AssertionError(
-                f"{exc}; workers {server.worker_pids()}, log:\n{server.log()[-3000:]}"
-            ) from exc
+        wait_until(
+            lambda: victim not in server.worker_pids() and bool(server.worker_pids() - workers),
+            "gunicorn replaces the worker",
+        )
         assert os.path.exists(socket_file)
         assert server.writer_pids() == {writer}
         for n in range(6):  # on new connections, so that the new worker takes some
@@ -387,44 +408,3 @@ def test_a_worker_leaving_leaves_the_writer_running(
             assert response.status_code == 200, response.text
         log = server.log()
     assert "the history writer" not in log.replace("[history writer", "")  # no restart, no fallback
-
-
-def test_a_large_request_commits_its_own_rows(
-    db: Database, socket_path: str, loop_client: LoopClient
-) -> None:
-    client = loop_client
-    with writer_serving(db, socket_path) as server:
-        shared = client.record(rows("shared", count=host_writer.SHARED_COMMIT_MAX_ROWS))
-        alone = client.record(rows("alone", count=host_writer.SHARED_COMMIT_MAX_ROWS + 1))
-    assert server.requests == 1  # the first only
-    found = stored(db)
-    assert {found[i].request_id for i in shared} == {"shared"}
-    assert {found[i].request_id for i in alone} == {"alone"}
-    assert len(found) == 2 * host_writer.SHARED_COMMIT_MAX_ROWS + 1
-
-
-def test_rows_a_closed_connection_could_not_send_are_written_by_the_worker(
-    db: Database, socket_path: str
-) -> None:
-    """uvloop raises on a write once the writer's end has closed, a loop iteration before EOF is read."""
-    client = EventLoopWriterClient(db, socket_path, WAIT_SECONDS)
-
-    def closed(data: bytes) -> None:
-        raise RuntimeError(
-            "unable to perform operation on <UnixTransport closed=True>; the handler is closed"
-        )
-
-    async def record_across_a_lost_connection() -> list[list[int]]:
-        first = await client.record(rows("before"))
-        assert client.connection is not None
-        client.connection.writer.write = closed  # type: ignore[method-assign]
-        after = await client.record(rows("after"))  # not sent: written by the worker, in a thread
-        again = await client.record(rows("again"))  # a new connection to the writer
-        return [first, after, again]
-
-    with writer_serving(db, socket_path) as server:
-        recorded = uvloop.run(record_across_a_lost_connection())
-
-    found = stored(db)
-    assert [[found[i].request_id for i in ids] for ids in recorded] == [["before"], ["after"], ["again"]]
-    assert server.requests == 2

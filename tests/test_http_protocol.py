@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from flight_delay import http_protocol
-from flight_delay.http_protocol import REQUEST_HEAD_MAX_BYTES, LimitedHttpToolsProtocol
+from flight_delay.compat import uvicorn_protocol as http_protocol
+from flight_delay.compat.uvicorn_protocol import REQUEST_HEAD_MAX_BYTES, LimitedHttpToolsProtocol
 from tests.contracts import assert_error_shape, assert_security_headers
 from tests.raw_http import answers
 

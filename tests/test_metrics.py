@@ -11,7 +11,7 @@ import requests
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from flight_delay.extensions import db
+from flight_delay.api.services import services_of
 from flight_delay.observability import metrics
 from flight_delay.observability.metrics import HTTP_REQUESTS, PREDICTIONS
 from flight_delay.observability.multiprocess import ENV_VAR, use_fresh_metrics_dir
@@ -77,7 +77,7 @@ def test_predictions_requests_and_loads_are_counted(
 
 def test_history_write_failures_are_counted(loaded_client: FlaskClient) -> None:
     before = scrape(loaded_client)
-    with db.transaction() as session:
+    with services_of(loaded_client.application).db.transaction() as session:
         refuse_inserts(session, "predictions", "disk is full")
 
     assert loaded_client.post("/model/predict/", json=minimal_flight()).status_code == 503

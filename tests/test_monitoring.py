@@ -14,8 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from flight_delay.api.services import services_of
 from flight_delay.data.nycflights import build_dataset
-from flight_delay.extensions import db, monitoring
 from flight_delay.history.models import InputCount
 from flight_delay.history.repository import insert_predictions
 from flight_delay.monitoring.report import PSI_EPSILON, psi, split_window
@@ -170,8 +170,8 @@ def test_rolled_up_hours_and_the_history_agree(app: Flask, loaded_client: FlaskC
     start = datetime(2026, 3, 1, 10, 41, tzinfo=UTC)
     shifted = synthetic_flights(300, seed=3)
     shifted.loc[::2, "dep_delay"] = np.nan
-    with app.app_context():
-        insert_predictions(db, past_rows(version, flights_of(shifted), start))
+    db, monitoring = services_of(app).db, services_of(app).monitoring
+    insert_predictions(db, past_rows(version, flights_of(shifted), start))
     window = {"since": "2026-03-01T13:17:00+00:00", "until": "2026-03-02T09:05:30+01:00"}
     monitoring.grace = timedelta(days=10_000)  # nothing is rolled up: every count from the history
     try:
@@ -182,7 +182,7 @@ def test_rolled_up_hours_and_the_history_agree(app: Flask, loaded_client: FlaskC
     rolled = report(loaded_client, **window)
     again = report(loaded_client, **window)
 
-    with app.app_context(), db.transaction() as session:
+    with db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(InputCount)) > 0
     assert rolled == from_history == again
     assert 0 < rolled["predictions"] < 300
@@ -209,11 +209,11 @@ def test_a_rollup_is_stored_once_whoever_counts_it(app: Flask, loaded_client: Fl
 
     version = loaded_client.get("/model/").get_json()["version"]
     hour = datetime(2026, 3, 1, 10, tzinfo=UTC)
-    with app.app_context():
-        with db.transaction() as session:
-            assert advance_mark(session, version, None, hour)
-        with db.transaction() as session:
-            assert not advance_mark(session, version, None, hour + timedelta(hours=1))
-            assert advance_mark(session, version, hour, hour + timedelta(hours=2))
-        with db.transaction() as session:
-            assert not advance_mark(session, version, hour, hour + timedelta(hours=3))
+    db = services_of(app).db
+    with db.transaction() as session:
+        assert advance_mark(session, version, None, hour)
+    with db.transaction() as session:
+        assert not advance_mark(session, version, None, hour + timedelta(hours=1))
+        assert advance_mark(session, version, hour, hour + timedelta(hours=2))
+    with db.transaction() as session:
+        assert not advance_mark(session, version, hour, hour + timedelta(hours=3))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from flight_delay.extensions import monitoring
+from flight_delay.services import Services
 from tests.factories import minimal_flight, synthetic_flights
 from tests.monitoring_helpers import flights_of, post_actuals, report, serve
 
@@ -37,8 +37,9 @@ def test_live_mae_and_drift_are_gauges(loaded_client: FlaskClient) -> None:
 
 
 @pytest.fixture
-def reports(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def reports(monkeypatch: pytest.MonkeyPatch, services: Services) -> list[Any]:
     """Counts the reports the gauges ask for."""
+    monitoring = services.monitoring
     calls: list[Any] = []
     original = monitoring.report
 

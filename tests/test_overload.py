@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from flight_delay.api.asgi_front import LOOP_BODY_MAX_BYTES
 from flight_delay.config import load_config
+from flight_delay.transport.http import LOOP_BODY_MAX_BYTES
 from tests.contracts import assert_error_shape, assert_security_headers
 from tests.factories import minimal_flight
 from tests.raw_http import read_answers

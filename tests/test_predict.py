@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from flight_delay.api import create_app
-from flight_delay.extensions import db
+from flight_delay.api.services import services_of
 from flight_delay.serving.adapters import ProjectModel
 from tests.conftest import upload
 from tests.databases import refuse_inserts, write_lock
@@ -233,7 +233,7 @@ def test_a_non_finite_prediction_is_a_422_naming_the_flight(
 
 
 def test_history_write_failure_serves_nothing(loaded_client: FlaskClient) -> None:
-    with db.transaction() as session:
+    with services_of(loaded_client.application).db.transaction() as session:
         refuse_inserts(session, "predictions", "disk is full")
     response = loaded_client.post("/model/predict/", json=minimal_flight())
 

@@ -31,7 +31,7 @@ import io, json, sys, tempfile
 from pathlib import Path
 import flight_delay
 from flight_delay.api import create_app
-from flight_delay.api.fast_load import load_predict_request
+from flight_delay.validation.compiled import accepted_values
 from flight_delay.features import DATASET_COLUMNS, REFERENCE_FLIGHT
 from flight_delay.history.migrate import upgrade
 
@@ -47,13 +47,13 @@ loaded = client.post("/model/load/", data={"file": (bundle, "old.lgbm.json")}, h
 answers = [client.post("/model/predict/", json=body) for body in (
     {**REFERENCE_FLIGHT, "gate": "C12"}, REFERENCE_FLIGHT, {**REFERENCE_FLIGHT, "gate": "gate 12"})]
 flight_doc = client.get("/openapi.json").get_json()["components"]["schemas"]["Flight"]
-fast = load_predict_request({"flights": [{**REFERENCE_FLIGHT, "gate": "C12"}, REFERENCE_FLIGHT]}, 10)
+fast = accepted_values([{**REFERENCE_FLIGHT, "gate": "C12"}, REFERENCE_FLIGHT])
 print(json.dumps({
     "package": flight_delay.__file__,
     "dataset_columns": [c.name for c in DATASET_COLUMNS],
     "loaded": loaded.status_code,
     "answers": [[a.status_code, a.get_json()] for a in answers],
-    "fast_values": None if fast is None else [f["values"].get("gate", "absent") for f in fast["flights"]],
+    "fast_values": None if fast is None else [values.get("gate", "absent") for values in fast],
     "history_inputs": [item["input"] for item in client.get("/model/history/").get_json()["items"]],
     "openapi_gate": flight_doc["properties"].get("gate"),
 }))
@@ -66,7 +66,7 @@ def follow_recipe(src: Path) -> None:
     text = features.read_text()
     end = text.index("\n)\n", text.index("API_FIELDS: tuple"))  # the end of API_FIELDS
     features.write_text(f"{text[:end]}\n{FIELD_LINE}{text[end:]}")
-    rules = src / "flight_delay" / "api" / "field_rules.py"
+    rules = src / "flight_delay" / "validation" / "rules.py"
     anchor = "FIELD_RULES: dict[str, FieldRule] = {\n"
     rules.write_text(rules.read_text().replace(anchor, f"{anchor}{CHECK_LINE}\n"))
 

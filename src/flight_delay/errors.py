@@ -25,6 +25,13 @@ class MalformedBody(FlightDelayError):
     code = "invalid_json"
 
 
+class UnsupportedMediaType(FlightDelayError):
+    """The request body comes in a content type the route does not read."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class InvalidInput(FlightDelayError):
     """The request is well-formed JSON but its content is not acceptable."""
 
@@ -122,6 +129,13 @@ class ModelTooLarge(FlightDelayError):
 
     status = 413
     code = "model_too_large"
+
+
+class BodyTooLarge(FlightDelayError):
+    """The request body is larger than MAX_REQUEST_BYTES."""
+
+    status = 413
+    code = "request_entity_too_large"
 
 
 class BodyTimeout(FlightDelayError):

@@ -13,21 +13,21 @@ from uvicorn_worker import UvicornWorker
 
 from flight_delay.api.auth import check_upload_policy
 from flight_delay.compat.gunicorn_internals import run_arbiter
+from flight_delay.compat.uvicorn_protocol import LimitedHttpToolsProtocol
 from flight_delay.errors import DatabaseNotMigrated
 from flight_delay.history.database import Database, engine_options, sqlite_file
 from flight_delay.history.host_writer import HostWriterProcess
 from flight_delay.history.migrate import pending_revision, startup_lock, upgrade
-from flight_delay.http_protocol import LimitedHttpToolsProtocol
 from flight_delay.serving.registry import ModelRegistry
 
 if TYPE_CHECKING:
-    from flight_delay.api.asgi_front import AsgiFront
+    from flight_delay.transport.http import Asgi
 
 log = logging.getLogger(__name__)
 
 
 class FlightDelayWorker(UvicornWorker):
-    """gunicorn's uvicorn worker on uvloop and httptools (head bounded); AsgiFront writes the access log."""
+    """gunicorn's uvicorn worker on uvloop and httptools (head bounded); the app writes the access log."""
 
     CONFIG_KWARGS: dict[str, Any] = {
         "loop": "uvloop",
@@ -78,12 +78,12 @@ class GunicornServer(BaseApplication):
         for key, value in options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> AsgiFront:
+    def load(self) -> Asgi:
         """Builds the app inside a worker, then moves its long-lived objects out of the collector's way."""
         from flight_delay.api import create_app
-        from flight_delay.api.asgi_front import AsgiFront
+        from flight_delay.transport.asgi import asgi_app
 
-        app = AsgiFront(create_app(self.app_config))
+        app = asgi_app(create_app(self.app_config))
         # The objects built so far (modules, Flask, SQLAlchemy, marshmallow, the model) live as long as
         # the worker: frozen, a full collection no longer walks them every few thousand requests, nor
         # in the middle of a batch, whose time per flight then varies less (bench/PROFILE.md).

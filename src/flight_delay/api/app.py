@@ -11,13 +11,14 @@ from flask import Flask, Response, g, request
 from flight_delay import __version__
 from flight_delay.api import body_limit, docs, errors, security, ui
 from flight_delay.api.auth import check_upload_policy
+from flight_delay.api.docs import FlightDelayApi
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.metrics import blp as metrics_blp
 from flight_delay.api.model import blp as model_blp
 from flight_delay.api.monitoring import blp as monitoring_blp
 from flight_delay.config import load_config
-from flight_delay.extensions import api, db, monitoring, monitoring_gauges, predictions, registry
 from flight_delay.observability.metrics import observe_request
+from flight_delay.services import EXTENSION, build_services
 
 API_DESCRIPTION = (
     "Arrival-delay predictions for flights leaving New York City in 2013, and the history of every "
@@ -41,7 +42,7 @@ class FlightDelayFlask(Flask):
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Builds the app from the environment's configuration, with `config` overriding it."""
+    """Builds the app and its services from the environment's configuration, `config` overriding it."""
     app = FlightDelayFlask("flight_delay")
     app.config.update(load_config(**dict(config or {})))
     check_upload_policy(app.config)
@@ -49,22 +50,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     # Every path answers with or without its trailing slash, never with a redirect.
     app.url_map.strict_slashes = False
-    db.init_app(app)
-    registry.init_app(app, db)
-    predictions.init_app(app)
-    monitoring.init_app(app)
-    monitoring_gauges.init_app(app)
-    api.init_app(app)
+    services = build_services(app.config)
+    app.extensions[EXTENSION] = services
+    services.monitoring.init_app(app)
+    services.gauges.init_app(app)
+    register_blueprints(app)
+    errors.init_app(app)
+    register_request_hooks(app)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """The documented API (flask-smorest), Swagger UI and the page for people."""
+    api = FlightDelayApi(app)
     docs.document_components(api.spec)
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
     api.register_blueprint(monitoring_blp)
     api.register_blueprint(metrics_blp)
-    docs.init_app(app)
+    docs.init_app(app, api)
     app.register_blueprint(ui.blp)
-    errors.init_app(app)
-    register_request_hooks(app)
-    return app
 
 
 def openapi_config() -> dict[str, Any]:

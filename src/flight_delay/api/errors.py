@@ -1,53 +1,30 @@
-"""One JSON error shape for every error, mapped centrally from domain and HTTP exceptions."""
+"""Flask's error handlers: domain and HTTP exceptions answered through the one renderer (replies.py)."""
 
 from __future__ import annotations
 
-import logging
-import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from flight_delay.errors import FlightDelayError
-from flight_delay.history.database import database_error_reason
+from flight_delay.replies import JSON_HEADERS, REQUEST_ID, ErrorReply, Reply, render_error, request_id_from
 
-log = logging.getLogger(__name__)
+__all__ = ["REQUEST_ID", "request_id_from"]
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-@dataclass(frozen=True)
-class ErrorReply:
-    """What an error answer says: its status, code, message, per-field errors and extra headers."""
-
-    status: int
-    code: str
-    message: str
-    errors: Any = None
-    headers: Mapping[str, str] | None = None
+# What after_request's hooks set on every response (api/app.py): a rendered reply's own copies give way.
+HEADERS_SET_BY_HOOKS = frozenset(name.lower() for name, _ in JSON_HEADERS)
 
 
-def error_body(status: int, code: str, message: str, errors: Any, request_id: str) -> dict[str, Any]:
-    """The error shape every endpoint answers with: status, code, message, errors, request_id."""
-    body: dict[str, Any] = {"status": status, "code": code, "message": message}
-    if errors:
-        body["errors"] = errors
-    body["request_id"] = request_id
-    return body
-
-
-def error_response(
-    status: int, code: str, message: str, errors: Any = None, headers: Mapping[str, str] | None = None
-) -> tuple[Response, int]:
-    """Builds the error response of the request in flight (Flask's)."""
-    response = jsonify(error_body(status, code, message, errors, request_id()))
-    response.headers.update(headers or {})
-    return response, status
+def flask_reply(reply: Reply) -> Response:
+    """The Flask response of a rendered answer (the after_request hooks add the headers Flask adds)."""
+    response = current_app.response_class(reply.body, status=reply.status, mimetype="application/json")
+    skip = {"content-type", "content-length", "x-request-id", "cache-control", *HEADERS_SET_BY_HOOKS}
+    for name, value in reply.headers:
+        if name.lower() not in skip:
+            response.headers[name] = value
+    return response
 
 
 def error_response_doc(description: str, headers: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -61,32 +38,12 @@ def request_id() -> str:
     return g.setdefault("request_id", uuid.uuid4().hex)
 
 
-def request_id_from(given: str) -> str:
-    """The client's X-Request-ID when it is sane, else a new id."""
-    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
-
-
-def reply_for(exc: Exception) -> ErrorReply:
-    """Says how the API answers an exception raised outside HTTP's own errors, logging what needs it."""
-    if isinstance(exc, FlightDelayError):
-        if exc.status >= 500:
-            log.warning("%s: %s", exc.code, exc.message, exc_info=exc.__cause__)
-        return ErrorReply(exc.status, exc.code, exc.message, exc.errors, exc.headers)
-    if isinstance(exc, SQLAlchemyError):  # failed outside a service's own handling
-        log.warning("database error: %s", exc)
-        reason = database_error_reason(exc)
-        return ErrorReply(503, "database_unavailable", f"The database is unavailable: {reason}.")
-    log.error("unhandled error", exc_info=exc)
-    return ErrorReply(500, "internal_error", "Internal server error.")
-
-
-def handle_error(exc: Exception) -> tuple[Response, int]:
+def handle_error(exc: Exception) -> Response:
     """Answers a domain error with the status and code it carries, any other with a 503 or a 500."""
-    reply = reply_for(exc)
-    return error_response(reply.status, reply.code, reply.message, reply.errors, reply.headers)
+    return flask_reply(render_error(exc, request_id()))
 
 
-def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
+def handle_http_error(exc: HTTPException) -> Response:
     """Answers werkzeug's HTTP errors, including webargs' 422 with its per-field messages."""
     routing_failed = isinstance(exc, NotFound) and request.url_rule is None
     if routing_failed and (methods := path_methods(request.path)):
@@ -99,7 +56,8 @@ def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
     message = exc.description or exc.name or "error"
     if exc.code == 422:
         code, message = "invalid_input", "The request is invalid; see errors for each field."
-    return error_response(exc.code or 500, code, message, messages, http_error_headers(exc))
+    reply = ErrorReply(exc.code or 500, code, message, messages, http_error_headers(exc))
+    return flask_reply(render_error(reply, request_id()))
 
 
 def http_error_headers(exc: HTTPException) -> dict[str, str]:

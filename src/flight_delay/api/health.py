@@ -10,9 +10,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from flight_delay import __version__
 from flight_delay.api.blueprint import INTERNAL_ERROR, ApiBlueprint
 from flight_delay.api.schemas import HealthSchema, LiveSchema, ReadySchema
-from flight_delay.errors import FlightDelayError, ModelNotLoaded, NotReady
-from flight_delay.extensions import history, registry
-from flight_delay.serving.loader import check_reference_prediction
+from flight_delay.api.services import services
+from flight_delay.errors import ModelNotLoaded, NotReady
+from flight_delay.serving.readiness import readiness
 
 blp = ApiBlueprint("health", __name__, url_prefix="/health", description="Service health")
 
@@ -20,7 +20,7 @@ blp = ApiBlueprint("health", __name__, url_prefix="/health", description="Servic
 def model_health() -> dict[str, Any]:
     """Describes the active model, or why there is none."""
     try:
-        active = registry.active()
+        active = services().registry.active()
     except ModelNotLoaded as exc:
         return {"loaded": False, "reason": exc.message}
     except SQLAlchemyError:
@@ -39,7 +39,7 @@ class Health(MethodView):
         """Reports status (ok; unavailable when the database fails), database, model, app version."""
         model = model_health()
         # Last: a refused write discards the connections this request opened (see make_engine).
-        database = history.check_writable()
+        database = services().history.check_writable()
         status = "ok" if database.ok else "unavailable"
         body = {"status": status, "version": __version__, "database": database, "model": model}
         return body, 200 if database.ok else 503
@@ -65,20 +65,7 @@ class Ready(MethodView):
     @blp.error_responses(INTERNAL_ERROR)
     def get(self) -> dict[str, Any]:
         """200 when the active model scores the reference flight and the database takes a write."""
-        version = _scoring_model()
-        database = history.check_writable()
-        if not database.ok:
-            raise NotReady(f"The database does not take writes: {database.reason}.")
-        return {"status": "ready", "model_version": version, "database": database}
-
-
-def _scoring_model() -> str:
-    """The active model's version, once it has scored the reference flight; raises NotReady if not."""
-    try:
-        active = registry.active()
-        check_reference_prediction(active.model)
-    except FlightDelayError as exc:
-        raise NotReady(exc.message) from exc
-    except SQLAlchemyError as exc:
-        raise NotReady("The database is unavailable.") from exc
-    return active.version
+        found = readiness(services().registry, services().history)
+        if not found.ready:
+            raise NotReady(found.reason or "Not ready.")
+        return {"status": "ready", "model_version": found.model_version, "database": found.database}

@@ -6,7 +6,7 @@ from flask import Response, request
 from flask.views import MethodView
 
 from flight_delay.api.blueprint import INTERNAL_ERROR, ApiBlueprint
-from flight_delay.extensions import monitoring_gauges
+from flight_delay.api.services import services
 from flight_delay.observability.metrics import exposition
 
 blp = ApiBlueprint("metrics", __name__, url_prefix="/metrics", description="Prometheus metrics")
@@ -23,6 +23,6 @@ class Metrics(MethodView):
 
         Also the active model's live MAE and drift PSI, renewed at most every MONITORING_REFRESH_S.
         """
-        monitoring_gauges.refresh_if_stale()
+        services().gauges.refresh_if_stale()
         body, content_type = exposition(request.headers.get("Accept"))
         return Response(body, content_type=content_type)

@@ -12,20 +12,20 @@ from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 from flight_delay.api.auth import require_admin
 from flight_delay.api.blueprint import INTERNAL_ERROR, TOO_LARGE, ApiBlueprint
 from flight_delay.api.body_limit import MULTIPART_OVERHEAD_BYTES
+from flight_delay.api.errors import flask_reply
 from flight_delay.api.schemas import (
     HistoryPageSchema,
     HistoryQuerySchema,
     ModelInfoSchema,
-    PredictRequestSchema,
     PredictResponseSchema,
 )
+from flight_delay.api.services import services
 from flight_delay.card import model_card
 from flight_delay.errors import InvalidInput, ModelTooLarge
-from flight_delay.extensions import history, predictions, registry
 from flight_delay.features import INPUT_FIELDS, REFERENCE_FLIGHT
 from flight_delay.history.repository import HistoryQuery
-from flight_delay.serving.predictions import FlightInput
 from flight_delay.serving.signing import verify
+from flight_delay.transport import native
 
 blp = ApiBlueprint("model", __name__, url_prefix="/model", description="Predictions and models")
 
@@ -45,9 +45,7 @@ UPLOAD_DOC = {
 
 
 # One instance each, reused: given a class, webargs would build a new schema (and deep-copy its nested
-# fields) for every request, a cost paid before any validation (bench/PROFILE.md).
-PREDICT_REQUEST = PredictRequestSchema()
-PREDICT_RESPONSE = PredictResponseSchema()
+# fields) for every request, a cost paid before any validation.
 HISTORY_QUERY = HistoryQuerySchema()
 
 # A real flight with the fields the project's model reads: what Swagger UI offers to send.
@@ -55,6 +53,8 @@ EXAMPLE_FLIGHT = {name: REFERENCE_FLIGHT[name] for name in INPUT_FIELDS}
 
 # The body is a bare flight or a batch; the schema wraps the first into the second.
 PREDICT_DOC = {
+    "required": True,
+    "description": 'One flight, or {"flights": [...]}',
     "content": {
         "application/json": {
             "schema": {
@@ -71,7 +71,7 @@ PREDICT_DOC = {
                 },
             },
         }
-    }
+    },
 }
 
 
@@ -109,9 +109,8 @@ def _read_body() -> tuple[bytes, str | None]:
 class Predict(MethodView):
     """Arrival-delay predictions."""
 
-    @blp.arguments(PREDICT_REQUEST, description='One flight, or {"flights": [...]}')
     @blp.doc(requestBody=PREDICT_DOC)
-    @blp.response(200, PREDICT_RESPONSE)
+    @blp.response(200, PredictResponseSchema)
     @blp.error_responses(
         {
             400: "The body is not valid JSON",
@@ -122,10 +121,11 @@ class Predict(MethodView):
             **INTERNAL_ERROR,
         }
     )
-    def post(self, body: dict[str, Any]) -> Any:
+    def post(self) -> Response:
         """Predicts the arrival delay (minutes) of each flight and records it in the history."""
-        flights = [FlightInput(**flight) for flight in body["flights"]]
-        return predictions.predict(flights, g.request_id, g.started, single=body["single"])
+        body = request.get_data(cache=False)
+        predict = native.request_of(body, request.content_type or "", g.request_id, g.started)
+        return flask_reply(native.answer(services().dataplane.predict_blocking(predict)))
 
 
 @blp.route("/load/")
@@ -158,7 +158,7 @@ class Load(MethodView):
         signing_key = current_app.config["ML_API_MODEL_SIGNING_KEY"]
         if signing_key:
             verify(data, request.headers.get("X-Model-Signature"), signing_key)
-        return registry.activate_upload(data, filename).info()
+        return services().registry.activate_upload(data, filename).info()
 
 
 @blp.route("/")
@@ -169,7 +169,7 @@ class ActiveModelInfo(MethodView):
     @blp.error_responses({503: "No model loaded, or the database is unavailable", **INTERNAL_ERROR})
     def get(self) -> dict[str, Any]:
         """Returns the active model's version, kind, input fields, metrics and load time."""
-        return registry.active().info()
+        return services().registry.active().info()
 
 
 MARKDOWN = {"schema": {"type": "string"}}
@@ -183,7 +183,7 @@ class ActiveModelCard(MethodView):
     @blp.error_responses({503: "No model loaded, or the database is unavailable", **INTERNAL_ERROR})
     def get(self) -> Response:
         """Returns the active model's card in Markdown: intended use, training, metrics, limits."""
-        card = model_card(registry.active().info())
+        card = model_card(services().registry.active().info())
         return current_app.response_class(card, mimetype="text/markdown")
 
 
@@ -199,7 +199,7 @@ class History(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Lists every prediction served, newest first, a page at a time."""
         cursor = args.get("cursor")
-        page = history.page(
+        page = services().history.page(
             HistoryQuery(
                 page_size=args["page_size"],
                 before_id=int(cursor) if cursor else None,

@@ -15,7 +15,7 @@ from flight_delay.api.schemas import (
     MonitoringQuerySchema,
     MonitoringReportSchema,
 )
-from flight_delay.extensions import monitoring
+from flight_delay.api.services import services
 
 blp = ApiBlueprint(
     "monitoring", __name__, url_prefix="/model", description="Live accuracy and drift from the history"
@@ -50,7 +50,7 @@ class Actuals(MethodView):
         Needs the admin token when one is configured; in production, one must be.
         """
         require_admin_token("Recording actuals")
-        return {"recorded": monitoring.record_actuals(body["actuals"])}
+        return {"recorded": services().monitoring.record_actuals(body["actuals"])}
 
 
 @blp.route("/monitoring/")
@@ -69,4 +69,4 @@ class Monitoring(MethodView):
     )
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Live MAE/RMSE from recorded actuals and PSI drift per input field, over a window of predictions."""
-        return monitoring.report(**query)
+        return services().monitoring.report(**query)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -11,164 +10,16 @@ import marshmallow as ma
 from marshmallow import validate
 
 from flight_delay.api import errors
-from flight_delay.api.fast_load import load_predict_request
-from flight_delay.api.field_rules import (
-    FIELD_RULES,
-    HHMM_COLUMNS,
-    NO_RULE,
-    FieldRule,
-    last_day_of_month,
-    validate_text,
-)
-from flight_delay.features import API_FIELDS, NO_DEFAULT, FlightField
-from flight_delay.serving.predictions import ScoredFlights
-
-MAX_BATCH_SIZE = 10_000
-
-
-class NanIsNull(ma.fields.Field):
-    """Reads NaN as null: pandas' missing value, which Python's json writes as the literal NaN."""
-
-    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
-        """Turns NaN into None before marshmallow's null check, which then allows or refuses it."""
-        if type(value) is float and math.isnan(value):
-            value = None
-        return super().deserialize(value, attr, data, **kwargs)
-
-
-class JsonInteger(NanIsNull, ma.fields.Integer):
-    """A JSON integer; a float without a fractional part (517.0, as pandas writes integers) is one."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        """Reads an integral float as its integer; anything else as a strict Integer does."""
-        if type(value) is float and value.is_integer():
-            value = int(value)
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class JsonText(NanIsNull, ma.fields.String):
-    """A JSON string (NaN reads as null)."""
-
-
-class JsonNumber(NanIsNull, ma.fields.Float):
-    """A finite JSON number: numeric strings and booleans are refused rather than coerced."""
-
-    default_error_messages = {"invalid": "Not a valid number."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
-        """Accepts only int or float values (bool excluded): marshmallow's documented override point."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-def field_validators(rule: FieldRule) -> list[Any]:
-    """The marshmallow validators of a field's rule, in the order their refusals are listed."""
-    validators: list[Any] = []
-    low = rule.ge if rule.gt is None else rule.gt
-    if low is not None or rule.le is not None:
-        validators.append(validate.Range(min=low, max=rule.le, min_inclusive=rule.gt is None))
-    if rule.min_length is not None or rule.max_length is not None:
-        validators.append(validate.Length(min=rule.min_length, max=rule.max_length))
-    if rule.pattern is not None:
-        validators.append(validate.Regexp(rule.pattern, error=rule.message))
-    return [*validators, *rule.checks]
-
-
-# Text without the characters validate_text refuses, as a JSON Schema pattern (ECMA-262, Python and
-# Rust regex read it alike). Lone surrogates cannot be written in every dialect: the description says.
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-# hhmm clock times as JSON Schema: one range per hour, minutes 00 to 59, and 2400.
-HHMM_DOC = {
-    "minimum": 0,
-    "maximum": 2400,
-    "anyOf": [{"minimum": hour * 100, "maximum": min(hour * 100 + 59, 2400)} for hour in range(25)],
-    "x-format": "hhmm",
-}
-# What the validators above check that the document cannot read from them by itself.
-DOCUMENTED_CHECKS: dict[str, dict[str, Any]] = {
-    **dict.fromkeys(HHMM_COLUMNS, HHMM_DOC),
-    "time_hour": {"format": "date-time"},
-    "name": {"pattern": TEXT_PATTERN},
-}
-# validate_date in JSON Schema: year, month and day, when all three are given, name a real date.
-FLIGHT_DOC: dict[str, Any] = {
-    "anyOf": [
-        {"not": {"required": ["year", "month", "day"]}},
-        {"properties": {"day": {"maximum": 28}}},
-        {"properties": {"month": {"enum": [1, 3, 5, 7, 8, 10, 12]}}},
-        {"properties": {"month": {"enum": [4, 6, 9, 11]}, "day": {"maximum": 30}}},
-        {
-            "properties": {
-                "month": {"enum": [2]},
-                "day": {"maximum": 29},
-                "year": {"multipleOf": 4, "minimum": 1901, "maximum": 2099},  # leap years of 1900..2100
-            }
-        },
-    ],
-}
-
-
-def documented_range(validators: list[Any]) -> dict[str, bool]:
-    """The exclusive bounds of Range validators, which apispec leaves out of the document."""
-    bounds: dict[str, bool] = {}
-    for validator in (v for v in validators if isinstance(v, validate.Range)):
-        if validator.min is not None and not validator.min_inclusive:
-            bounds["exclusiveMinimum"] = True
-        if validator.max is not None and not validator.max_inclusive:
-            bounds["exclusiveMaximum"] = True
-    return bounds
-
-
-def flight_field(spec: FlightField) -> ma.fields.Field:
-    """Builds the marshmallow field of one flight field: its JSON type, nullability, default and bounds."""
-    validators = field_validators(FIELD_RULES.get(spec.name, NO_RULE))
-    where = "dataset column" if spec.in_dataset else "flight field"
-    options = {
-        "allow_none": spec.nullable,
-        "validate": validators,
-        "metadata": {
-            "description": f"{where} `{spec.name}`",
-            **documented_range(validators),
-            **DOCUMENTED_CHECKS.get(spec.name, {}),
-        },
-    }
-    if spec.default is not NO_DEFAULT:
-        options["load_default"] = spec.default
-    if spec.kind == "int":
-        return JsonInteger(strict=True, **options)
-    if spec.kind == "float":
-        return JsonNumber(allow_nan=False, **options)
-    return JsonText(**{**options, "validate": [validate_text, *options["validate"]]})
-
-
-class FlightSchema(ma.Schema.from_dict({spec.name: flight_field(spec) for spec in API_FIELDS})):
-    """A flight: the fields of features.API_FIELDS. Which fields are required is the model's call."""
-
-    class Meta:
-        unknown = ma.RAISE
-
-    @ma.validates_schema
-    def validate_date(self, data: dict[str, Any], **_: Any) -> None:
-        """Refuses dates that do not exist, such as 2013-02-30."""
-        if "year" in data and "month" in data and "day" in data:
-            last_day = last_day_of_month(data["year"], data["month"])
-            if data["day"] > last_day:
-                raise ma.ValidationError(f"Must be at most {last_day} for this month.", "day")
-
-    @ma.post_load(pass_original=True)
-    def keep_payload(self, data: dict[str, Any], original: dict[str, Any], **_: Any) -> dict[str, Any]:
-        """Pairs the validated values with the payload exactly as the client sent it."""
-        return {"values": data, "payload": original}
+from flight_delay.validation import MAX_BATCH_SIZE
+from flight_delay.validation.rules import FIELD_RULES
+from flight_delay.validation.wording import FlightSchema, JsonNumber, field_validators
 
 
 class PredictRequestSchema(ma.Schema):
-    """Either one flight, or `{"flights": [...]}` with 1 to 10,000 flights.
+    """Either one flight, or `{"flights": [...]}` with 1 to 10,000 flights (the document's; checked by
+    flight_delay.validation).
 
     As a pandas DataFrame's records spell them too: 517.0 is 517 in an integer field, NaN is null.
-
-    `load` tries msgspec's checks of the same fields and rules first (see fast_load.py); they answer
-    only when sure, and marshmallow answers the rest, errors included.
     """
 
     flights = ma.fields.List(
@@ -179,44 +30,6 @@ class PredictRequestSchema(ma.Schema):
 
     class Meta:
         unknown = ma.RAISE
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        # The fast path checks this class as declared: any option (many, partial, only...) or subclass
-        # is marshmallow's alone.
-        self._fast = not options and type(self) is PredictRequestSchema
-
-    def load(
-        self, data: Any, *, many: bool | None = None, partial: Any = None, unknown: str | None = None
-    ) -> Any:
-        """Loads with msgspec's checks when they are sure of the answer, with marshmallow otherwise."""
-        if self._fast and many is None and partial is None and unknown is None:
-            loaded = load_predict_request(data, MAX_BATCH_SIZE)
-            if loaded is not None:
-                return loaded
-        return super().load(data, many=many, partial=partial, unknown=unknown)
-
-    @ma.pre_load
-    def wrap_single_flight(self, data: Any, **_: Any) -> Any:
-        """Reads a bare flight object as a batch of one."""
-        if isinstance(data, dict) and "flights" not in data:
-            return {"flights": [data]}
-        return data
-
-    @ma.post_load(pass_original=True)
-    def mark_single(self, data: dict[str, Any], original: Any, **_: Any) -> dict[str, Any]:
-        """Remembers whether the client sent a bare flight, so errors can be reported likewise."""
-        return {**data, "single": isinstance(original, dict) and "flights" not in original}
-
-    def handle_error(self, error: ma.ValidationError, data: Any, **kwargs: Any) -> None:
-        """Reports a single flight's errors at its own fields rather than under flights.0."""
-        messages = error.messages
-        single = isinstance(data, dict) and "flights" not in data
-        if single and isinstance(messages, dict) and set(messages) == {"flights"}:
-            inner = messages["flights"]
-            if isinstance(inner, dict) and set(inner) == {0}:
-                raise ma.ValidationError(inner[0]) from error
-        raise error
 
 
 class InputWarningSchema(ma.Schema):
@@ -251,38 +64,6 @@ class PredictResponseSchema(ma.Schema):
     model_version = ma.fields.String(required=True, metadata={"description": "sha256 of the artifact"})
     request_id = ma.fields.String(required=True)
     predictions = ma.fields.List(ma.fields.Nested(PredictionSchema), required=True)
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        # As for PredictRequestSchema: only the class as declared is dumped by scored_body.
-        self._fast = not options and type(self) is PredictResponseSchema
-
-    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
-        """Dumps the service's answer directly (scored_body), anything else with marshmallow."""
-        if self._fast and many is None and type(obj) is ScoredFlights:
-            return scored_body(obj)
-        return super().dump(obj, many=many)
-
-
-def scored_body(scored: ScoredFlights) -> dict[str, Any]:
-    """PredictResponseSchema's dump of an answer: its fields in order, as int(), float() and str()."""
-    return {
-        "model_version": scored.model_version,
-        "request_id": scored.request_id,
-        "predictions": [_prediction_body(p) for p in scored.predictions],
-    }
-
-
-def _prediction_body(prediction: dict[str, Any]) -> dict[str, Any]:
-    """PredictionSchema's dump of one prediction; its warnings are plain data already."""
-    body = {
-        "history_id": int(prediction["history_id"]),
-        "arr_delay": float(prediction["arr_delay"]),
-        "basis": str(prediction["basis"]),
-    }
-    if "warnings" in prediction:
-        body["warnings"] = [dict(warning) for warning in prediction["warnings"]]
-    return body
 
 
 class ModelUploadSchema(ma.Schema):
@@ -412,6 +193,9 @@ class HistoryItemSchema(ma.Schema):
     input = ma.fields.Dict(required=True, metadata={"description": "the flight as received"})
     arr_delay = ma.fields.Float(required=True)
     latency_ms = ma.fields.Float(required=True, metadata={"description": "request start to prediction"})
+    protocol = ma.fields.String(
+        required=True, metadata={"description": "how it came: native, v2 (Open Inference Protocol) or mlflow"}
+    )
 
 
 class HistoryPageSchema(ma.Schema):

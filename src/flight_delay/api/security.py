@@ -5,19 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable
 
 from flask import Response
 
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-# The API answers JSON only: nothing in a response may load, run or be framed.
-JSON_POLICY = "default-src 'none'; frame-ancestors 'none'"
+from flight_delay.replies import JSON_HEADERS, SECURITY_HEADERS
+
 # Swagger UI at /docs: its files come from this origin (swagger-ui-bundle), it fetches /openapi.json,
 # its CSS draws icons from data: URIs and its components set inline styles. Its one inline script
 # (flask-smorest's page template) is allowed by hash, so no other inline script can run.
@@ -32,22 +24,7 @@ UI_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-JSON_HEADERS = [*SECURITY_HEADERS.items(), ("Content-Security-Policy", JSON_POLICY)]
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
-
-
-def json_answer_headers(
-    content_length: int, request_id: str, extra: Iterable[tuple[str, str]] = ()
-) -> list[tuple[str, str]]:
-    """The headers of a JSON API answer written outside Flask, in the order Flask's hooks give them."""
-    return [
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(content_length)),
-        *extra,
-        ("X-Request-ID", request_id),
-        ("Cache-Control", "no-store"),
-        *JSON_HEADERS,
-    ]
 
 
 def script_hash(source: str) -> str:

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol, which http_protocol.LimitedHttpToolsProtocol extends, and the state it reads.
+"""uvicorn's httptools protocol, which uvicorn_protocol.py's class extends, and the state it reads.
 
 What is used:
 - `HttpToolsProtocol` (uvicorn.protocols.http.httptools_impl): subclassed, overriding asyncio's

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from flask import Flask
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -130,17 +129,12 @@ def discard_read_only_connections(context: ExceptionContext) -> None:
 
 
 class Database:
-    """Holds the engine and session factory; created unbound, bound by `init_app` or `bind`."""
+    """Holds the engine and session factory; created unbound, bound by `bind`."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._sqlite_path: Path | None = None
-
-    def init_app(self, app: Flask) -> None:
-        """Binds to the app's DATABASE_URL."""
-        self.bind(app.config["DATABASE_URL"], **engine_options(app.config))
-        app.extensions["flight_delay.db"] = self
 
     def bind(self, url: str, **options: Any) -> Database:
         """Creates the engine and session factory for a database URL."""
@@ -153,14 +147,14 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """Yields a session inside one transaction: committed on success, rolled back on error."""
         if self._sessions is None:
-            raise RuntimeError("Database is not bound: call init_app or bind first")
+            raise RuntimeError("Database is not bound: call bind first")
         with self._sessions() as session, session.begin():
             yield session
 
     def bound_engine(self) -> Engine:
-        """Returns the engine, refusing to go on before init_app or bind."""
+        """Returns the engine, refusing to go on before bind."""
         if self.engine is None:
-            raise RuntimeError("Database is not bound: call init_app or bind first")
+            raise RuntimeError("Database is not bound: call bind first")
         return self.engine
 
     @contextmanager

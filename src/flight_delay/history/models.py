@@ -101,6 +101,8 @@ class Prediction(Base):
     input: Mapped[dict[str, Any]] = mapped_column(Json)
     arr_delay: Mapped[float] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
+    # How it came: native (POST /model/predict/), v2 (Open Inference Protocol) or mlflow (/invocations).
+    protocol: Mapped[str] = mapped_column(String(16), server_default="native")
 
 
 class Heartbeat(Base):

@@ -39,7 +39,15 @@ class HistoryPage:
 
 
 # What a prediction row is written with (the id is the database's, or numbered on SQLite).
-WRITTEN_COLUMNS = ("created_at", "request_id", "model_version", "input", "arr_delay", "latency_ms")
+WRITTEN_COLUMNS = (
+    "created_at",
+    "request_id",
+    "model_version",
+    "input",
+    "arr_delay",
+    "latency_ms",
+    "protocol",
+)
 PREDICTIONS = Prediction.__table__
 INSERT_RETURNING_IDS = insert(PREDICTIONS).returning(PREDICTIONS.c.id, sort_by_parameter_order=True)
 # Built from the table's own names (no input reaches them); the values are bound parameters.
@@ -54,7 +62,7 @@ SQLITE_NEXT_ID = f"SELECT coalesce(max(id), 0) + 1 FROM {PREDICTIONS.name}"  # n
 POSTGRES_INSERT = (
     f"INSERT INTO {PREDICTIONS.name} ({', '.join(WRITTEN_COLUMNS)}) "  # noqa: S608
     f"SELECT {', '.join(WRITTEN_COLUMNS)} FROM unnest("
-    "%s::timestamptz[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::float8[], %s::float8[]"
+    "%s::timestamptz[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::float8[], %s::float8[], %s::varchar[]"
     f") WITH ORDINALITY AS written({', '.join(WRITTEN_COLUMNS)}, position) ORDER BY position RETURNING id"
 )
 
@@ -89,6 +97,7 @@ def stored_values(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[t
                 convert_input(row["input"]),
                 float(row["arr_delay"]),
                 float(row["latency_ms"]),
+                row.get("protocol", "native"),
             )
         )
     return parameters

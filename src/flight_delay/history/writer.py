@@ -1,37 +1,35 @@
-"""Group commit of prediction rows: every request waiting to record shares one transaction.
+"""Group commit of prediction rows, written once: every request waiting on a loop shares the next commit.
 
 Each request still returns only after its own rows are committed (recorded before the response).
-While one transaction is in flight, the requests that arrive queue up; when it ends, one of them
-writes the whole queue in the next transaction, with one fsync for all. Without this, each request
-thread took SQLite's write lock on its own and the losers slept in SQLite's busy handler (1, 2, 5 ...
-100 ms), long after the lock was free: most of a request's time under load.
+While one commit is in flight, the requests that arrive queue up; when it ends, the whole queue goes
+in the next one, each request awaiting its own ids. The engine knows nothing of the database: a
+backend commits a list of rows in one transaction and returns their ids in order (sqlite_writer.py
+for a SQLite file, postgres_writer.py for PostgreSQL). The same engine runs in each worker's event
+loop and, on SQLite, in the host's writer process, which shares one transaction among all workers.
 
-Between processes (gunicorn workers) on one SQLite file, the writing thread of each holds an flock on
-a file beside the database while it writes, so a waiting worker wakes the moment the other commits.
+A failed shared commit is retried a request at a time, unless the database itself failed (each would
+fail alike); a request whose rows were not, or may not have been, committed is refused with a 503
+`history_unavailable`, and nothing of it is served.
 """
 
 from __future__ import annotations
 
-import fcntl
+import asyncio
 import logging
-import os
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from flight_delay.errors import HistoryUnavailable
-from flight_delay.history.database import Database, database_error_reason
-from flight_delay.history.repository import insert_predictions
+from flight_delay.history.database import database_error_reason
 
 log = logging.getLogger(__name__)
 
-WRITE_LOCK_SUFFIX = ".write-lock"
+Row = Any  # a row as its backend takes it: a mapping of columns, or the stored values of one
 
 
 def not_recorded(reason: str) -> HistoryUnavailable:
@@ -41,149 +39,170 @@ def not_recorded(reason: str) -> HistoryUnavailable:
     )
 
 
-# The database itself failed (unreachable, restarting): as SQLAlchemy raises it, or as psycopg does
-# to the PostgreSQL event-loop writer, which talks to the driver directly.
-DATABASE_FAILURES = (OperationalError, psycopg.OperationalError)
+# The database or the way to it failed (unreachable, restarting, a writer gone silent): a request at a
+# time would fail alike, so the batch is not retried one by one.
+DATABASE_FAILURES = (OperationalError, psycopg.OperationalError, ConnectionError, TimeoutError)
 
 
-def written_alone_after(exc: Exception, requests: int) -> bool:
-    """Tells whether a failed batch of several requests is retried one request at a time.
+def written_alone_after(exc: BaseException, requests: int) -> bool:
+    """Whether a failed commit of several requests is retried one request at a time."""
+    return requests > 1 and not isinstance(exc, (*DATABASE_FAILURES, HistoryUnavailable))
 
-    Not when the database is unavailable (OperationalError: each would fail alike); otherwise the
-    fault may lie in one request's rows, and the others must not be refused for it.
-    """
-    return requests > 1 and not isinstance(exc, DATABASE_FAILURES)
+
+def refusal(exc: BaseException) -> Exception:
+    """What a request whose rows were not committed raises: a 503 for the database's faults, else ours."""
+    if isinstance(exc, HistoryUnavailable):
+        return exc
+    if isinstance(exc, SQLAlchemyError | psycopg.Error):
+        error: Exception = not_recorded(database_error_reason(exc))
+    elif isinstance(exc, ConnectionError | TimeoutError):
+        error = not_recorded(str(exc) or type(exc).__name__)
+    else:  # not the database's doing: a fault of ours, answered as one
+        log.error("recording predictions failed", exc_info=exc)
+        error = RuntimeError("recording the predictions failed")
+    error.__cause__ = exc
+    return error
+
+
+class CommitBackend(Protocol):
+    """Commits rows in one transaction and returns their ids in order; raises if they were not."""
+
+    async def commit(self, rows: list[Row]) -> list[int]:
+        """Commits the rows; their ids, in the order given."""
+        ...
+
+    def close(self) -> None:
+        """Lets go of connections at once (nothing awaited)."""
+        ...
 
 
 @runtime_checkable
-class EventLoopWriter(Protocol):
-    """What the event loop records through: the host writer's client (SQLite) or PostgresLoopWriter.
+class HistoryWriter(Protocol):
+    """What the data plane records through: one interface, whatever the database."""
 
-    One interface, one implementation per backend, so that the ASGI front answers alike on both.
-    """
-
-    async def record(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    async def record(self, rows: Sequence[Row]) -> list[int]:
         """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
         ...
 
 
 @dataclass(eq=False)
 class PendingWrite:
-    """One request's rows, and once written, their ids or the error that refused them."""
+    """One request's rows and the future of their ids."""
 
-    rows: Sequence[Mapping[str, Any]]
-    ids: list[int] | None = None
-    error: BaseException | None = None
-    done: bool = False
+    rows: Sequence[Row]
+    ids: asyncio.Future[list[int]]
 
 
-class ProcessWriteLock:
-    """An exclusive flock on `<database>.write-lock`, held by this process's writing thread.
+class GroupCommit:
+    """Records rows on one event loop, those of every waiting request in one commit of its backend."""
 
-    Opened once per process: a descriptor inherited through fork would share the lock with the parent.
-    Without a file (in-memory or server database, or a folder that refuses it) it orders nothing.
-    """
+    def __init__(self, backend: CommitBackend, min_interval_s: float = 0.0) -> None:
+        self.backend = backend
+        self.min_interval_s = min_interval_s  # under load, at most one commit per interval
+        self.queue: list[PendingWrite] = []
+        self.drainer: asyncio.Task[None] | None = None
+        self.commits = 0  # commits begun: fewer than requests when they share them
+        self.last_commit = 0.0
 
-    def __init__(self) -> None:
-        self._fd: int | None = None
-        self._pid: int | None = None
-
-    @contextmanager
-    def held(self, database_file: Path | None) -> Iterator[None]:
-        """Holds the lock for the block (blocking until the other process's commit ends)."""
-        fd = self._descriptor(database_file)
-        if fd is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _descriptor(self, database_file: Path | None) -> int | None:
-        """Opens the lock file once in this process; None when there is no file to lock."""
-        if database_file is None:
-            return None
-        if self._pid != os.getpid():
-            self._pid, self._fd = os.getpid(), None
-            path = database_file.with_name(database_file.name + WRITE_LOCK_SUFFIX)
-            try:
-                self._fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:  # only slower without it: SQLite's own lock still orders writers
-                log.warning("no write lock file %s (%s): writers wait in SQLite's busy handler", path, exc)
-        return self._fd
-
-
-class HistoryWriter:
-    """Records prediction rows, committing those of every waiting request in one transaction."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._changed = threading.Condition()
-        self._queue: list[PendingWrite] = []
-        self._writing = False
-        self._process_lock = ProcessWriteLock()
-
-    def record(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    async def record(self, rows: Sequence[Row]) -> list[int]:
         """Commits the rows and returns their ids in order; raises HistoryUnavailable if they were not."""
-        pending = PendingWrite(rows)
-        batch = self._wait_for_turn(pending)
-        if batch is not None:
-            self._lead(batch)
-        if isinstance(pending.error, SQLAlchemyError):
-            raise not_recorded(database_error_reason(pending.error)) from pending.error
-        if pending.error is not None:  # not the database's doing: a fault of ours, answered as one
-            raise RuntimeError("recording the predictions failed") from pending.error
-        assert pending.ids is not None
-        return pending.ids
+        if not rows:
+            return []
+        loop = asyncio.get_running_loop()
+        pending = PendingWrite(rows, loop.create_future())
+        self.queue.append(pending)
+        if self.drainer is None:
+            self.drainer = loop.create_task(self._drain())
+        return await pending.ids
 
-    def _wait_for_turn(self, pending: PendingWrite) -> list[PendingWrite] | None:
-        """Queues the rows; returns the queue to write when this request leads, None once written."""
-        with self._changed:
-            self._queue.append(pending)
-            while self._writing and not pending.done:
-                self._changed.wait()
-            if pending.done:
-                return None
-            batch, self._queue = self._queue, []
-            self._writing = True
-            return batch
-
-    def _lead(self, batch: list[PendingWrite]) -> None:
-        """Writes a batch, then wakes its requests and whoever queued meanwhile (one of them leads next)."""
+    async def _drain(self) -> None:
+        """Commits the queue, batch after batch, until no request waits; fails any left if interrupted."""
         try:
-            self._write(batch)
-        except BaseException as exc:  # interrupted: no request may wait forever or pass unrecorded
-            for pending in batch:
-                if pending.ids is None and pending.error is None:
-                    pending.error = exc
-            raise
+            while self.queue:
+                await self._pace()
+                batch, self.queue = self.queue, []
+                await self._write(batch)
         finally:
-            with self._changed:
-                self._writing = False
-                for pending in batch:
-                    pending.done = True
-                self._changed.notify_all()
+            self.drainer = None
+            left, self.queue = self.queue, []  # empty unless interrupted
+            for pending in left:
+                settle(pending, error=not_recorded("the history writer was interrupted"))
 
-    def _write(self, batch: list[PendingWrite]) -> None:
-        """Commits the batch's rows in one transaction and hands each request its ids, or the error."""
+    async def _pace(self) -> None:
+        """Waits out the rest of the interval since the last commit: who arrives meanwhile shares the next."""
+        wait = self.last_commit + self.min_interval_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _write(self, batch: list[PendingWrite]) -> None:
+        """Commits the batch at once, then hands out the ids; alone each if the fault may be one request's."""
         try:
-            ids = self._commit([row for pending in batch for row in pending.rows])
+            ids = await self._commit([row for pending in batch for row in pending.rows])
         except Exception as exc:
             if written_alone_after(exc, len(batch)):
                 for pending in batch:
-                    self._write([pending])
+                    await self._write([pending])
                 return
             for pending in batch:
-                pending.error = exc
+                settle(pending, error=refusal(exc))
             return
+        except BaseException:  # cancelled: no request may wait forever, nor pass unrecorded
+            for pending in batch:
+                settle(pending, error=not_recorded("the history writer was interrupted"))
+            raise
         start = 0
         for pending in batch:
-            pending.ids = ids[start : start + len(pending.rows)]
+            settle(pending, ids[start : start + len(pending.rows)])
             start += len(pending.rows)
 
-    def _commit(self, rows: list[Mapping[str, Any]]) -> list[int]:
-        """Inserts and commits rows under this host's write lock; returns their ids."""
-        with self._process_lock.held(self.db.sqlite_path()):
-            return insert_predictions(self.db, rows)
+    async def _commit(self, rows: list[Row]) -> list[int]:
+        """One commit of the backend, counted and timed for the pace."""
+        self.commits += 1
+        self.last_commit = time.monotonic()
+        ids = await self.backend.commit(rows)
+        if len(ids) != len(rows):
+            raise RuntimeError(f"the history returned {len(ids)} ids for {len(rows)} rows")
+        return ids
+
+
+def settle(pending: PendingWrite, ids: list[int] | None = None, error: BaseException | None = None) -> None:
+    """Hands a request its ids or its error, unless it stopped waiting (cancelled)."""
+    if pending.ids.done():
+        return
+    if error is not None:
+        pending.ids.set_exception(error)
+    else:
+        pending.ids.set_result(ids or [])
+
+
+class LoopHistoryWriter:
+    """A HistoryWriter for whichever event loop runs: a group commit and a backend of its own per loop.
+
+    A backend's connections belong to the loop that opened them: a worker has one loop; tests and
+    WSGI callers (through the data plane's own loop) may run others, and each gets its own.
+    """
+
+    def __init__(self, make_backend: Callable[[], CommitBackend], min_interval_s: float = 0.0) -> None:
+        self.make_backend = make_backend
+        self.min_interval_s = min_interval_s
+        self.engines: dict[asyncio.AbstractEventLoop, GroupCommit] = {}
+
+    async def record(self, rows: Sequence[Row]) -> list[int]:
+        """Commits the rows through this loop's group commit; raises HistoryUnavailable if they were not."""
+        return await self.engine().record(rows)
+
+    def engine(self) -> GroupCommit:
+        """The running loop's group commit, made on first use; those of closed loops are let go."""
+        loop = asyncio.get_running_loop()
+        engine = self.engines.get(loop)
+        if engine is None:
+            for closed in [other for other in self.engines if other.is_closed()]:
+                self.engines.pop(closed).backend.close()
+            engine = self.engines[loop] = GroupCommit(self.make_backend(), self.min_interval_s)
+        return engine
+
+    def close(self) -> None:
+        """Closes every loop's backend (at shutdown, or when the database is rebound)."""
+        for engine in self.engines.values():
+            engine.backend.close()
+        self.engines.clear()

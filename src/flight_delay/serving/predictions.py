@@ -1,8 +1,7 @@
-"""Scores flights with the active model and records every prediction before it is returned."""
+"""Scores validated flights with a model: the history rows to record, and the answer once they are."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -10,15 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flask import Flask
 
 from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlight
-from flight_delay.history.database import Database
-from flight_delay.history.host_writer import EventLoopWriterClient
 from flight_delay.history.models import utcnow
-from flight_delay.history.pg_loop_writer import postgres_loop_writer
-from flight_delay.history.writer import EventLoopWriter, HistoryWriter
-from flight_delay.loop_lock import LoopLock
 from flight_delay.observability.metrics import (
     HISTORY_WRITE_FAILURES,
     PREDICTIONS,
@@ -27,17 +20,10 @@ from flight_delay.observability.metrics import (
     labelled,
 )
 from flight_delay.serving.adapters import ServingModel
-from flight_delay.serving.registry import ActiveModel, ModelRegistry
+from flight_delay.serving.registry import ActiveModel
+from flight_delay.validation import FlightInput
 
 AT_DEPARTURE, BEFORE_DEPARTURE = "at_departure", "before_departure"
-
-
-@dataclass(frozen=True)
-class FlightInput:
-    """A validated flight and the payload exactly as the client sent it."""
-
-    values: dict[str, Any]
-    payload: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -98,63 +84,10 @@ def bases_of(model: ServingModel, flights: Sequence[FlightInput]) -> list[str]:
 
 
 class PredictionService:
-    """Predicts with the registry's active model and writes the history in the same request."""
+    """Scores validated flights with a model: checks what it reads, flags what it never saw, predicts."""
 
-    def __init__(self, registry: ModelRegistry, db: Database) -> None:
-        self.registry = registry
-        self.db = db
-        self.writer = HistoryWriter(db)  # what Flask's view records through, in its thread
-        self.event_loop_writer: EventLoopWriter | None = None
-        self.strict_inputs = False  # ML_API_STRICT_INPUTS: refuse what the model never saw
-        self._lookup_lock = LoopLock()
-
-    def init_app(self, app: Flask) -> None:
-        """Chooses the event loop's writer: the host's writer on SQLite, the loop's own on PostgreSQL.
-
-        A SQLite app outside `flight-delay serve` (no host writer) has none: its predictions are
-        answered by Flask's view, which records through this process's HistoryWriter.
-        """
-        self.strict_inputs = app.config["ML_API_STRICT_INPUTS"]
-        socket_path = app.config.get("HISTORY_WRITER_SOCKET")
-        if socket_path:
-            # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
-            timeout_s = app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000 + 30
-            self.event_loop_writer = EventLoopWriterClient(self.db, socket_path, timeout_s)
-        else:
-            self.event_loop_writer = postgres_loop_writer(app.config, self.db)
-
-    def predict(
-        self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool
-    ) -> ScoredFlights:
-        """Scores the flights and records them; raises if they cannot be scored or recorded."""
-        unrecorded = self.score(self.registry.active(), flights, request_id, started, single)
-        with _counting_write_failures():
-            ids = self.writer.record(unrecorded.rows)
-        return self._served(unrecorded, ids)
-
-    async def predict_on_event_loop(
-        self, flights: Sequence[FlightInput], request_id: str, started: float, single: bool, batch: bool
-    ) -> ScoredFlights:
-        """predict() for an event loop: waits for the commit without blocking it (a batch scored off it)."""
-        if self.event_loop_writer is None:
-            raise RuntimeError("no event-loop history writer: predict() in a thread instead")
-        active = self.registry.current() or await self._active_from_a_thread()
-        if batch:
-            unrecorded = await asyncio.to_thread(self.score, active, flights, request_id, started, single)
-        else:
-            unrecorded = self.score(active, flights, request_id, started, single)
-        with _counting_write_failures():
-            ids = await self.event_loop_writer.record(unrecorded.rows)
-        return self._served(unrecorded, ids)
-
-    async def _active_from_a_thread(self) -> ActiveModel:
-        """Looks the active model up in a thread: asking the database, loading it, would hold the loop.
-
-        One lookup at a time per loop: the requests that arrive during a model's load wait for it
-        rather than each loading the same model again in a thread of its own.
-        """
-        async with self._lookup_lock():
-            return self.registry.current() or await asyncio.to_thread(self.registry.active)
+    def __init__(self, strict_inputs: bool = False) -> None:
+        self.strict_inputs = strict_inputs  # ML_API_STRICT_INPUTS: refuse what the model never saw
 
     def score(
         self,
@@ -163,6 +96,7 @@ class PredictionService:
         request_id: str,
         started: float,
         single: bool,
+        protocol: str = "native",
     ) -> UnrecordedPredictions:
         """Scores the flights with the active model; raises if they cannot be scored."""
         problems = missing_fields(active.model, flights)
@@ -184,6 +118,7 @@ class PredictionService:
                 "input": flight.payload,
                 "arr_delay": value,
                 "latency_ms": latency_ms,
+                "protocol": protocol,
             }
             for flight, value in zip(flights, predicted.tolist(), strict=True)
         ]
@@ -213,7 +148,7 @@ class PredictionService:
             )
         return unseen
 
-    def _served(self, unrecorded: UnrecordedPredictions, ids: Sequence[int]) -> ScoredFlights:
+    def served(self, unrecorded: UnrecordedPredictions, ids: Sequence[int]) -> ScoredFlights:
         """Counts the recorded predictions and builds the answer."""
         best_effort(lambda: labelled(PREDICTIONS, unrecorded.model_version).inc(len(ids)))
         return unrecorded.served(ids)
@@ -237,7 +172,7 @@ def _predicted(model: ServingModel, values: Sequence[Mapping[str, Any]]) -> np.n
 
 
 @contextmanager
-def _counting_write_failures() -> Iterator[None]:
+def counting_write_failures() -> Iterator[None]:
     """Counts a history write that failed (the request is refused by the caller's error mapping)."""
     try:
         yield

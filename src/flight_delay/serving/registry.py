@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -74,10 +73,6 @@ class ModelRegistry:
         self._lock = threading.Lock()
         # (monotonic time until which it needs no check, the model): one tuple, replaced whole.
         self._active: tuple[float, ActiveModel] | None = None
-
-    def init_app(self, app: Flask, db: Database) -> None:
-        """Binds to the app's model cache folder, database and refresh interval."""
-        self.configure(Path(app.config["MODEL_STORE_DIR"]), db, app.config["MODEL_REFRESH_MS"])
 
     def configure(self, store_dir: Path, db: Database, refresh_ms: int = DEFAULT_REFRESH_MS) -> ModelRegistry:
         """Binds to a model cache folder and a database."""

@@ -1,11 +1,9 @@
-"""The predict request's checks in C: msgspec types built from the fields and rules FlightSchema uses.
+"""Each field rule compiled once: msgspec types (checked in C) and value tests, which decide every flight.
 
-`load_predict_request` answers for parsed JSON (what orjson or json.loads give) what
-PredictRequestSchema.load returns, or None, and then marshmallow answers, refusals and their wording
-included. msgspec checks each field's JSON type, nullability, bounds and lengths; text rules (plain
-text, the rule's pattern), the rule's `checks` and the date check run afterwards in Python, once per
-distinct value: a batch repeats its carriers, airports and times. tests/test_fast_load.py holds the
-two to the same answers.
+msgspec checks each field's JSON type, nullability, bounds and lengths; text rules (plain text, the
+rule's pattern), the rule's `checks` and the date check run afterwards in Python, once per distinct
+value: a batch repeats its carriers, airports and times. `accepted_values` decides a whole batch;
+a refused one is worded flight by flight in wording.py.
 """
 
 from __future__ import annotations
@@ -20,11 +18,10 @@ from typing import Annotated, Any, TypedDict
 import marshmallow as ma
 import msgspec
 
-from flight_delay.api.field_rules import FIELD_RULES, NO_RULE, PLAIN_TEXT, FieldRule, last_day_of_month
 from flight_delay.features import API_FIELDS, NO_DEFAULT, FlightField
+from flight_delay.validation.rules import FIELD_RULES, NO_RULE, PLAIN_TEXT, FieldRule, last_day_of_month
 
 JSON_TYPES = {"int": int, "float": float, "str": str}
-BATCH_KEY = "flights"
 
 
 def field_type(spec: FlightField, rule: FieldRule) -> Any:
@@ -82,28 +79,15 @@ TESTS = [
 REMEMBERED = 4096  # values kept per field; enough for every carrier, airport, tail number and time
 
 
-def load_predict_request(data: Any, max_flights: int) -> dict[str, Any] | None:
-    """PredictRequestSchema.load's answer for a parsed JSON body it accepts; None where unsure."""
-    single = type(data) is dict and BATCH_KEY not in data
-    items = [data] if single else _batch_items(data, max_flights)
-    if items is None:
-        return None
+def accepted_values(items: list[Any]) -> list[dict[str, Any]] | None:
+    """The flights' values, defaults filled in, when every flight passes its rules; None if one does not."""
     values = _converted(items)
     if values is None or _unknown_keys(values, items):
         return None
     _fill_defaults(values)
     if not _values_pass(values) or not _dates_exist(values):
         return None
-    flights = [{"values": v, "payload": p} for v, p in zip(values, items, strict=True)]
-    return {BATCH_KEY: flights, "single": single}
-
-
-def _batch_items(data: Any, max_flights: int) -> list[Any] | None:
-    """The flights of `{"flights": [...]}` within the batch size, or None for another shape."""
-    if type(data) is not dict or len(data) != 1:
-        return None
-    items = data[BATCH_KEY]
-    return items if type(items) is list and 1 <= len(items) <= max_flights else None
+    return values
 
 
 def _converted(items: list[Any]) -> list[dict[str, Any]] | None:

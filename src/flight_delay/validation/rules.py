@@ -1,8 +1,8 @@
-"""What each flight field must hold: one table that the marshmallow schema and the msgspec types read.
+"""What each flight field must hold: one table, compiled once for checking and once for wording.
 
-FlightSchema (api/schemas.py) turns a FieldRule into marshmallow validators, which word every refusal
-and feed the OpenAPI document; api/fast_load.py turns the same rule into msgspec constraints, which
-check accepted flights in C. A rule holds only what both can state (bounds, a pattern, lengths) plus
+validation/compiled.py turns a FieldRule into msgspec constraints and value tests, which decide every
+flight; validation/wording.py turns the same rule into marshmallow validators, which word a refusal
+and feed the OpenAPI document. A rule holds only what both can state (bounds, a pattern, lengths) plus
 `checks`: functions both run on the value alone, raising marshmallow's ValidationError to refuse it.
 """
 

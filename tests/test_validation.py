@@ -1,35 +1,27 @@
-"""msgspec's checks of a predict request (api/fast_load.py) against marshmallow's schema itself.
+"""The one check of a prediction's flights (flight_delay.validation) against the documented schema.
 
-Differential: for any body parsed from JSON, the fast load either returns what marshmallow returns
-(same keys, types and float bits; the very payload objects) or declines, and then marshmallow's answer,
-errors included, is what `load` gives. It may decline only what marshmallow refuses or what JSON cannot
-carry (numpy numbers, bytes). The response is dumped by scored_body: marshmallow's dump, tested likewise.
+Differential: for any body parsed from JSON, the compiled check (msgspec and the rules' value tests)
+accepts exactly what the OpenAPI document's marshmallow schema accepts, with the same values (types
+and float bits; the very payload objects), and a refusal is worded per field as marshmallow words it.
+What costs nothing is checked first: a batch's shape and count before any flight.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
 import numpy as np
 import pytest
-from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from flight_delay.api import fast_load as fast_load_module
-from flight_delay.api import schemas
-from flight_delay.api.fast_load import load_predict_request
-from flight_delay.api.schemas import (
-    MAX_BATCH_SIZE,
-    PredictRequestSchema,
-    PredictResponseSchema,
-)
+from flight_delay.errors import InvalidInput
 from flight_delay.features import FIELDS_BY_NAME, REFERENCE_FLIGHT
-from flight_delay.serving.predictions import ScoredFlights
+from flight_delay.validation import MAX_BATCH_SIZE, WORDED_MAX, batch_items, checked_flights, compiled
+from flight_delay.validation.wording import FlightSchema
 
 # Repeatable in CI (derandomized, no example database) and bounded; each example runs in process.
 DIFFERENTIAL = settings(
@@ -39,8 +31,7 @@ DIFFERENTIAL = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-REQUEST = PredictRequestSchema()
-RESPONSE = PredictResponseSchema()
+FLIGHT = FlightSchema()
 COLUMNS = list(FIELDS_BY_NAME)
 
 
@@ -69,14 +60,40 @@ def exact(value: Any) -> Any:
     return (type(value), value)
 
 
-def outcome(run: Callable[[], Any]) -> tuple[Any, ...]:
-    """Returns what a call gives: its exact result, or the error it raises and its messages."""
+def checked(body: Any) -> tuple[Any, ...]:
+    """The one check's verdict on a body: ("ok", values per flight, single) or ("invalid", errors)."""
     try:
-        return ("ok", exact(run()))
-    except ma.ValidationError as error:
-        return ("invalid", error.messages, exact(error.valid_data))
-    except Exception as error:  # marshmallow's own failures (e.g. dumping "x" as an integer)
-        return ("raised", type(error), str(error))
+        items, single = batch_items(body)
+        flights = checked_flights(items, single)
+    except InvalidInput as refused:
+        return ("invalid", refused.errors)
+    assert all(flight.payload is item for flight, item in zip(flights, items, strict=True))
+    return ("ok", exact([flight.values for flight in flights]), single)
+
+
+def documented(body: Any) -> tuple[Any, ...]:
+    """What the documented schema says of a body: values per flight, or its errors as the API words them."""
+    single = type(body) is dict and "flights" not in body
+    items = [body] if single else body["flights"]
+    values, errors = [], {}
+    for index, item in enumerate(items):
+        try:
+            values.append(FLIGHT.load(item))
+        except ma.ValidationError as error:
+            errors[index] = error.messages
+    if errors:
+        return ("invalid", errors[0] if single else {"flights": errors})
+    return ("ok", exact(values), single)
+
+
+def well_shaped(body: Any) -> bool:
+    """Whether a body is a flight or a batch of 1 to MAX_BATCH_SIZE objects (what reaches the flights)."""
+    if type(body) is not dict:
+        return False
+    if "flights" not in body:
+        return True
+    items = body["flights"]
+    return set(body) == {"flights"} and type(items) is list and 1 <= len(items) <= MAX_BATCH_SIZE
 
 
 def is_json(value: Any) -> bool:
@@ -86,11 +103,6 @@ def is_json(value: Any) -> bool:
     if type(value) is list:
         return all(is_json(v) for v in value)
     return value is None or type(value) in (str, int, float, bool)
-
-
-def fast_load(body: Any) -> Any:
-    """The fast load of a body, with the service's batch size."""
-    return load_predict_request(body, MAX_BATCH_SIZE)
 
 
 def numbers(low: int, high: int) -> st.SearchStrategy[Any]:
@@ -192,92 +204,45 @@ def bodies(draw: st.DrawFn) -> Any:
 
 @DIFFERENTIAL
 @given(body=bodies())
-def test_fast_load_is_marshmallow_or_declines(body: Any) -> None:
+def test_the_check_accepts_and_words_what_the_documented_schema_does(body: Any) -> None:
     before = repr(body)
-    fast = fast_load(body)
-    assert repr(body) == before, "the fast path must not change its input"
-    expected = outcome(lambda: ma.Schema.load(REQUEST, body))
-
-    assert outcome(lambda: REQUEST.load(body)) == expected
-    if fast is None:
-        event(f"fast path declined; marshmallow: {expected[0]}")
-        # Declining is for what marshmallow refuses, or what JSON cannot carry.
-        assert expected[0] != "ok" or not is_json(body), body
+    verdict = checked(body)
+    assert repr(body) == before, "the check must not change its input"
+    if not is_json(body):  # only a Python caller sends these (numpy numbers, bytes): never a crash
+        event(f"not JSON: {verdict[0]}")
         return
-    event("fast path answered")
-    if is_json(body):
-        assert exact(fast) == expected[1]
-    else:  # a str subclass is kept as it came, where marshmallow gives str(value): equal, not the type
-        assert expected[0] == "ok"
-        assert fast == ma.Schema.load(REQUEST, body)
-    originals = body.get("flights", [body])
-    assert all(f["payload"] is o for f, o in zip(fast["flights"], originals, strict=True))
+    if not well_shaped(body):
+        event("refused for its shape, before any flight is looked at")
+        assert verdict[0] == "invalid"
+        return
+    event(f"documented: {documented(body)[0]}")
+    assert verdict == documented(body)
 
 
 @DIFFERENTIAL
 @given(flight=st.fixed_dictionaries({}, optional=PLAUSIBLE))
 def test_plausible_flights_are_loaded_exactly(flight: dict[str, Any]) -> None:
-    expected = outcome(lambda: ma.Schema.load(REQUEST, flight))
-    fast = fast_load(flight)
-    batch = fast_load({"flights": [flight, flight]})
+    expected = documented(flight)
 
-    event(f"marshmallow: {expected[0]}")
+    event(f"documented: {expected[0]}")
+    assert checked(flight) == expected
+    batch = checked({"flights": [flight, flight]})
     if expected[0] == "ok":
-        assert ("ok", exact(fast)) == expected
-        assert batch["flights"] == [fast["flights"][0]] * 2
-        assert batch["single"] is False
+        assert batch == ("ok", exact([FLIGHT.load(flight)] * 2), False)
     else:
-        assert fast is None
-        assert batch is None
-
-
-# What the service returns, and numbers marshmallow dumps as int() or float() of themselves.
-ODD_NUMBERS = st.sampled_from([True, False, 1, 1.5, np.int64(1), np.float64(1.5), Level.LOW])
-served_predictions = st.builds(
-    lambda history_id, arr_delay, basis: {"history_id": history_id, "arr_delay": arr_delay, "basis": basis},
-    st.integers(0, 2**63 - 1) | ODD_NUMBERS,
-    st.floats() | st.integers() | ODD_NUMBERS,
-    st.sampled_from(["at_departure", "before_departure"]),
-)
-served = st.builds(
-    ScoredFlights,
-    model_version=st.text(max_size=70),
-    request_id=st.text(max_size=40),
-    predictions=st.lists(served_predictions, max_size=6),
-)
-
-
-@DIFFERENTIAL
-@given(result=served)
-def test_the_answer_is_dumped_as_marshmallow_dumps_it(result: ScoredFlights) -> None:
-    expected = outcome(lambda: ma.Schema.dump(RESPONSE, result))
-
-    assert outcome(lambda: schemas.scored_body(result)) == expected
-    assert outcome(lambda: RESPONSE.dump(result)) == expected
-
-
-def test_the_reference_flight_takes_the_fast_path() -> None:
-    flight = dict(REFERENCE_FLIGHT)
-
-    single = fast_load(flight)
-    batch = fast_load({"flights": [flight, flight]})
-
-    assert exact(single) == exact(ma.Schema.load(REQUEST, flight))
-    assert single["single"] is True
-    assert single["flights"][0]["payload"] is flight
-    assert exact(batch) == exact(ma.Schema.load(REQUEST, {"flights": [flight, flight]}))
+        assert batch == ("invalid", {"flights": {0: expected[1], 1: expected[1]}})
 
 
 def test_values_are_loaded_while_the_payload_stays_as_sent() -> None:
     flight = dict(reversed(REFERENCE_FLIGHT.items()), dep_delay=2, distance=1400)
 
-    [loaded] = fast_load(flight)["flights"]
+    [loaded] = checked_flights([flight], single=True)
 
-    assert sorted(loaded["values"]) == sorted(COLUMNS)
-    assert type(loaded["values"]["dep_delay"]) is float
-    assert type(loaded["values"]["distance"]) is float
-    assert loaded["payload"] is flight
-    assert exact(loaded) == exact(ma.Schema.load(REQUEST, flight)["flights"][0])
+    assert sorted(loaded.values) == sorted(COLUMNS)
+    assert type(loaded.values["dep_delay"]) is float
+    assert type(loaded.values["distance"]) is float
+    assert loaded.payload is flight
+    assert exact(loaded.values) == exact(FLIGHT.load(flight))
 
 
 @pytest.mark.parametrize(
@@ -301,13 +266,11 @@ def test_values_are_loaded_while_the_payload_stays_as_sent() -> None:
         {"dep_delay": math.nan, "dep_time": math.nan, "tailnum": math.nan},
     ],
 )
-def test_edges_marshmallow_accepts_are_fast_and_exact(changes: dict[str, Any]) -> None:
+def test_edges_the_schema_accepts_are_accepted_exactly(changes: dict[str, Any]) -> None:
     flight = {**REFERENCE_FLIGHT, **changes}
 
-    fast = fast_load(flight)
-
-    assert fast is not None
-    assert exact(fast) == exact(ma.Schema.load(REQUEST, flight))
+    assert checked(flight) == documented(flight)
+    assert checked(flight)[0] == "ok"
 
 
 @pytest.mark.parametrize(
@@ -339,101 +302,69 @@ def test_edges_marshmallow_accepts_are_fast_and_exact(changes: dict[str, Any]) -
         {"year": 2100, "month": 2, "day": 29},
         {"month": 6, "day": 31},
         {"departure": "now"},
-        {"flight": np.int64(5)},
-        {"carrier": b"UA"},
-        {"id": "\ud800"},  # msgspec fails to word this refusal (UnicodeEncodeError): declined all the same
+        {"id": "\ud800"},  # msgspec fails to word this refusal (UnicodeEncodeError): refused all the same
     ],
 )
-def test_what_the_fast_path_declines_gets_marshmallows_answer(changes: dict[str, Any]) -> None:
+def test_what_the_check_refuses_is_worded_as_the_schema_words_it(changes: dict[str, Any]) -> None:
     flight = {**REFERENCE_FLIGHT, **changes}
 
-    assert fast_load(flight) is None
-    assert fast_load({"flights": [REFERENCE_FLIGHT, flight]}) is None
-    assert outcome(lambda: REQUEST.load(flight)) == outcome(lambda: ma.Schema.load(REQUEST, flight))
+    assert checked(flight) == documented(flight)
+    assert checked(flight)[0] == "invalid"
+    assert checked({"flights": [REFERENCE_FLIGHT, flight]}) == (
+        "invalid",
+        {"flights": {1: documented(flight)[1]}},
+    )
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "errors"),
     [
-        {},
-        {"flights": []},
-        {"flights": None},
-        {"flights": {"0": REFERENCE_FLIGHT}},
-        {"flights": (REFERENCE_FLIGHT,)},
-        {"flights": [REFERENCE_FLIGHT], "single": True},
-        {"flights": [None]},
-        [REFERENCE_FLIGHT],
-        "a flight",
-        None,
+        ({"flights": []}, {"flights": [f"Length must be between 1 and {MAX_BATCH_SIZE}."]}),
+        ({"flights": None}, {"flights": ["Not a valid list."]}),
+        ({"flights": {"0": REFERENCE_FLIGHT}}, {"flights": ["Not a valid list."]}),
+        ({"flights": [REFERENCE_FLIGHT], "single": True}, {"single": ["Unknown field."]}),
+        ({"flights": [None]}, {"flights": {0: {"_schema": ["Invalid input type."]}}}),
+        ([REFERENCE_FLIGHT], {"_schema": ["Invalid input type."]}),
+        ("a flight", {"_schema": ["Invalid input type."]}),
+        (None, {"_schema": ["Invalid input type."]}),
     ],
 )
-def test_body_shapes_match_marshmallow(body: Any) -> None:
-    assert outcome(lambda: REQUEST.load(body)) == outcome(lambda: ma.Schema.load(REQUEST, body))
+def test_body_shapes_are_refused_in_the_schemas_words(body: Any, errors: dict[str, Any]) -> None:
+    assert checked(body) == ("invalid", errors)
 
 
-def test_the_largest_batch_is_fast_and_one_more_is_marshmallows() -> None:
+def test_a_batch_is_counted_before_any_flight_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*_: Any) -> None:
+        raise AssertionError("a flight was checked")
+
+    monkeypatch.setattr("flight_delay.validation.accepted_values", never)
+    too_many = {"flights": [{}] * (MAX_BATCH_SIZE + 1)}
+
+    assert checked(too_many) == ("invalid", {"flights": [f"Length must be between 1 and {MAX_BATCH_SIZE}."]})
+
+
+def test_the_largest_batch_is_accepted() -> None:
     largest = {"flights": [dict(REFERENCE_FLIGHT, id=i) for i in range(MAX_BATCH_SIZE)]}
-    too_many = {"flights": [*largest["flights"], REFERENCE_FLIGHT]}
 
-    assert exact(fast_load(largest)) == exact(ma.Schema.load(REQUEST, largest))
-    assert fast_load(too_many) is None
-    error = outcome(lambda: REQUEST.load(too_many))
-    assert error[:2] == ("invalid", {"flights": ["Length must be between 1 and 10000."]})
+    verdict = checked(largest)
 
-
-def refuse_fast_path(*_: Any) -> None:
-    """Stands in for a fast path that must not run."""
-    raise AssertionError("the fast path ran")
+    assert verdict[0] == "ok"
+    assert len(verdict[1][1]) == MAX_BATCH_SIZE
 
 
-def test_options_and_arguments_go_to_marshmallow(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(schemas, "load_predict_request", refuse_fast_path)
-    monkeypatch.setattr(schemas, "scored_body", refuse_fast_path)
+def test_a_refusal_words_the_first_flights_at_fault_and_counts_them_all() -> None:
+    bad = dict(REFERENCE_FLIGHT, month=13)
+    batch = [REFERENCE_FLIGHT, *[bad] * (WORDED_MAX + 50)]
 
-    class Subclass(PredictRequestSchema):
-        """A subclass: not the class the fast path checks for."""
+    with pytest.raises(InvalidInput) as refused:
+        checked_flights(batch, single=False)
 
-    loaded = REQUEST.load({"flights": [REFERENCE_FLIGHT], "extra": 1}, unknown=ma.EXCLUDE)
-    assert loaded["flights"][0]["values"] == REFERENCE_FLIGHT
-    assert PredictRequestSchema(partial=True).load(REFERENCE_FLIGHT)["single"] is True
-    assert REQUEST.load(REFERENCE_FLIGHT, many=False)["single"] is True
-    assert Subclass().load(REFERENCE_FLIGHT)["single"] is True
-    result = ScoredFlights("v", "r", [])
-    assert RESPONSE.dump(result, many=False) == {"model_version": "v", "request_id": "r", "predictions": []}
-    assert PredictResponseSchema(only=("request_id",)).dump(result) == {"request_id": "r"}
-    assert RESPONSE.dump({"model_version": "v", "request_id": "r", "predictions": []})["request_id"] == "r"
-
-
-def test_the_api_loads_and_dumps_through_the_fast_paths(
-    loaded_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    answered = []
-
-    def spy(fast: Callable[..., Any]) -> Callable[..., Any]:
-        """Records whether the fast path answered."""
-
-        def run(*args: Any) -> Any:
-            answered.append(fast(*args) is not None)
-            return fast(*args)
-
-        return run
-
-    monkeypatch.setattr(schemas, "load_predict_request", spy(schemas.load_predict_request))
-    monkeypatch.setattr(schemas, "scored_body", spy(schemas.scored_body))
-
-    response = loaded_client.post("/model/predict/", json={"flights": [REFERENCE_FLIGHT, REFERENCE_FLIGHT]})
-
-    assert response.status_code == 200
-    assert answered == [True, True]  # webargs called load, flask-smorest dump, with no options
-
-
-def test_the_api_errors_are_marshmallows(loaded_client: FlaskClient) -> None:
-    flight = {**REFERENCE_FLIGHT, "day": 29, "month": 2, "dep_delay": True}
-
-    response = loaded_client.post("/model/predict/", json=flight)
-
-    assert response.status_code == 422
-    assert response.get_json()["errors"] == {"dep_delay": ["Not a valid number."]}
+    worded = refused.value.errors["flights"]
+    assert sorted(worded) == list(range(1, WORDED_MAX + 1))
+    assert (
+        refused.value.message
+        == f"{WORDED_MAX + 50} of {len(batch)} flights are invalid; errors lists the first {WORDED_MAX}."
+    )
 
 
 def test_each_distinct_value_is_tested_once_and_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -444,36 +375,36 @@ def test_each_distinct_value_is_tested_once_and_remembered(monkeypatch: pytest.M
         calls.append(value)
         return value != 999
 
-    monkeypatch.setattr(fast_load_module, "TESTS", [("dep_time", record, {None})])
+    monkeypatch.setattr(compiled, "TESTS", [("dep_time", record, {None})])
     flights = [dict(REFERENCE_FLIGHT, dep_time=t) for t in (517, 517, None, 600, 517)]
 
-    assert fast_load({"flights": flights}) is not None
+    assert compiled.accepted_values(flights) is not None
     assert sorted(calls) == [517, 600]
-    assert fast_load(dict(REFERENCE_FLIGHT, dep_time=600)) is not None
+    assert compiled.accepted_values([dict(REFERENCE_FLIGHT, dep_time=600)]) is not None
     assert sorted(calls) == [517, 600]  # passed before: not tested again
-    assert fast_load({"flights": [*flights, dict(REFERENCE_FLIGHT, dep_time=999)]}) is None
-    assert fast_load(dict(REFERENCE_FLIGHT, dep_time=999)) is None  # a refusal is not remembered
+    assert compiled.accepted_values([*flights, dict(REFERENCE_FLIGHT, dep_time=999)]) is None
+    assert compiled.accepted_values([dict(REFERENCE_FLIGHT, dep_time=999)]) is None  # not remembered
     assert calls.count(999) == 2
 
 
 def test_the_values_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fast_load_module, "REMEMBERED", 3)
-    [(_, _, passed)] = [entry for entry in fast_load_module.TESTS if entry[0] == "name"]
+    monkeypatch.setattr(compiled, "REMEMBERED", 3)
+    [(_, _, passed)] = [entry for entry in compiled.TESTS if entry[0] == "name"]
 
     for index in range(10):
-        assert fast_load(dict(REFERENCE_FLIGHT, name=f"Airline {index}")) is not None
+        assert compiled.accepted_values([dict(REFERENCE_FLIGHT, name=f"Airline {index}")]) is not None
         assert len(passed) <= 3
         assert None in passed
-    assert fast_load(dict(REFERENCE_FLIGHT, name="Air\x00line")) is None
+    assert compiled.accepted_values([dict(REFERENCE_FLIGHT, name="Air\x00line")]) is None
 
 
 def test_a_field_default_is_given_to_flights_that_omit_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fast_load_module, "DEFAULTS", {"tailnum": None, "name": lambda: "unnamed"})
+    monkeypatch.setattr(compiled, "DEFAULTS", {"tailnum": None, "name": lambda: "unnamed"})
     without = {k: v for k, v in REFERENCE_FLIGHT.items() if k not in ("tailnum", "name")}
 
-    [loaded] = fast_load(without)["flights"]
+    [loaded] = checked_flights([without], single=True)
 
-    assert loaded["values"]["tailnum"] is None
-    assert loaded["values"]["name"] == "unnamed"
-    assert loaded["payload"] is without
+    assert loaded.values["tailnum"] is None
+    assert loaded.values["name"] == "unnamed"
+    assert loaded.payload is without
     assert "tailnum" not in without

@@ -7,23 +7,28 @@ one not complete within REQUEST_HEAD_TIMEOUT_SECONDS with a 408, and a request h
 parse with a 400: each in the error shape of every other answer, after the answers to the requests
 before it on the connection (HTTP/1.1 answers in order), and the connection is then closed.
 
-What of uvicorn's protocol this relies on, beyond its documented `http` setting, is listed, read and
-checked in compat/uvicorn_internals.py.
+What is used: uvicorn's private HttpToolsProtocol, subclassed (its parser callbacks and two of its
+methods overridden), and the protocol's state read through uvicorn_internals.py, which lists each name.
+
+Why no public API does it: uvicorn's settings bound neither a request head's size nor the time it
+takes, and answer a parser error in plain text; its `http` setting takes a protocol class, and the
+only one parsing with httptools is this one.
+
+What breaks if it changes: a renamed callback is no longer called (a head left unbounded, or a
+refusal in uvicorn's plain text); tests/test_compat.py checks every name on a real protocol, and
+tests/test_http_protocol.py the behaviour end to end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
-import orjson
 from werkzeug.http import HTTP_STATUS_CODES
 
-from flight_delay.api.errors import error_body
-from flight_delay.api.security import json_answer_headers
 from flight_delay.compat import uvicorn_internals
 from flight_delay.compat.uvicorn_internals import HttpToolsProtocol
+from flight_delay.replies import ErrorReply, render_error
 
 # Far above what this API's requests carry (well under 2 KiB), far below what hurts a worker.
 REQUEST_HEAD_MAX_BYTES = 64 * 1024
@@ -213,11 +218,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
 def refusal_bytes(status: int, code: str, message: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """A whole HTTP/1.1 error answer in our error shape, with our headers, closing the connection."""
-    request_id = uuid.uuid4().hex
-    body = orjson.dumps(error_body(status, code, message, None, request_id)) + b"\n"
+    reply = render_error(ErrorReply(status, code, message))
     reason = HTTP_STATUS_CODES.get(status, "Error").encode()
     head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     head += [name + b": " + value + b"\r\n" for name, value in default_headers]
-    headers = [*json_answer_headers(len(body), request_id), ("connection", "close")]
+    headers = [*reply.headers, ("connection", "close")]
     head += [f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in headers]
-    return b"".join(head) + b"\r\n" + body
+    return b"".join(head) + b"\r\n" + reply.body

@@ -1,0 +1,74 @@
+"""The composition root: builds every service of one app from its configuration, nothing global.
+
+`build_services(config)` makes the database, the model registry, the history writer for the
+database's backend and the data plane over them, and the services the Flask views call. create_app
+keeps them in `app.extensions["flight_delay"]`; the transports on the event loop get them from there
+too (transport/asgi.py), so one app is one set of services, and tests may build as many as they like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flight_delay.history.database import Database, engine_options
+from flight_delay.history.postgres_writer import PostgresBackend, postgres_connect_kwargs
+from flight_delay.history.service import HistoryService
+from flight_delay.history.sqlite_writer import SqliteBackend
+from flight_delay.history.writer import LoopHistoryWriter
+from flight_delay.monitoring.gauges import MonitoringGauges
+from flight_delay.monitoring.report import MonitoringService
+from flight_delay.serving.dataplane import DataPlane
+from flight_delay.serving.predictions import PredictionService
+from flight_delay.serving.registry import ModelRegistry
+
+EXTENSION = "flight_delay"
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything one app serves with, built once per app (per worker, under gunicorn)."""
+
+    config: Mapping[str, Any]
+    db: Database
+    registry: ModelRegistry
+    writer: LoopHistoryWriter
+    dataplane: DataPlane
+    history: HistoryService
+    monitoring: MonitoringService
+    gauges: MonitoringGauges
+
+
+def build_services(config: Mapping[str, Any]) -> Services:
+    """Builds the services over the configured database (migrated already: serve or tests did it)."""
+    db = Database().bind(config["DATABASE_URL"], **engine_options(config))
+    registry = ModelRegistry().configure(Path(config["MODEL_STORE_DIR"]), db, config["MODEL_REFRESH_MS"])
+    writer = history_writer(config, db)
+    dataplane = DataPlane(registry, PredictionService(config["ML_API_STRICT_INPUTS"]), writer)
+    monitoring = MonitoringService(db)
+    return Services(
+        config=config,
+        db=db,
+        registry=registry,
+        writer=writer,
+        dataplane=dataplane,
+        history=HistoryService(db),
+        monitoring=monitoring,
+        gauges=MonitoringGauges(monitoring),
+    )
+
+
+def history_writer(config: Mapping[str, Any], db: Database) -> LoopHistoryWriter:
+    """The group commit over the database's backend: PostgreSQL's, or SQLite's (the host writer)."""
+    postgres = postgres_connect_kwargs(config, db)
+    if postgres is not None:
+        dialect = db.bound_engine().dialect
+        return LoopHistoryWriter(lambda: PostgresBackend(postgres, dialect))
+    if db.bound_engine().dialect.name != "sqlite":
+        raise ValueError("DATABASE_URL must name a SQLite file or a PostgreSQL database (postgresql+psycopg)")
+    # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
+    timeout_s = config["SQLITE_BUSY_TIMEOUT_MS"] / 1000 + 30
+    socket_path = config.get("HISTORY_WRITER_SOCKET")
+    return LoopHistoryWriter(lambda: SqliteBackend(db, socket_path, timeout_s))

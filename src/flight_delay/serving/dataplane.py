@@ -1,0 +1,104 @@
+"""The data plane: one path for every prediction, whatever protocol brought it.
+
+Every transport (the native JSON route, the Open Inference Protocol, MLflow's scoring protocol, and
+Flask's view for an embedding WSGI server and the tests) turns its request into a PredictRequest and
+awaits `DataPlane.predict`: the flights are validated by the one compiled check, scored by the active
+model, recorded in the history, and only then answered (a ScoredFlights, which the transport renders
+in its own protocol). Nothing here knows HTTP: refusals are domain errors (flight_delay.errors).
+
+It runs on the worker's event loop: what could hold the loop (a large batch's checks and scoring,
+looking the active model up in the database, loading it) goes to a thread; the commit is awaited
+without holding one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flight_delay.history.writer import HistoryWriter
+from flight_delay.loop_lock import LoopLock
+from flight_delay.serving.predictions import PredictionService, ScoredFlights, counting_write_failures
+from flight_delay.serving.registry import ActiveModel, ModelRegistry
+from flight_delay.validation import checked_flights
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """A prediction as every transport hands it over: the flights as sent, and how they came."""
+
+    items: Sequence[Any]  # one mapping per flight, as the client sent it (it is what the history keeps)
+    request_id: str
+    started: float  # time.perf_counter() when the request arrived
+    single: bool = False  # a bare flight: refusals are worded at its fields, not under flights.N
+    protocol: str = "native"  # recorded with each prediction: native, v2 or mlflow
+    large: bool = False  # a batch body: checked and scored in a thread, so the loop serves others
+
+
+class DataPlane:
+    """Validates, scores with the active model, records, answers: every transport's one path."""
+
+    def __init__(self, registry: ModelRegistry, scorer: PredictionService, writer: HistoryWriter) -> None:
+        self.registry = registry
+        self.scorer = scorer
+        self.writer = writer
+        self._lookup_lock = LoopLock()
+        self._own_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+        self._own_loop_lock = threading.Lock()
+
+    async def predict(self, request: PredictRequest) -> ScoredFlights:
+        """The flights' predictions, once recorded; raises a domain error if they cannot be served."""
+        flights = await run_off_loop_if(request.large, checked_flights, request.items, request.single)
+        active = await self.active_model()
+        unrecorded = await run_off_loop_if(
+            request.large,
+            self.scorer.score,
+            active,
+            flights,
+            request.request_id,
+            request.started,
+            request.single,
+            request.protocol,
+        )
+        with counting_write_failures():
+            ids = await self.writer.record(unrecorded.rows)
+        return self.scorer.served(unrecorded, ids)
+
+    def predict_blocking(self, request: PredictRequest) -> ScoredFlights:
+        """predict() for a thread (an embedding WSGI server's, Flask's test client), on the plane's loop."""
+        return asyncio.run_coroutine_threadsafe(self.predict(request), self._loop()).result()
+
+    async def active_model(self) -> ActiveModel:
+        """The model served now: from memory when checked lately, else looked up in a thread."""
+        return self.registry.current() or await self._active_from_a_thread()
+
+    async def _active_from_a_thread(self) -> ActiveModel:
+        """Looks the active model up in a thread: asking the database, loading it, would hold the loop.
+
+        One lookup at a time per loop: the requests that arrive during a model's load wait for it
+        rather than each loading the same model again in a thread of its own.
+        """
+        async with self._lookup_lock():
+            return self.registry.current() or await asyncio.to_thread(self.registry.active)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """This process's own event loop for blocking callers, started on first use (again after a fork)."""
+        with self._own_loop_lock:
+            if self._own_loop is None or self._own_loop[0] != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="data-plane", daemon=True).start()
+                self._own_loop = (os.getpid(), loop)
+            return self._own_loop[1]
+
+
+async def run_off_loop_if(off_loop: bool, work: Callable[..., T], *args: Any) -> T:
+    """Runs the work here, or in a thread when it is large enough to hold the loop."""
+    if off_loop:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)

@@ -1,0 +1,215 @@
+"""The ASGI middleware every request crosses before it is routed, one concern each, outermost first.
+
+AccessLog times the request and writes gunicorn's access line; HeaderScrub drops headers named with
+underscores (as gunicorn did); Admission refuses what the worker has no room for; BodyReader reads
+the body within its limit and deadline, so that no handler or Flask thread waits for a client.
+Non-HTTP scopes (lifespan, websocket) go straight through to the router, which hands them to a2wsgi.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flight_delay.api.body_limit import body_limit
+from flight_delay.errors import BodyTimeout, BodyTooLarge, FlightDelayError, ModelTooLarge, Overloaded
+from flight_delay.observability.metrics import observe_request
+from flight_delay.replies import render_error, request_id_from
+from flight_delay.transport.http import (
+    BODY,
+    STARTED,
+    Asgi,
+    Message,
+    Receive,
+    Send,
+    header,
+    read_body,
+    send_reply,
+)
+from flight_delay.transport.router import Router
+
+# gunicorn's access logger: its handlers (stdout for "-") are set from gunicorn's accesslog setting.
+ACCESS_LOG = logging.getLogger("gunicorn.access")
+# Health checks, metrics and MLflow's /ping are never refused for the cap on requests in flight (a load
+# balancer's probe must learn whether the replica is up, and one at its cap is up), and read no body.
+UNCAPPED_PREFIXES = ("/health", "/v2/health/", "/metrics", "/ping")
+
+
+def uncapped(path: str) -> bool:
+    """Whether the path is a health check's, the metrics' or MLflow's ping."""
+    return path.startswith(UNCAPPED_PREFIXES)
+
+
+async def refuse(
+    router: Router, scope: Message, send: Send, error: FlightDelayError, close: bool = False
+) -> None:
+    """Answers a request refused before it was routed, in its route's error style, and counts it."""
+    name, style = router.describe(scope["path"], scope["method"])
+    reply = render_error(error, request_id_from(header(scope, b"x-request-id")), style)
+    await send_reply(send, reply, close=close)
+    observe_request(name, scope["method"], reply.status, time.perf_counter() - scope[STARTED])
+
+
+class AccessLog:
+    """Times the request from its arrival and writes one access line once it is answered."""
+
+    def __init__(self, app: Asgi) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Serves the request, noting what its response says, then logs it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[STARTED] = time.perf_counter()
+        response = ObservedResponse(send)
+        try:
+            await self.app(scope, receive, response.send)
+        finally:
+            ACCESS_LOG.info(access_line(scope, response, time.perf_counter() - scope[STARTED]))
+
+
+class HeaderScrub:
+    """Drops headers named with underscores: X_Request_ID would pass for X-Request-ID in WSGI."""
+
+    def __init__(self, app: Asgi) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Removes such headers, as gunicorn did, and passes the request on."""
+        if scope["type"] == "http" and any(b"_" in name for name, _ in scope["headers"]):
+            scope["headers"] = [(name, value) for name, value in scope["headers"] if b"_" not in name]
+        await self.app(scope, receive, send)
+
+
+class Admission:
+    """Takes at most ML_API_MAX_CONCURRENT requests at once (health checks aside); the next is a 503."""
+
+    def __init__(self, app: Asgi, router: Router, max_concurrent: int) -> None:
+        self.app = app
+        self.router = router
+        self.max_concurrent = max_concurrent
+        self.in_flight = 0  # requests being served, uncapped ones aside (the loop's only: no lock)
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Serves the request if the worker has room for it, else refuses it at once."""
+        if scope["type"] != "http" or uncapped(scope["path"]):
+            await self.app(scope, receive, send)
+        elif self.in_flight >= self.max_concurrent:
+            message = f"This worker has {self.max_concurrent} requests in flight, its limit; retry shortly."
+            await refuse(self.router, scope, send, Overloaded(message))
+        else:
+            self.in_flight += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.in_flight -= 1
+
+
+class BodyReader:
+    """Reads the body whole before anything answers, within its limit and ML_API_BODY_TIMEOUT_S."""
+
+    def __init__(
+        self, app: Asgi, router: Router, config: Mapping[str, Any], upload_paths: frozenset[str]
+    ) -> None:
+        self.app = app
+        self.router = router
+        self.config = config
+        self.timeout_s = config["ML_API_BODY_TIMEOUT_S"]
+        self.upload_paths = upload_paths
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Reads the body into scope[BODY] and passes the request on; refuses it when it cannot."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if uncapped(scope["path"]):
+            await self._without_body(scope, receive, send)
+            return
+        limit, too_large = self._limit(scope["path"])
+        declared = header(scope, b"content-length")
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            await refuse(self.router, scope, send, too_large(), close=True)  # never read
+            return
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                scope[BODY] = await read_body(receive, limit)
+        except TimeoutError:
+            message = f"The request body did not arrive within {self.timeout_s} s."
+            await refuse(
+                self.router, scope, send, BodyTimeout(message), close=True
+            )  # the rest may still come
+            return
+        if limit is not None and len(scope[BODY]) > limit:
+            await refuse(self.router, scope, send, too_large(), close=True)
+            return
+        await self.app(scope, receive, send)
+
+    async def _without_body(self, scope: Message, receive: Receive, send: Send) -> None:
+        """A health check or metrics: no body is read; one was sent, the connection closes after."""
+        scope[BODY] = b""
+        sent_body = header(scope, b"content-length") not in ("", "0") or header(scope, b"transfer-encoding")
+        await self.app(scope, receive, closing(send) if sent_body else send)
+
+    def _limit(self, path: str) -> tuple[int | None, Callable[[], FlightDelayError]]:
+        """The most body bytes the path takes, and the refusal of more."""
+        if path in self.upload_paths:
+            message = (
+                f"The model file is larger than MAX_MODEL_BYTES ({self.config['MAX_MODEL_BYTES']} bytes)."
+            )
+            return body_limit(self.config, upload=True), lambda: ModelTooLarge(message)
+        limit = body_limit(self.config, upload=False)
+        message = f"The body is larger than MAX_REQUEST_BYTES ({limit} bytes)."
+        return limit, lambda: BodyTooLarge(message)
+
+
+def closing(send: Send) -> Send:
+    """A send that asks the server to close the connection after this response (its body unread)."""
+
+    async def send_and_close(message: Message) -> None:
+        """Adds `connection: close` to the response's head."""
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
+
+    return send_and_close
+
+
+class ObservedResponse:
+    """Passes a response on to the server, noting its status, request id and body size for the log."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status: int | None = None
+        self.request_id = "-"
+        self.sent: int | None = None  # body bytes, once a body message went out
+
+    async def send(self, message: Message) -> None:
+        """Notes what the message says of the response, then sends it."""
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"x-request-id":
+                    self.request_id = value.decode("latin-1")
+        elif message["type"] == "http.response.body":
+            self.sent = (self.sent or 0) + len(message.get("body", b""))
+        await self._send(message)
+
+
+def access_line(scope: Message, response: ObservedResponse, elapsed_s: float) -> str:
+    """One access-log line: client, request line, status, bytes, milliseconds, worker pid, request id."""
+    client = scope.get("client")
+    target = scope.get("raw_path") or scope["path"].encode()
+    if scope.get("query_string"):
+        target += b"?" + scope["query_string"]
+    request_line = f"{scope['method']} {target.decode('latin-1')} HTTP/{scope['http_version']}"
+    elapsed_ms = int(elapsed_s * 1000)
+    sent = "-" if response.sent is None else response.sent
+    return (
+        f'{client[0] if client else "-"} "{request_line}" {response.status or "-"} {sent} '
+        f"{elapsed_ms}ms pid=<{os.getpid()}> request_id={response.request_id}"
+    )
