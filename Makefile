@@ -18,7 +18,7 @@ KSERVE_VENV ?= .venv-kserve
 BENCH_ARGS ?=
 
 .PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train \
-	notebook bench bench/install bench/refresh bench/monitoring
+	notebook bench bench/install bench/refresh bench/monitoring bench/hostile
 
 install: $(STAMP)
 
@@ -102,6 +102,10 @@ bench: bench/install
 bench/monitoring: $(STAMP)
 	$(BIN)/python -m bench.monitoring
 	bash scripts/with_postgres.sh sh -c '$(BIN)/python -m bench.monitoring --database-url "$$TEST_DATABASE_URL"'
+
+## bench/hostile: hostile bodies against one worker (memory, health), PostgreSQL stopped 20 s (~2 min)
+bench/hostile: $(STAMP)
+	$(BIN)/python -m bench.hostile
 
 ## bench/refresh: how a worker learns the active model (per-call cost, propagation), SQLite then PostgreSQL
 bench/refresh: $(STAMP)

@@ -56,6 +56,8 @@ def asgi_scope(sent: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         headers.append((b"content-type", sent["content_type"].encode()))
     if sent.get("chunked"):
         headers.append((b"transfer-encoding", b"chunked"))
+    elif "content_length" in sent:  # what the head declares, whatever the body will be
+        headers.append((b"content-length", str(sent["content_length"]).encode()))
     elif data or sent["method"] == "POST":
         headers.append((b"content-length", str(len(data)).encode()))
     scope = {

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 ENVIRONMENTS = ("production", "development", "testing")
+# Room for the multipart envelope around a model file of MAX_MODEL_BYTES.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -80,7 +82,8 @@ def _server_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "ML_API_WORKERS": _int(env, "ML_API_WORKERS", 2),
         "ML_API_THREADS": _int(env, "ML_API_THREADS", 4),
         "ML_API_TIMEOUT": _int(env, "ML_API_TIMEOUT", 60),
-        "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 64 * 1024 * 1024),
+        # A batch of 10,000 flights is 2-5 MB of JSON; model uploads have their own MAX_MODEL_BYTES.
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 16 * 1024 * 1024),
     }
 
 
@@ -91,7 +94,15 @@ def _database_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "SQLITE_SYNCHRONOUS": env.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
         "SQLITE_COMMIT_INTERVAL_MS": _int(env, "SQLITE_COMMIT_INTERVAL_MS", 1),
         "POSTGRES_LOCK_TIMEOUT_MS": _int(env, "POSTGRES_LOCK_TIMEOUT_MS", 5000),
-        "POSTGRES_CONNECT_TIMEOUT_S": _int(env, "POSTGRES_CONNECT_TIMEOUT_S", 10),
+        "POSTGRES_CONNECT_TIMEOUT_S": _int(env, "POSTGRES_CONNECT_TIMEOUT_S", 5),
+        # A statement the server runs longer than this is cancelled by the server (a stopped server
+        # cannot: the deadlines below are the client's own).
+        "POSTGRES_STATEMENT_TIMEOUT_MS": _int(env, "POSTGRES_STATEMENT_TIMEOUT_MS", 30_000),
+        # A prediction whose history write (or model lookup) is not done within this is refused with a
+        # 503 `database_unavailable`, whatever the database does: never a hang.
+        "HISTORY_WRITE_TIMEOUT_S": _float(env, "HISTORY_WRITE_TIMEOUT_S", 5.0),
+        # /health/ and readiness answer within this (then `unavailable`) whatever the database does.
+        "HEALTH_TIMEOUT_S": _float(env, "HEALTH_TIMEOUT_S", 1.5),
     }
 
 
@@ -111,6 +122,12 @@ def _service_settings(env: Mapping[str, str]) -> dict[str, Any]:
         # Flask thread at the default 4, so that even a full queue of the largest batches drains
         # within clients' timeouts, while single flights (answered on the loop) never come near it.
         "ML_API_MAX_CONCURRENT": _int(env, "ML_API_MAX_CONCURRENT", 64),
+        # Bytes of request bodies a worker holds at once (read, or being read): beyond, a 503 before
+        # reading. With the bound on large bodies worked on at once, a worker stays near 512 MiB.
+        "ML_API_BODY_BUDGET_BYTES": _int(env, "ML_API_BODY_BUDGET_BYTES", 96 * 1024 * 1024),
+        # Bodies over 16 KiB (batches, uploads) parsed, checked and scored at once per worker; the
+        # others wait, their bodies counted in the budget.
+        "ML_API_LARGE_CONCURRENT": _int(env, "ML_API_LARGE_CONCURRENT", 2),
     }
 
 
@@ -136,8 +153,14 @@ def _check(config: Mapping[str, Any]) -> None:
     for name in ("MONITORING_REFRESH_S", "MONITORING_WINDOW_S"):
         if config[name] < 0:
             raise ValueError(f"{name} must be 0 or more")
+    for name in ("HISTORY_WRITE_TIMEOUT_S", "HEALTH_TIMEOUT_S"):
+        if not config[name] > 0:
+            raise ValueError(f"{name} must be above 0")
     if not config["MONITORING_PSI_THRESHOLD"] > 0:
         raise ValueError("MONITORING_PSI_THRESHOLD must be above 0")
-    for name in ("ML_API_BODY_TIMEOUT_S", "ML_API_MAX_CONCURRENT"):
+    for name in ("ML_API_BODY_TIMEOUT_S", "ML_API_MAX_CONCURRENT", "ML_API_LARGE_CONCURRENT"):
         if config[name] < 1:
             raise ValueError(f"{name} must be 1 or more")
+    largest = max(config.get("MAX_CONTENT_LENGTH") or 0, config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES)
+    if config["ML_API_BODY_BUDGET_BYTES"] < largest:
+        raise ValueError(f"ML_API_BODY_BUDGET_BYTES must hold the largest body allowed ({largest} bytes)")

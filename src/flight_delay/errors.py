@@ -95,6 +95,14 @@ class HistoryUnavailable(FlightDelayError):
     code = "history_unavailable"
 
 
+class DatabaseUnavailable(FlightDelayError):
+    """The database did not answer within its deadline (HISTORY_WRITE_TIMEOUT_S): refused, never a hang."""
+
+    status = 503
+    code = "database_unavailable"
+    headers = {"Retry-After": "5"}
+
+
 class Unauthorized(FlightDelayError):
     """The request lacks the admin token, or carries a wrong one."""
 

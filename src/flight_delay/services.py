@@ -21,6 +21,7 @@ from flight_delay.history.writer import LoopHistoryWriter
 from flight_delay.monitoring.gauges import MonitoringGauges
 from flight_delay.monitoring.report import MonitoringService
 from flight_delay.serving.dataplane import DataPlane
+from flight_delay.serving.health import HealthChecks
 from flight_delay.serving.predictions import PredictionService
 from flight_delay.serving.registry import ModelRegistry
 
@@ -37,6 +38,7 @@ class Services:
     writer: LoopHistoryWriter
     dataplane: DataPlane
     history: HistoryService
+    health: HealthChecks
     monitoring: MonitoringService
     gauges: MonitoringGauges
 
@@ -46,7 +48,9 @@ def build_services(config: Mapping[str, Any]) -> Services:
     db = Database().bind(config["DATABASE_URL"], **engine_options(config))
     registry = ModelRegistry().configure(Path(config["MODEL_STORE_DIR"]), db, config["MODEL_REFRESH_MS"])
     writer = history_writer(config, db)
-    dataplane = DataPlane(registry, PredictionService(config["ML_API_STRICT_INPUTS"]), writer)
+    scorer = PredictionService(config["ML_API_STRICT_INPUTS"])
+    dataplane = DataPlane(registry, scorer, writer, config["HISTORY_WRITE_TIMEOUT_S"])
+    history = HistoryService(db)
     monitoring = MonitoringService(db)
     return Services(
         config=config,
@@ -54,7 +58,8 @@ def build_services(config: Mapping[str, Any]) -> Services:
         registry=registry,
         writer=writer,
         dataplane=dataplane,
-        history=HistoryService(db),
+        history=history,
+        health=HealthChecks(registry, history, config["HEALTH_TIMEOUT_S"]),
         monitoring=monitoring,
         gauges=MonitoringGauges(monitoring),
     )
@@ -62,13 +67,12 @@ def build_services(config: Mapping[str, Any]) -> Services:
 
 def history_writer(config: Mapping[str, Any], db: Database) -> LoopHistoryWriter:
     """The group commit over the database's backend: PostgreSQL's, or SQLite's (the host writer)."""
+    deadline_s = config["HISTORY_WRITE_TIMEOUT_S"]
     postgres = postgres_connect_kwargs(config, db)
     if postgres is not None:
         dialect = db.bound_engine().dialect
-        return LoopHistoryWriter(lambda: PostgresBackend(postgres, dialect))
+        return LoopHistoryWriter(lambda: PostgresBackend(postgres, dialect), commit_timeout_s=deadline_s)
     if db.bound_engine().dialect.name != "sqlite":
         raise ValueError("DATABASE_URL must name a SQLite file or a PostgreSQL database (postgresql+psycopg)")
-    # Long enough for the writer to wait out SQLite's busy timeout on a locked database.
-    timeout_s = config["SQLITE_BUSY_TIMEOUT_MS"] / 1000 + 30
     socket_path = config.get("HISTORY_WRITER_SOCKET")
-    return LoopHistoryWriter(lambda: SqliteBackend(db, socket_path, timeout_s))
+    return LoopHistoryWriter(lambda: SqliteBackend(db, socket_path, deadline_s), commit_timeout_s=deadline_s)

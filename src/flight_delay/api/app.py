@@ -10,7 +10,7 @@ from flask import Flask, Response, g, request
 
 from flight_delay import __version__
 from flight_delay.api import body_limit, docs, errors, security, ui
-from flight_delay.api.auth import check_upload_policy
+from flight_delay.api.auth import check_admin_request, check_upload_policy
 from flight_delay.api.docs import FlightDelayApi
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.metrics import blp as metrics_blp
@@ -89,6 +89,7 @@ def openapi_config() -> dict[str, Any]:
 def register_request_hooks(app: Flask) -> None:
     """Times, tags and counts every request Flask answers; buffers a streamed body first."""
     app.before_request(_start_request)
+    app.before_request(check_admin_request)  # an admin route's token, before its body is parsed
     app.before_request(body_limit.buffer_streamed_body)  # before anything reads the body
     app.after_request(_tag_response)
     app.after_request(_observe_response)

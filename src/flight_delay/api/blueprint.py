@@ -43,6 +43,8 @@ class JsonBodyParser(FlaskParser):
             raise MalformedBody(f"Invalid JSON body: {exc}.") from exc
         except RecursionError as exc:  # json.loads gives up on very deep nesting
             raise MalformedBody("Invalid JSON body: nested too deeply.") from exc
+        except ValueError as exc:  # an integer longer than Python converts (sys.get_int_max_str_digits())
+            raise MalformedBody("Invalid JSON body: a number has too many digits.") from exc
 
 
 class ApiBlueprint(Blueprint):

@@ -12,12 +12,14 @@ from typing import Any
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from flight_delay.config import MULTIPART_OVERHEAD_BYTES
 from flight_delay.errors import ModelTooLarge
+
+__all__ = ["MULTIPART_OVERHEAD_BYTES", "body_limit", "buffer_streamed_body", "upload_paths"]
 
 READ_SIZE = 1024 * 1024
 # The model upload has its own limit, MAX_MODEL_BYTES, plus room for the multipart envelope.
 MODEL_UPLOAD_ENDPOINT = "model.Load"
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 def buffer_streamed_body() -> None:

@@ -22,8 +22,9 @@ from flight_delay.api.schemas import ErrorSchema, PredictRequestSchema
 from flight_delay.api.services import services
 from flight_delay.errors import FlightDelayError
 from flight_delay.serving.registry import ActiveModel
+from flight_delay.transport.middleware import uncapped
 from flight_delay.transport.openapi import SCHEMAS as PROTOCOL_SCHEMAS
-from flight_delay.transport.openapi import mlflow_paths, v2_paths
+from flight_delay.transport.openapi import error_schema_of, mlflow_paths, v2_paths
 from flight_delay.validation.wording import FLIGHT_DOC, FlightSchema
 
 ASSETS_URL = "/docs/assets/"
@@ -94,8 +95,38 @@ def live_document(
     paths = {**spec["paths"], LOAD_PATH: {**load, "post": load_operation(load["post"], config)}}
     # The V2 and MLflow routes are answered on the loop, not by Flask: their operations are the transports'.
     paths.update(v2_paths() | mlflow_paths())
+    paths = {path: front_answers(path, operations) for path, operations in paths.items()}
     schemas.update(PROTOCOL_SCHEMAS)
     return {**spec, "paths": paths, "components": {**components, "schemas": schemas}}
+
+
+def front_answers(path: str, operations: dict[str, Any]) -> dict[str, Any]:
+    """Each operation with what the ASGI middleware may answer before any view: 503 `overloaded` where
+    the cap on requests in flight and the body budget apply, 408 and 413 where a body is read."""
+    error = {"application/json": {"schema": error_schema_of(path)}}
+    documented = {}
+    for method, operation in operations.items():
+        responses = dict(operation["responses"])
+        if not uncapped(path):
+            responses["503"] = overloaded(responses.get("503"), error)
+        if "requestBody" in operation:
+            responses.setdefault(
+                "408",
+                {"description": "The body did not arrive within ML_API_BODY_TIMEOUT_S", "content": error},
+            )
+            responses.setdefault(
+                "413", {"description": "The body is larger than its limit", "content": error}
+            )
+        documented[method] = {**operation, "responses": responses}
+    return documented
+
+
+def overloaded(response: dict[str, Any] | None, error: dict[str, Any]) -> dict[str, Any]:
+    """A 503 that says it may also be `overloaded` (with Retry-After)."""
+    said = "Overloaded (ML_API_MAX_CONCURRENT or the body budget): retry after Retry-After"
+    if response is None:
+        return {"description": said, "content": error}
+    return {**response, "description": f"{response['description']}; or {said[0].lower()}{said[1:]}"}
 
 
 def flight_schema(schema: dict[str, Any], model: ActiveModel | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from flask import Response, current_app, g, request, url_for
 from flask.views import MethodView
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from flight_delay.api.auth import require_admin
+from flight_delay.api.auth import admin_only
 from flight_delay.api.blueprint import INTERNAL_ERROR, TOO_LARGE, ApiBlueprint
 from flight_delay.api.body_limit import MULTIPART_OVERHEAD_BYTES
 from flight_delay.api.errors import flask_reply
@@ -132,6 +132,7 @@ class Predict(MethodView):
 class Load(MethodView):
     """Model upload."""
 
+    @admin_only("Loading a model", upload=True)
     @blp.doc(requestBody=UPLOAD_DOC, security=[{"adminToken": []}])
     @blp.response(201, ModelInfoSchema)
     @blp.error_responses(
@@ -153,7 +154,6 @@ class Load(MethodView):
         bundle `flight-delay train` writes, or a LightGBM text model. Needs the admin token when one is
         configured, and an X-Model-Signature when ML_API_MODEL_SIGNING_KEY is set.
         """
-        require_admin()
         data, filename = read_model_upload()
         signing_key = current_app.config["ML_API_MODEL_SIGNING_KEY"]
         if signing_key:

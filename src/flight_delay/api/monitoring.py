@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from flask.views import MethodView
 
-from flight_delay.api.auth import require_admin_token
+from flight_delay.api.auth import admin_only
 from flight_delay.api.blueprint import INTERNAL_ERROR, TOO_LARGE, ApiBlueprint
 from flight_delay.api.schemas import (
     ActualsRequestSchema,
@@ -29,6 +29,7 @@ MONITORING_QUERY = MonitoringQuerySchema()
 class Actuals(MethodView):
     """Actual arrival delays of recorded predictions."""
 
+    @admin_only("Recording actuals")
     @blp.arguments(ACTUALS_REQUEST)
     @blp.doc(security=[{"adminToken": []}])
     @blp.response(200, ActualsResponseSchema)
@@ -49,7 +50,6 @@ class Actuals(MethodView):
 
         Needs the admin token when one is configured; in production, one must be.
         """
-        require_admin_token("Recording actuals")
         return {"recorded": services().monitoring.record_actuals(body["actuals"])}
 
 

@@ -293,6 +293,17 @@ class ActualsRequestSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
+    @ma.pre_load
+    def count_first(self, data: Any, **_: Any) -> Any:
+        """Refuses more than MAX_ACTUALS before any is checked (a refusal of each would cost far more)."""
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("actuals"), list)
+            and len(data["actuals"]) > MAX_ACTUALS
+        ):
+            raise ma.ValidationError([f"Length must be between 1 and {MAX_ACTUALS}."], "actuals")
+        return data
+
 
 class ActualsResponseSchema(ma.Schema):
     """How many predictions now have an actual from this request."""

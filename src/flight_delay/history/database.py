@@ -40,16 +40,21 @@ def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "synchronous": config["SQLITE_SYNCHRONOUS"],
         "lock_timeout_ms": config["POSTGRES_LOCK_TIMEOUT_MS"],
         "connect_timeout_s": config["POSTGRES_CONNECT_TIMEOUT_S"],
+        "statement_timeout_ms": config["POSTGRES_STATEMENT_TIMEOUT_MS"],
     }
 
 
-def postgres_connect_args(url: URL, lock_timeout_ms: int, connect_timeout_s: int) -> dict[str, Any]:
-    """Bounds how long connecting, or waiting for a lock, can hold a request; the URL's own settings win."""
+def postgres_connect_args(
+    url: URL, lock_timeout_ms: int, connect_timeout_s: int, statement_timeout_ms: int = 30_000
+) -> dict[str, Any]:
+    """Bounds how long connecting, a lock or a statement can hold a request; the URL's own settings win."""
     args: dict[str, Any] = {}
     if "connect_timeout" not in url.query:
         args["connect_timeout"] = connect_timeout_s
     if "options" not in url.query:
-        args["options"] = f"-c lock_timeout={int(lock_timeout_ms)}"
+        args["options"] = (
+            f"-c lock_timeout={int(lock_timeout_ms)} -c statement_timeout={int(statement_timeout_ms)}"
+        )
     return args
 
 
@@ -81,13 +86,14 @@ def make_engine(
     busy_timeout_ms: int = 5000,
     synchronous: str = "FULL",
     lock_timeout_ms: int = 5000,
-    connect_timeout_s: int = 10,
+    connect_timeout_s: int = 5,
+    statement_timeout_ms: int = 30_000,
 ) -> Engine:
     """Creates an engine; SQLite gets WAL, a busy timeout and foreign keys, PostgreSQL a lock timeout."""
     prepare_sqlite_path(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
-        connect_args = postgres_connect_args(parsed, lock_timeout_ms, connect_timeout_s)
+        connect_args = postgres_connect_args(parsed, lock_timeout_ms, connect_timeout_s, statement_timeout_ms)
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args, json_serializer=json_text)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)

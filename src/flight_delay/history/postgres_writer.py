@@ -34,8 +34,10 @@ def postgres_connect_kwargs(config: Mapping[str, Any], db: Database) -> dict[str
         return None
     # SQLAlchemy's own arguments for psycopg.connect, bounded as make_engine bounds its connections.
     _, connect_args = engine.dialect.create_connect_args(engine.url)
+    # The statement's bound is the write's: past it the client has given up on the rows already.
+    write_ms = int(config["HISTORY_WRITE_TIMEOUT_S"] * 1000)
     limits = postgres_connect_args(
-        engine.url, config["POSTGRES_LOCK_TIMEOUT_MS"], config["POSTGRES_CONNECT_TIMEOUT_S"]
+        engine.url, config["POSTGRES_LOCK_TIMEOUT_MS"], config["POSTGRES_CONNECT_TIMEOUT_S"], write_ms
     )
     return {**connect_args, **limits}
 
@@ -65,6 +67,9 @@ class PostgresBackend:
         except psycopg.Error:
             if connection.broken:
                 self.close()
+            raise
+        except BaseException:  # cancelled mid-statement (its deadline): the connection's state is unknown
+            self.close()
             raise
         return sorted(row[0] for row in returned)  # numbered in the rows' order (ORDER BY position)
 

@@ -96,9 +96,12 @@ class PendingWrite:
 class GroupCommit:
     """Records rows on one event loop, those of every waiting request in one commit of its backend."""
 
-    def __init__(self, backend: CommitBackend, min_interval_s: float = 0.0) -> None:
+    def __init__(
+        self, backend: CommitBackend, min_interval_s: float = 0.0, commit_timeout_s: float | None = None
+    ) -> None:
         self.backend = backend
         self.min_interval_s = min_interval_s  # under load, at most one commit per interval
+        self.commit_timeout_s = commit_timeout_s  # a commit not done by then is refused (the database hangs)
         self.queue: list[PendingWrite] = []
         self.drainer: asyncio.Task[None] | None = None
         self.commits = 0  # commits begun: fewer than requests when they share them
@@ -113,7 +116,12 @@ class GroupCommit:
         self.queue.append(pending)
         if self.drainer is None:
             self.drainer = loop.create_task(self._drain())
-        return await pending.ids
+        try:
+            return await pending.ids
+        except asyncio.CancelledError:  # the request gave up (its deadline): rows not sent yet stay unsent
+            if pending in self.queue:
+                self.queue.remove(pending)
+            raise
 
     async def _drain(self) -> None:
         """Commits the queue, batch after batch, until no request waits; fails any left if interrupted."""
@@ -159,7 +167,11 @@ class GroupCommit:
         """One commit of the backend, counted and timed for the pace."""
         self.commits += 1
         self.last_commit = time.monotonic()
-        ids = await self.backend.commit(rows)
+        try:
+            async with asyncio.timeout(self.commit_timeout_s):
+                ids = await self.backend.commit(rows)
+        except TimeoutError as exc:
+            raise not_recorded(f"the database did not answer within {self.commit_timeout_s:g} s") from exc
         if len(ids) != len(rows):
             raise RuntimeError(f"the history returned {len(ids)} ids for {len(rows)} rows")
         return ids
@@ -182,9 +194,15 @@ class LoopHistoryWriter:
     WSGI callers (through the data plane's own loop) may run others, and each gets its own.
     """
 
-    def __init__(self, make_backend: Callable[[], CommitBackend], min_interval_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        make_backend: Callable[[], CommitBackend],
+        min_interval_s: float = 0.0,
+        commit_timeout_s: float | None = None,
+    ) -> None:
         self.make_backend = make_backend
         self.min_interval_s = min_interval_s
+        self.commit_timeout_s = commit_timeout_s
         self.engines: dict[asyncio.AbstractEventLoop, GroupCommit] = {}
 
     async def record(self, rows: Sequence[Row]) -> list[int]:
@@ -198,7 +216,8 @@ class LoopHistoryWriter:
         if engine is None:
             for closed in [other for other in self.engines if other.is_closed()]:
                 self.engines.pop(closed).backend.close()
-            engine = self.engines[loop] = GroupCommit(self.make_backend(), self.min_interval_s)
+            engine = GroupCommit(self.make_backend(), self.min_interval_s, self.commit_timeout_s)
+            self.engines[loop] = engine
         return engine
 
     def close(self) -> None:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from flight_delay.errors import DatabaseUnavailable
 from flight_delay.history.writer import HistoryWriter
 from flight_delay.loop_lock import LoopLock
 from flight_delay.serving.predictions import PredictionService, ScoredFlights, counting_write_failures
@@ -44,10 +45,17 @@ class PredictRequest:
 class DataPlane:
     """Validates, scores with the active model, records, answers: every transport's one path."""
 
-    def __init__(self, registry: ModelRegistry, scorer: PredictionService, writer: HistoryWriter) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        scorer: PredictionService,
+        writer: HistoryWriter,
+        deadline_s: float | None = None,
+    ) -> None:
         self.registry = registry
         self.scorer = scorer
         self.writer = writer
+        self.deadline_s = deadline_s  # HISTORY_WRITE_TIMEOUT_S: the database's time, per call
         self._lookup_lock = LoopLock()
         self._own_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
         self._own_loop_lock = threading.Lock()
@@ -67,7 +75,7 @@ class DataPlane:
             request.protocol,
         )
         with counting_write_failures():
-            ids = await self.writer.record(unrecorded.rows)
+            ids = await self._within_deadline(self.writer.record(unrecorded.rows), "record the prediction")
         return self.scorer.served(unrecorded, ids)
 
     def predict_blocking(self, request: PredictRequest) -> ScoredFlights:
@@ -76,7 +84,19 @@ class DataPlane:
 
     async def active_model(self) -> ActiveModel:
         """The model served now: from memory when checked lately, else looked up in a thread."""
-        return self.registry.current() or await self._active_from_a_thread()
+        return self.registry.current() or await self._within_deadline(
+            self._active_from_a_thread(), "tell which model is active"
+        )
+
+    async def _within_deadline(self, waiting: Awaitable[T], what: str) -> T:
+        """Awaits the database's part within the deadline; past it, a 503 `database_unavailable`."""
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                return await waiting
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                f"The database did not {what} within {self.deadline_s:g} s; nothing was served."
+            ) from exc
 
     async def _active_from_a_thread(self) -> ActiveModel:
         """Looks the active model up in a thread: asking the database, loading it, would hold the loop.

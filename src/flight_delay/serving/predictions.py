@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from flight_delay.errors import HistoryUnavailable, InvalidInput, UnscorableFlight
+from flight_delay.errors import DatabaseUnavailable, HistoryUnavailable, InvalidInput, UnscorableFlight
 from flight_delay.history.models import utcnow
 from flight_delay.observability.metrics import (
     HISTORY_WRITE_FAILURES,
@@ -21,7 +21,7 @@ from flight_delay.observability.metrics import (
 )
 from flight_delay.serving.adapters import ServingModel
 from flight_delay.serving.registry import ActiveModel
-from flight_delay.validation import FlightInput
+from flight_delay.validation import WORDED_MAX, FlightInput
 
 AT_DEPARTURE, BEFORE_DEPARTURE = "at_departure", "before_departure"
 
@@ -52,6 +52,23 @@ def missing_fields(model: ServingModel, flights: Sequence[FlightInput]) -> dict[
             elif values[name] is None and name not in nullable:
                 problems.setdefault(index, {})[name] = ["Field may not be null."]
     return problems
+
+
+def refuse_missing_fields(active: ActiveModel, flights: Sequence[FlightInput], single: bool) -> None:
+    """Refuses flights lacking what the model reads, naming each field (the first WORDED_MAX flights)."""
+    problems = missing_fields(active.model, flights)
+    if not problems:
+        return
+    model = active.version[:12]
+    if single:
+        raise InvalidInput(f"The flight lacks fields that model {model} reads.", problems[0])
+    message = f"The flight lacks fields that model {model} reads."
+    if len(problems) > WORDED_MAX:
+        message = (
+            f"{len(problems)} flights lack fields model {model} reads; errors lists the first {WORDED_MAX}."
+        )
+        problems = dict(list(problems.items())[:WORDED_MAX])
+    raise InvalidInput(message, {"flights": problems})
 
 
 @dataclass(frozen=True)
@@ -99,12 +116,7 @@ class PredictionService:
         protocol: str = "native",
     ) -> UnrecordedPredictions:
         """Scores the flights with the active model; raises if they cannot be scored."""
-        problems = missing_fields(active.model, flights)
-        if problems:
-            raise InvalidInput(
-                f"The flight lacks fields that model {active.version[:12]} reads.",
-                problems[0] if single else {"flights": problems},
-            )
+        refuse_missing_fields(active, flights, single)
         values = [flight.values for flight in flights]
         warnings = self._unseen(active, values, single)
         predicted = _predicted(active.model, values)
@@ -176,6 +188,6 @@ def counting_write_failures() -> Iterator[None]:
     """Counts a history write that failed (the request is refused by the caller's error mapping)."""
     try:
         yield
-    except HistoryUnavailable:
+    except (HistoryUnavailable, DatabaseUnavailable):
         best_effort(HISTORY_WRITE_FAILURES.inc)
         raise

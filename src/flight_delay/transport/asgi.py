@@ -1,8 +1,9 @@
 """The ASGI app gunicorn's uvicorn workers run: middleware, then the transports' routes, then Flask.
 
 ```
-AccessLog -> HeaderScrub -> Admission -> BodyReader -> Router -> native | V2 | MLflow route -> DataPlane
-                                                            \\-> Flask (a2wsgi threads): everything else
+AccessLog -> HeaderScrub -> Admission -> AdminGate -> BodyReader -> Router
+    Router -> native | V2 | MLflow route -> DataPlane
+           \\-> Flask (a2wsgi threads): everything else
 ```
 
 A fifth protocol is one new module listing its ROUTES (a method, a path, a handler of a few lines
@@ -15,12 +16,12 @@ from flask import Flask
 
 from flight_delay.api.body_limit import upload_paths
 from flight_delay.api.services import services_of
-from flight_delay.transport import mlflow, native, v2
+from flight_delay.transport import health, mlflow, native, v2
 from flight_delay.transport.http import Asgi
-from flight_delay.transport.middleware import AccessLog, Admission, BodyReader, HeaderScrub
+from flight_delay.transport.middleware import AccessLog, AdminGate, Admission, BodyReader, HeaderScrub
 from flight_delay.transport.router import Router
 
-TRANSPORTS = (native, v2, mlflow)
+TRANSPORTS = (native, v2, mlflow, health)
 
 
 def asgi_app(app: Flask) -> Asgi:
@@ -28,5 +29,6 @@ def asgi_app(app: Flask) -> Asgi:
     routes = [route for transport in TRANSPORTS for route in transport.ROUTES]
     router = Router(app, services_of(app), routes)
     reader = BodyReader(router, router, app.config, upload_paths(app))
-    admission = Admission(reader, router, app.config["ML_API_MAX_CONCURRENT"])
+    gate = AdminGate(reader, router, app)
+    admission = Admission(gate, router, app.config["ML_API_MAX_CONCURRENT"])
     return AccessLog(HeaderScrub(admission))

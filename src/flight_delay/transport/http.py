@@ -15,11 +15,15 @@ Asgi = Callable[[Message, Receive, Send], Awaitable[None]]
 
 # A body beyond this is a batch: parsing, checking, scoring and rendering it would hold the loop, and
 # every other request of the worker, for milliseconds to seconds. That work goes to a thread.
-LOOP_BODY_MAX_BYTES = 64 * 1024
+LOOP_BODY_MAX_BYTES = 16 * 1024
 
 # Where the middleware leaves what it learnt of a request, in its scope, for those after it.
 STARTED = "flight_delay.started"  # time.perf_counter() at arrival
 BODY = "flight_delay.body"  # the body, read whole by BodyReader
+
+
+class BodyBudgetExceeded(Exception):
+    """A body of unknown length grew past what the worker's body budget has room for."""
 
 
 @dataclass
@@ -57,8 +61,12 @@ async def send_reply(send: Send, reply: Reply, close: bool = False) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
-async def read_body(receive: Receive, limit: int | None = None) -> bytes:
-    """Reads the request body to its end, to the client's disconnect, or past `limit` bytes."""
+async def read_body(receive: Receive, limit: int | None = None, held: Any = None) -> bytes:
+    """Reads the request body to its end, to the client's disconnect, or past `limit` bytes.
+
+    `held` (a body budget's share, for a body of unknown length) takes each chunk as it arrives, and
+    raises BodyBudgetExceeded when one does not fit.
+    """
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -66,6 +74,8 @@ async def read_body(receive: Receive, limit: int | None = None) -> bytes:
             break
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
+        if held is not None and not held.take(len(chunks[-1])):
+            raise BodyBudgetExceeded
         if not message.get("more_body", False) or (limit is not None and size > limit):
             break
     return b"".join(chunks)

@@ -1,28 +1,36 @@
 """The ASGI middleware every request crosses before it is routed, one concern each, outermost first.
 
 AccessLog times the request and writes gunicorn's access line; HeaderScrub drops headers named with
-underscores (as gunicorn did); Admission refuses what the worker has no room for; BodyReader reads
-the body within its limit and deadline, so that no handler or Flask thread waits for a client.
+underscores (as gunicorn did); Admission refuses what the worker has no room for; AdminGate refuses
+an admin route without its token before reading its body; BodyReader reads the body within its
+limit, its deadline and the worker's byte budget, so that no handler or Flask thread waits for a
+client, and lets large bodies be worked on a few at a time.
 Non-HTTP scopes (lifespan, websocket) go straight through to the router, which hands them to a2wsgi.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
+from flight_delay.api.auth import admin_action_of, check_admin
 from flight_delay.api.body_limit import body_limit
 from flight_delay.errors import BodyTimeout, BodyTooLarge, FlightDelayError, ModelTooLarge, Overloaded
+from flight_delay.loop_lock import PerLoop
 from flight_delay.observability.metrics import observe_request
 from flight_delay.replies import render_error, request_id_from
 from flight_delay.transport.http import (
     BODY,
+    LOOP_BODY_MAX_BYTES,
     STARTED,
     Asgi,
+    BodyBudgetExceeded,
     Message,
     Receive,
     Send,
@@ -110,8 +118,58 @@ class Admission:
                 self.in_flight -= 1
 
 
+class AdminGate:
+    """Checks an admin route's token from its headers, before a byte of its body is read.
+
+    A client sending `Expect: 100-continue` is refused before uvicorn tells it to send the body;
+    the connection closes after the refusal, whatever the client sends next.
+    """
+
+    def __init__(self, app: Asgi, router: Router, flask_app: Any) -> None:
+        self.app = app
+        self.router = router
+        self.config = flask_app.config
+        self.admin_action = functools.lru_cache(maxsize=1024)(partial(admin_action_of, flask_app))
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Refuses an admin request without its token; passes every other request on."""
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            admin = self.admin_action(scope["path"], scope["method"])
+            if admin is not None:
+                try:
+                    check_admin(self.config, header(scope, b"authorization"), admin)
+                except FlightDelayError as refused:
+                    await refuse(self.router, scope, send, refused, close=True)
+                    return
+        await self.app(scope, receive, send)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class BodyBudget:
+    """The bytes of request bodies a worker holds at once (the loop's only: no lock), bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Counts `size` more bytes held if they fit; False (nothing counted) if they do not."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        """Counts bytes no longer held."""
+        self.held -= size
+
+
 class BodyReader:
-    """Reads the body whole before anything answers, within its limit and ML_API_BODY_TIMEOUT_S."""
+    """Reads the body whole before anything answers: within its limit, ML_API_BODY_TIMEOUT_S and the
+    worker's byte budget (ML_API_BODY_BUDGET_BYTES); a large one then waits its turn to be worked on.
+    """
 
     def __init__(
         self, app: Asgi, router: Router, config: Mapping[str, Any], upload_paths: frozenset[str]
@@ -121,33 +179,61 @@ class BodyReader:
         self.config = config
         self.timeout_s = config["ML_API_BODY_TIMEOUT_S"]
         self.upload_paths = upload_paths
+        self.budget = BodyBudget(config["ML_API_BODY_BUDGET_BYTES"])
+        large = config["ML_API_LARGE_CONCURRENT"]
+        self.large_turns = PerLoop(lambda: asyncio.Semaphore(large))
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         """Reads the body into scope[BODY] and passes the request on; refuses it when it cannot."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        if uncapped(scope["path"]):
+        elif uncapped(scope["path"]):
             await self._without_body(scope, receive, send)
-            return
+        else:
+            held = Held(self.budget)
+            try:
+                if await self._read(scope, receive, send, held):
+                    await self._work(scope, receive, send)
+            finally:
+                held.release()
+
+    async def _read(self, scope: Message, receive: Receive, send: Send, held: Held) -> bool:
+        """Reads the body into scope[BODY]; False once it refused the request (413, 503, 408)."""
         limit, too_large = self._limit(scope["path"])
         declared = header(scope, b"content-length")
-        if limit is not None and declared.isdigit() and int(declared) > limit:
+        size = int(declared) if declared.isascii() and declared.isdigit() else None
+        if limit is not None and size is not None and size > limit:
             await refuse(self.router, scope, send, too_large(), close=True)  # never read
-            return
+            return False
+        refusal = await self._receive(scope, receive, limit, size, held)
+        if refusal is None and limit is not None and len(scope[BODY]) > limit:
+            refusal = too_large()
+        if refusal is not None:
+            await refuse(self.router, scope, send, refusal, close=True)  # the rest may still come
+        return refusal is None
+
+    async def _receive(
+        self, scope: Message, receive: Receive, limit: int | None, size: int | None, held: Held
+    ) -> FlightDelayError | None:
+        """Reads the body within the budget and the deadline; the refusal when it could not."""
+        if size is not None and not held.take(size):  # reserved whole before a byte is read
+            return over_budget(self.budget)
         try:
             async with asyncio.timeout(self.timeout_s):
-                scope[BODY] = await read_body(receive, limit)
+                scope[BODY] = await read_body(receive, limit, None if size is not None else held)
         except TimeoutError:
-            message = f"The request body did not arrive within {self.timeout_s} s."
-            await refuse(
-                self.router, scope, send, BodyTimeout(message), close=True
-            )  # the rest may still come
+            return BodyTimeout(f"The request body did not arrive within {self.timeout_s} s.")
+        except BodyBudgetExceeded:
+            return over_budget(self.budget)
+        return None
+
+    async def _work(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Passes the request on; a large body first waits for one of ML_API_LARGE_CONCURRENT turns."""
+        if len(scope[BODY]) <= LOOP_BODY_MAX_BYTES:
+            await self.app(scope, receive, send)
             return
-        if limit is not None and len(scope[BODY]) > limit:
-            await refuse(self.router, scope, send, too_large(), close=True)
-            return
-        await self.app(scope, receive, send)
+        async with self.large_turns():
+            await self.app(scope, receive, send)
 
     async def _without_body(self, scope: Message, receive: Receive, send: Send) -> None:
         """A health check or metrics: no body is read; one was sent, the connection closes after."""
@@ -165,6 +251,33 @@ class BodyReader:
         limit = body_limit(self.config, upload=False)
         message = f"The body is larger than MAX_REQUEST_BYTES ({limit} bytes)."
         return limit, lambda: BodyTooLarge(message)
+
+
+class Held:
+    """The bytes one request holds of the worker's budget, given back when it is answered."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def take(self, size: int) -> bool:
+        """Holds `size` more bytes if the budget has room."""
+        if not self.budget.take(size):
+            return False
+        self.size += size
+        return True
+
+    def release(self) -> None:
+        """Gives back everything held."""
+        self.budget.give_back(self.size)
+        self.size = 0
+
+
+def over_budget(budget: BodyBudget) -> Overloaded:
+    """The 503 of a body the worker has no room for now."""
+    return Overloaded(
+        f"This worker holds {budget.held} bytes of request bodies, near its limit; retry shortly."
+    )
 
 
 def closing(send: Send) -> Send:

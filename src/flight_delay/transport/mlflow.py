@@ -10,7 +10,6 @@ plain text for a content type it does not read.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from typing import Any
@@ -24,7 +23,6 @@ from flight_delay.replies import ErrorReply, Reply, answer_headers, json_reply
 from flight_delay.services import Services
 from flight_delay.serving.dataplane import PredictRequest, run_off_loop_if
 from flight_delay.serving.predictions import ScoredFlights
-from flight_delay.serving.readiness import scoring_model
 from flight_delay.transport.http import LOOP_BODY_MAX_BYTES, HttpRequest
 from flight_delay.transport.native import parsed_json
 from flight_delay.transport.routes import Route
@@ -58,7 +56,7 @@ def mlflow_style(reply: ErrorReply, request_id: str) -> tuple[int, Any]:
 
 async def ping(request: HttpRequest, services: Services) -> Reply:
     """GET /ping: 200 while a model serves (a 503 when none can), as MLflow's container health check."""
-    version, _ = await asyncio.to_thread(scoring_model, services.registry)
+    version = await services.health.scoring_version_now()
     body = b"\n"
     return Reply(200 if version else 503, answer_headers(len(body), request.request_id), body)
 

@@ -241,3 +241,12 @@ def mlflow_paths() -> dict[str, Any]:
         "/version": {"get": {"tags": MLFLOW_TAG, "summary": "The server's version", "responses": version}},
         "/invocations": invocations(),
     }
+
+
+def error_schema_of(path: str) -> dict[str, str]:
+    """The error schema a path answers with: the one error shape, or its protocol's (V2, MLflow)."""
+    if path.startswith("/v2"):
+        return V2_ERROR
+    if path in ("/ping", "/version", "/invocations"):
+        return MLFLOW_ERROR
+    return {"$ref": "#/components/schemas/Error"}

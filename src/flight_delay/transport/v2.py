@@ -8,7 +8,6 @@ Errors are the protocol's: `{"error": "..."}`, 400 for a request it cannot serve
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -20,7 +19,6 @@ from flight_delay.replies import ErrorReply, Reply, answer_headers, json_reply
 from flight_delay.services import Services
 from flight_delay.serving.dataplane import PredictRequest, run_off_loop_if
 from flight_delay.serving.predictions import ScoredFlights
-from flight_delay.serving.readiness import readiness, scoring_model
 from flight_delay.serving.registry import ActiveModel
 from flight_delay.transport.http import LOOP_BODY_MAX_BYTES, HttpRequest
 from flight_delay.transport.native import parsed_json
@@ -55,7 +53,7 @@ async def server_live(request: HttpRequest, services: Services) -> Reply:
 
 async def server_ready(request: HttpRequest, services: Services) -> Reply:
     """GET /v2/health/ready: the active model scores and the database takes writes (else a 503)."""
-    found = await asyncio.to_thread(readiness, services.registry, services.history)
+    found = await services.health.readiness_now()
     return json_reply(200 if found.ready else 503, {"ready": found.ready}, request.request_id)
 
 
@@ -74,7 +72,7 @@ async def model_metadata(request: HttpRequest, services: Services) -> Reply:
 async def model_ready(request: HttpRequest, services: Services) -> Reply:
     """GET /v2/models/flight-delay[/versions/{v}]/ready: the active model scores the reference flight."""
     await served_model(request, services)
-    version, _ = await asyncio.to_thread(scoring_model, services.registry)
+    version = await services.health.scoring_version_now()
     return json_reply(200 if version else 503, {"name": MODEL, "ready": bool(version)}, request.request_id)
 
 
