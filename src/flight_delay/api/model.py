@@ -197,7 +197,13 @@ class History(MethodView):
         {422: "Invalid filters or cursor", 503: "The history cannot be read", **INTERNAL_ERROR}
     )
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Lists every prediction served, newest first, a page at a time."""
+        """Lists every prediction served, newest first, a page at a time.
+
+        Newest first by the time it was recorded (then by id), filtered by model version, request id
+        and a time window. `total` counts the predictions matching the filters up to 10,000, and
+        `total_capped` says when more match: counting stops there, so that every page of a history of
+        any size costs what its first page costs. Follow `next_cursor` (or `next`) for older ones.
+        """
         cursor = args.get("cursor")
         page = services().history.page(
             HistoryQuery(
@@ -213,6 +219,7 @@ class History(MethodView):
         return {
             "items": page.items,
             "total": page.total,
+            "total_capped": page.total_capped,
             "page_size": args["page_size"],
             "next_cursor": next_cursor,
             "next": next_cursor and url_for("model.History", **_query_args(args, next_cursor)),
