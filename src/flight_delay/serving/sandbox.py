@@ -41,8 +41,13 @@ log = logging.getLogger(__name__)
 
 START_WAIT_S = 60.0  # how long a check waits for a sandbox process that is starting
 RESTART_EVERY_S = 5.0
-# Each thread library a check may load works on one thread: nothing to break in a forked child.
-ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
+# The sandbox process stays on one thread, so that forking it is safe: the thread pools a check's
+# libraries would start hold one thread (OpenMP, OpenBLAS), and pyarrow's jemalloc (which pandas
+# loads) starts no background thread.
+ONE_THREAD = {
+    **dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"),
+    "JE_ARROW_MALLOC_CONF": "background_thread:false",
+}
 # The refusals a child may make, by code: anything else it says is a failed check.
 REFUSALS = {error.code: error for error in (InvalidArtifact, UnusableModel)}
 
@@ -110,9 +115,9 @@ class ModelSandbox:
 
     def _connected(self, deadline: float) -> socket.socket:
         """A connection to the sandbox process, waiting while it starts (at most START_WAIT_S)."""
-        path = self.socket_path or local_process().socket_path
         give_up = min(deadline, time.monotonic() + START_WAIT_S)
         while True:
+            path = self.socket_path or local_process().socket_path  # (restarted if it stopped)
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 conn.connect(path)

@@ -125,13 +125,22 @@ def run_child(limits: Limits, upload_fd: int, answer_fd: int, log_fd: int) -> No
     try:
         confine(limits, upload_fd, answer_fd, log_fd)
         code = EXIT_FAILED
-        _write_all(ANSWER_FD, checked_answer(_read_upload()))
+        _write_all(ANSWER_FD, _answer())
         code = 0
     except BaseException:
         with suppress(BaseException):
             traceback.print_exc()  # into the log
     finally:
         os._exit(code)  # never back into the server's loop, whatever happened
+
+
+def _answer() -> bytes:
+    """Reads the upload and checks it; an upload too large for the memory limit is that limit."""
+    try:
+        data = _read_upload()
+    except MemoryError:
+        return _line({"limit": "memory"})
+    return checked_answer(data)
 
 
 def _read_upload() -> bytes:
