@@ -279,6 +279,18 @@ def bundle_with_metrics(bundle: bytes, metrics: Any) -> bytes:
     return json.dumps({**json.loads(bundle), "metrics": metrics}).encode()
 
 
+ISSUE_27 = (
+    "SIGSEGV pickle (null Booster handle)",
+    "SIGABRT text model (tree_sizes digit)",
+    "Booster(None, None, PATH)",
+    "Booster(None, None, /dev/zero)",
+    "FunctionTransformer(Booster, model_file=PATH)",
+    "five 50M-element object arrays",
+    "subarray dtype (5 x 50M floats)",
+    'bundle with metrics {"bases": 1}',
+)
+
+
 def issue_27_reproductions(work: Path) -> dict[str, bytes]:
     """Each hostile upload issue 27 reproduced (a worker crashed, read the disk or grew by GiBs)."""
     from flight_delay.artifact import to_bundle
@@ -288,15 +300,14 @@ def issue_27_reproductions(work: Path) -> dict[str, bytes]:
     regressor = tiny_regressor(columns)
     secret = work / "secret.txt"
     secret.write_text("not a model\n")
-    return {
-        "SIGSEGV pickle (null Booster handle)": null_handle_booster(),
-        "SIGABRT text model (tree_sizes digit)": aborting_text_model(regressor.booster_.model_to_string()),
-        "Booster(None, None, PATH)": booster_reading(secret),
-        "Booster(None, None, /dev/zero)": booster_reading(Path("/dev/zero")),
-        "FunctionTransformer(Booster, model_file=PATH)": function_transformer_reading(
-            secret, regressor, columns
-        ),
-        "five 50M-element object arrays": object_arrays(),
-        "subarray dtype (5 x 50M floats)": subarray_dtype_array(),
-        'bundle with metrics {"bases": 1}': bundle_with_metrics(to_bundle(tiny_model(0)), {"bases": 1}),
-    }
+    uploads = (
+        null_handle_booster(),
+        aborting_text_model(regressor.booster_.model_to_string()),
+        booster_reading(secret),
+        booster_reading(Path("/dev/zero")),
+        function_transformer_reading(secret, regressor, columns),
+        object_arrays(),
+        subarray_dtype_array(),
+        bundle_with_metrics(to_bundle(tiny_model(0)), {"bases": 1}),
+    )
+    return dict(zip(ISSUE_27, uploads, strict=True))
