@@ -299,3 +299,20 @@ def test_a_model_that_loads_renders_its_info_and_card(client: FlaskClient, kind:
     card = client.get("/model/card")
     assert card.status_code == 200
     assert card.get_data(as_text=True).startswith("# Model card")
+
+
+def test_the_operator_load_command_checks_in_the_sandbox_too(
+    tmp_path: Path, database_url: str, booster_text: str
+) -> None:
+    from click.testing import CliRunner
+
+    from flight_delay.cli import main
+
+    path = tmp_path / "crashing.txt"
+    path.write_bytes(hostile.aborting_text_model(booster_text))
+    env = {"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url, "FLIGHT_DELAY_ENV": "production"}
+
+    result = CliRunner().invoke(main, ["load", str(path)], env=env)
+
+    assert result.exit_code == 1
+    assert "model_check_failed: The model check crashed (SIGABRT)" in result.output

@@ -132,7 +132,8 @@ def check_upload(data: bytes) -> tuple[str, bytes]:
     """
     uploaded = read_model(data)
     native = native_form(uploaded)
-    served = load_native(native, uploaded.kind)
+    # A bundle that to_bundle wrote is its own native form: read once already.
+    served = uploaded if native == data else load_native(native, uploaded.kind)
     check_reference_prediction(served)
     check_renders(served)
     return served.kind, native
