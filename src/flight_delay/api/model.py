@@ -142,8 +142,8 @@ class Load(MethodView):
             403: "Upload disabled, or signature missing or wrong",
             413: "Larger than MAX_MODEL_BYTES",
             415: "Wrong content type",
-            422: "A model that cannot serve",
-            503: "The database is unavailable",
+            422: "A model that cannot serve, or whose check crashed or hit a limit in the sandbox",
+            503: "The database or the model sandbox is unavailable",
             **INTERNAL_ERROR,
         }
     )
@@ -151,8 +151,9 @@ class Load(MethodView):
         """Checks an uploaded model file and makes it the model every worker serves.
 
         Accepted: a pickle (.pkl) whose every global is on the allowlist, the pickle-free .lgbm.json
-        bundle `flight-delay train` writes, or a LightGBM text model. Needs the admin token when one is
-        configured, and an X-Model-Signature when ML_API_MODEL_SIGNING_KEY is set.
+        bundle `flight-delay train` writes, or a LightGBM text model. Each is read and checked in a
+        sandboxed child process (no files, no network, bounded memory, CPU and time). Needs the admin
+        token when one is configured, and an X-Model-Signature when ML_API_MODEL_SIGNING_KEY is set.
         """
         data, filename = read_model_upload()
         signing_key = current_app.config["ML_API_MODEL_SIGNING_KEY"]
