@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from flight_delay.errors import FlightDelayError, ModelNotLoaded
+from flight_delay.errors import FlightDelayError, ModelCheckUnavailable, ModelNotLoaded
 from flight_delay.history.database import Database, insert_absent
 from flight_delay.history.models import FILENAME_LENGTH, ModelActivation, ModelVersion, utcnow
 from flight_delay.observability.metrics import MODEL_LOADS, best_effort
@@ -210,10 +210,11 @@ class ModelRegistry:
             data = self.store.load(session, version)
         try:
             checked = self.check(data)
-        except (FlightDelayError, OSError) as exc:
-            reason = getattr(exc, "message", str(exc))
+        except ModelCheckUnavailable:
+            raise  # the sandbox is restarting: checked again on a later request
+        except FlightDelayError as exc:
             refused = ModelNotLoaded(
-                f"The active model {version[:12]} does not pass the model check: {reason}"
+                f"The active model {version[:12]} does not pass the model check: {exc.message}"
             )
             self._refused[version] = refused
             raise refused from exc

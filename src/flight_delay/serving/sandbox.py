@@ -147,9 +147,10 @@ def _sealed_memfd(data: bytes) -> int:
 def _read_bounded(fd: int, limit: int, deadline: float) -> bytes | None:
     """Reads fd to its end within the deadline; None once more than `limit` bytes came (then stops)."""
     chunks, total = [], 0
+    waiting = select.poll()  # not select(): a worker may hold more than FD_SETSIZE descriptors
+    waiting.register(fd, select.POLLIN)
     while True:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
+        if not waiting.poll(max(0, deadline - time.monotonic()) * 1000):
             raise TimeoutError("the model check's answer did not end in time")
         chunk = os.read(fd, 1 << 20)
         if not chunk:

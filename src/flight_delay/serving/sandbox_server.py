@@ -203,7 +203,12 @@ def handle(conn: socket.socket, listener: socket.socket) -> None:
 def _fork_and_wait(limits: Limits, fds: list[int], sockets: list[socket.socket]) -> dict[str, Any]:
     """Forks the confined child on the upload, waits for it within the timeout, says how it ended."""
     log_fd = os.memfd_create("model-check-log")
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (*fds, log_fd):
+            os.close(fd)  # the requester's answer pipe then ends: it reports the sandbox unavailable
+        raise
     if pid == 0:
         for sock in sockets:
             sock.detach()  # their numbers are about to be reused: never close them from here
@@ -220,7 +225,9 @@ def _wait(pid: int, timeout_s: float) -> dict[str, Any]:
     """Waits for the child at most timeout_s (then kills it); its exit code (-signal) and usage."""
     pidfd = os.pidfd_open(pid)
     try:
-        ended, _, _ = select.select([pidfd], [], [], timeout_s)
+        ending = select.poll()
+        ending.register(pidfd, select.POLLIN)
+        ended = bool(ending.poll(timeout_s * 1000))
         if not ended:
             os.kill(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
@@ -242,11 +249,14 @@ def _tail(log_fd: int) -> str:
 
 def serve(listener: socket.socket) -> None:
     """Answers requests one at a time until stdin closes."""
+    events = select.poll()
+    for fd in (listener.fileno(), 0):
+        events.register(fd, select.POLLIN)
     while True:
-        readable, _, _ = select.select([listener, 0], [], [])
+        readable = {fd for fd, _ in events.poll()}
         if 0 in readable and not os.read(0, 4096):
             return  # the server and every worker are gone
-        if listener in readable:
+        if listener.fileno() in readable:
             conn, _ = listener.accept()
             with conn, suppress(OSError):  # a requester that left: nothing to answer
                 handle(conn, listener)
