@@ -316,3 +316,24 @@ def test_the_operator_load_command_checks_in_the_sandbox_too(
 
     assert result.exit_code == 1
     assert "model_check_failed: The model check crashed (SIGABRT)" in result.output
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "without pidfd_open"])
+def test_the_wait_for_a_child_ends_with_it_or_kills_it_at_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, pidfd: bool
+) -> None:
+    from flight_delay.serving import sandbox_server
+
+    if not pidfd:  # as under a seccomp profile that refuses pidfd_open
+
+        def refused(pid: int) -> int:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(sandbox_server.os, "pidfd_open", refused)
+    quick = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+
+    ended, killed = sandbox_server._wait(quick.pid, 30), sandbox_server._wait(slow.pid, 0.5)
+
+    assert (ended["exit_code"], ended["timed_out"]) == (3, False)
+    assert (killed["exit_code"], killed["timed_out"]) == (-9, True)

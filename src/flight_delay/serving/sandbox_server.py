@@ -33,6 +33,7 @@ import resource
 import select
 import signal
 import socket
+import time
 import traceback
 from collections.abc import Sequence
 from contextlib import suppress
@@ -223,22 +224,35 @@ def _fork_and_wait(limits: Limits, fds: list[int], sockets: list[socket.socket])
 
 def _wait(pid: int, timeout_s: float) -> dict[str, Any]:
     """Waits for the child at most timeout_s (then kills it); its exit code (-signal) and usage."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        ending = select.poll()
-        ending.register(pidfd, select.POLLIN)
-        ended = bool(ending.poll(timeout_s * 1000))
-        if not ended:
-            os.kill(pid, signal.SIGKILL)
-        _, status, usage = os.wait4(pid, 0)
-    finally:
-        os.close(pidfd)
+    ended = _ended_within(pid, timeout_s)
+    if not ended:
+        os.kill(pid, signal.SIGKILL)
+    _, status, usage = os.wait4(pid, 0)
     return {
         "exit_code": os.waitstatus_to_exitcode(status),
         "timed_out": not ended,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "max_rss_kb": usage.ru_maxrss,
     }
+
+
+def _ended_within(pid: int, timeout_s: float) -> bool:
+    """Whether the child ends within timeout_s (left unreaped): on its pidfd, else polling waitid."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # a kernel or seccomp profile without pidfd_open
+        deadline = time.monotonic() + timeout_s
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+    try:
+        ending = select.poll()
+        ending.register(pidfd, select.POLLIN)
+        return bool(ending.poll(timeout_s * 1000))
+    finally:
+        os.close(pidfd)
 
 
 def _tail(log_fd: int) -> str:
