@@ -1,4 +1,11 @@
-"""Counts a service's history rows; grows its SQLite history to a million rows and times two pages."""
+"""The history's cost: a service's rows counted, its pages timed; each filter timed on either backend.
+
+`make bench` grows a served SQLite history to a million rows and times two pages (page_timings).
+`python -m bench.history [--rows N] [--database-url URL] [--from-revision REV]` fills a fresh
+database (SQLite, or the given PostgreSQL one) with N rows of two model versions over 30 days and
+times a page of each filter as GET /model/history/ reads it (with --from-revision, it fills at that
+revision and times the upgrade to head first). Figures: bench/PROFILE.md, session 10.
+"""
 
 from __future__ import annotations
 
