@@ -18,7 +18,7 @@ KSERVE_VENV ?= .venv-kserve
 BENCH_ARGS ?=
 
 .PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train \
-	notebook bench bench/install bench/refresh bench/monitoring bench/hostile
+	notebook bench bench/install bench/refresh bench/monitoring bench/hostile bench/uploads bench/history
 
 install: $(STAMP)
 
@@ -106,6 +106,15 @@ bench/monitoring: $(STAMP)
 ## bench/hostile: hostile bodies against one worker (memory, health), PostgreSQL stopped 20 s (~2 min)
 bench/hostile: $(STAMP)
 	$(BIN)/python -m bench.hostile
+
+## bench/uploads: model upload latency per format, and issue 27's hostile uploads (status, time, worker growth)
+bench/uploads: $(STAMP)
+	$(BIN)/python -m bench.uploads --hostile
+
+## bench/history: each history filter's page on a 1,000,000-row history, SQLite then PostgreSQL (~2 min)
+bench/history: $(STAMP)
+	$(BIN)/python -m bench.history
+	bash scripts/with_postgres.sh sh -c '$(BIN)/python -m bench.history --database-url "$$TEST_DATABASE_URL"'
 
 ## bench/refresh: how a worker learns the active model (per-call cost, propagation), SQLite then PostgreSQL
 bench/refresh: $(STAMP)

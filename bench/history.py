@@ -1,4 +1,11 @@
-"""Counts a service's history rows; grows its SQLite history to a million rows and times two pages."""
+"""The history's cost: a service's rows counted, its pages timed; each filter timed on either backend.
+
+`make bench` grows a served SQLite history to a million rows and times two pages (page_timings).
+`python -m bench.history [--rows N] [--database-url URL] [--from-revision REV]` fills a fresh
+database (SQLite, or the given PostgreSQL one) with N rows of two model versions over 30 days and
+times a page of each filter as GET /model/history/ reads it (with --from-revision, it fills at that
+revision and times the upgrade to head first). Figures: bench/PROFILE.md, session 10.
+"""
 
 from __future__ import annotations
 
@@ -162,3 +169,169 @@ def page_timings(url: str, db_path: Path, page_size: int = 50, repeat: int = 15)
         deep = timed(http_page(session, url, {"page_size": page_size, "cursor": str(cursor)}), repeat)
     count, first_query, deep_query = query_timings(f"sqlite:///{db_path}", page_size, cursor, repeat)
     return PageTimings(rows, page_size, first, deep, rows - depth, count, first_query, deep_query)
+
+
+# --- `python -m bench.history`: the filters on a large history, in process, on either backend -------
+
+FILTER_SPAN = timedelta(days=30)
+OLD_SHARE = 0.2  # the oldest rows were served by an older model, the rest by the active one
+
+
+def filter_rows(
+    versions: tuple[str, str], total: int, flights: list[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """History rows ending now, evenly over FILTER_SPAN; the oldest OLD_SHARE by the older model."""
+    start = datetime.now(UTC) - FILTER_SPAN
+    step = FILTER_SPAN / total
+    for i, flight in zip(range(total), itertools.cycle(flights), strict=False):
+        yield {
+            "created_at": start + step * i,
+            "request_id": f"bench-history-{i}",
+            "model_version": versions[0] if i < total * OLD_SHARE else versions[1],
+            "input": flight,
+            "arr_delay": 1.0,
+            "latency_ms": 1.0,
+        }
+
+
+def fill_any(db: Database, total: int, flights: list[dict[str, Any]]) -> tuple[str, str]:
+    """Writes `total` rows of two model versions in bulk (SQLite executemany, PostgreSQL COPY)."""
+    from flight_delay.history.database import insert_absent
+    from flight_delay.history.models import ModelVersion, utcnow
+    from flight_delay.history.repository import WRITTEN_COLUMNS, stored_values
+
+    versions = ("a" * 64, "b" * 64)
+    with db.transaction() as session:
+        for version in versions:
+            row = {
+                "version": version,
+                "kind": "bench",
+                "size_bytes": 0,
+                "details": {},
+                "created_at": utcnow(),
+            }
+            insert_absent(session, ModelVersion, row)
+    dialect = db.bound_engine().dialect
+    source = filter_rows(versions, total, flights)
+    next_id = 1
+    while chunk := list(itertools.islice(source, CHUNK)):
+        values = stored_values(chunk, dialect)
+        if dialect.name == "sqlite":
+            with sqlite3.connect(db.sqlite_path(), timeout=60) as connection:
+                connection.execute("PRAGMA synchronous=NORMAL")
+                marks = ", ".join("?" * (len(WRITTEN_COLUMNS) + 1))
+                connection.executemany(
+                    f"INSERT INTO predictions (id, {', '.join(WRITTEN_COLUMNS)}) VALUES ({marks})",  # noqa: S608
+                    [(next_id + i, *row) for i, row in enumerate(values)],
+                )
+        else:
+            copy_rows(db, WRITTEN_COLUMNS, values)
+        next_id += len(chunk)
+    if dialect.name == "postgresql":
+        with db.bound_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE predictions"))  # as autovacuum would after the fill
+    return versions
+
+
+def copy_rows(db: Database, columns: tuple[str, ...], values: list[tuple[Any, ...]]) -> None:
+    """COPY rows into PostgreSQL's history."""
+    raw = db.bound_engine().raw_connection()
+    try:
+        statement = f"COPY predictions ({', '.join(columns)}) FROM STDIN"
+        with raw.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in values:
+                copy.write_row(row)
+        raw.driver_connection.commit()
+    finally:
+        raw.close()
+
+
+def filter_cases(versions: tuple[str, str], total: int) -> dict[str, dict[str, Any]]:
+    """The pages to time: HistoryQuery arguments by name (the active model is versions[1])."""
+    now = datetime.now(UTC)
+    empty_hour = {"since": now - timedelta(days=40), "until": now - timedelta(days=40, hours=-1)}
+    one_day = {"since": now - timedelta(days=15), "until": now - timedelta(days=14)}
+    week = {"since": now - timedelta(days=7)}
+    return {
+        "no filter, first page": {},
+        "no filter, deep page": {"before_id": 1_000},
+        "model_version (active)": {"model_version": versions[1]},
+        "model_version (older)": {"model_version": versions[0]},
+        "empty 1-hour window": empty_hour,
+        "model_version + empty 1-hour window": {"model_version": versions[1], **empty_hour},
+        "model_version + a 1-day window": {"model_version": versions[1], **one_day},
+        "last 7 days": week,
+        "model_version + last 7 days": {"model_version": versions[1], **week},
+        "model_version + last 7 days, page 2": {
+            "model_version": versions[1],
+            "before_id": total - 51,
+            **week,
+        },
+        "request_id": {"request_id": f"bench-history-{total // 2}"},
+    }
+
+
+def filter_timings(
+    db: Database, cases: dict[str, dict[str, Any]], repeat: int
+) -> dict[str, tuple[float, Any]]:
+    """Median seconds of each case's page (as GET /model/history/ reads it), and the total it gave."""
+    found = {}
+    for name, arguments in cases.items():
+
+        def page(arguments: dict[str, Any] = arguments) -> Any:
+            with db.transaction() as session:
+                return find_predictions(session, HistoryQuery(page_size=50, **arguments))
+
+        found[name] = (timed(page, repeat), page().total)
+    return found
+
+
+def filters_main(argv: list[str] | None = None) -> None:
+    """Fills a database (a new SQLite file, or --database-url) and prints each filter's page time."""
+    import argparse
+    import shutil
+    import tempfile
+
+    from flight_delay.history.migrate import upgrade
+
+    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--database-url", help="an empty PostgreSQL database (default: a new SQLite file)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--from-revision", help="fill at this revision, then time the upgrade to head (e.g. 0004)"
+    )
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="flight-delay-bench-history-"))
+    url = args.database_url or f"sqlite:///{work / 'history.db'}"
+    try:
+        upgrade(url, args.from_revision or "head")
+        db = Database().bind(url)
+        flights = [{"carrier": "UA", "dep_delay": float(i % 50), "distance": 1400.0} for i in range(100)]
+        started = time.perf_counter()
+        versions = fill_any(db, args.rows, flights)
+        filled_s = time.perf_counter() - started
+        if args.from_revision:
+            migrated = time.perf_counter()
+            upgrade(url)
+            print(
+                f"upgrade from {args.from_revision} to head on {args.rows:,} rows: "
+                f"{time.perf_counter() - migrated:.1f} s",
+                flush=True,
+            )
+        print(
+            f"history on {db.bound_engine().dialect.name}: {args.rows:,} rows, filled in "
+            f"{filled_s:.0f} s; median of {args.repeat} pages of 50",
+            flush=True,
+        )
+        for name, (seconds, total) in filter_timings(
+            db, filter_cases(versions, args.rows), args.repeat
+        ).items():
+            print(f"  {name:<40} {seconds * 1000:9.1f} ms   total {total}", flush=True)
+        db.dispose()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    filters_main()

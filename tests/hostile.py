@@ -220,3 +220,94 @@ def every_protocol(objects: dict[str, Any], dumps: Callable[..., bytes] = pickle
         for name, obj in objects.items()
         for protocol in range(pickle.HIGHEST_PROTOCOL + 1)
     }
+
+
+# --- issue 27: uploads that passed the allowlist and then crashed, read files or ate memory ---------
+
+
+def null_handle_booster() -> bytes:
+    """A 45-byte pickle of a lightgbm Booster whose handle is null: its first use is a SIGSEGV."""
+    return b"\x80\x02clightgbm.basic\nBooster\n)\x81}X\x07\x00\x00\x00_handleNsb."
+
+
+def aborting_text_model(text: str) -> bytes:
+    """A LightGBM text model with one digit of tree_sizes= changed: LightGBM's parser aborts (SIGABRT)."""
+    start = text.index("tree_sizes=") + len("tree_sizes=")
+    digit = str((int(text[start]) + 1) % 10)
+    return (text[:start] + digit + text[start + 1 :]).encode()
+
+
+def booster_reading(path: Path) -> bytes:
+    """`lightgbm.basic.Booster(None, None, PATH)`: the allowlisted class called with a model file."""
+    encoded = str(path).encode()
+    return (
+        b"\x80\x02clightgbm.basic\nBooster\nNNX"
+        + struct.pack("<I", len(encoded))
+        + encoded
+        + b"\x87R."  # TUPLE3, REDUCE
+    )
+
+
+def function_transformer_reading(path: Path, regressor: Any, columns: list[str]) -> bytes:
+    """A Pipeline whose FunctionTransformer calls lightgbm.basic.Booster(X, model_file=PATH)."""
+    import lightgbm as lgb
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame = pd.DataFrame({name: [1.0, 2.0] for name in columns})
+    reader = FunctionTransformer().fit(frame)
+    reader.func, reader.kw_args = lgb.Booster, {"model_file": str(path)}
+    return pickle.dumps(Pipeline([("read", reader), ("model", regressor)]))
+
+
+def object_arrays(count: int = 5, elements: int = 50_000_000) -> bytes:
+    """`count` object arrays of `elements` each, in a few dozen bytes (each under a per-array limit)."""
+    array = b"h\x00(J" + struct.pack("<i", elements) + b"\x85U\x01OtR"  # ndarray((elements,), "O")
+    return b"\x80\x02cnumpy\nndarray\nq\x00(" + array * count + b"l."
+
+
+def subarray_dtype_array(elements: int = 50_000_000) -> bytes:
+    """numpy.ndarray((5,), "(N,)f8"): five elements whose dtype is itself an array of N floats."""
+    spec = f"({elements},)f8".encode()
+    return b"\x80\x02cnumpy\nndarray\n(K\x05\x85U" + bytes([len(spec)]) + spec + b"tR."
+
+
+def bundle_with_metrics(bundle: bytes, metrics: Any) -> bytes:
+    """A valid .lgbm.json bundle whose metrics are replaced."""
+    import json
+
+    return json.dumps({**json.loads(bundle), "metrics": metrics}).encode()
+
+
+ISSUE_27 = (
+    "SIGSEGV pickle (null Booster handle)",
+    "SIGABRT text model (tree_sizes digit)",
+    "Booster(None, None, PATH)",
+    "Booster(None, None, /dev/zero)",
+    "FunctionTransformer(Booster, model_file=PATH)",
+    "five 50M-element object arrays",
+    "subarray dtype (5 x 50M floats)",
+    'bundle with metrics {"bases": 1}',
+)
+
+
+def issue_27_reproductions(work: Path) -> dict[str, bytes]:
+    """Each hostile upload issue 27 reproduced (a worker crashed, read the disk or grew by GiBs)."""
+    from flight_delay.artifact import to_bundle
+    from tests.factories import tiny_model, tiny_regressor
+
+    columns = ["dep_delay", "distance"]
+    regressor = tiny_regressor(columns)
+    secret = work / "secret.txt"
+    secret.write_text("not a model\n")
+    uploads = (
+        null_handle_booster(),
+        aborting_text_model(regressor.booster_.model_to_string()),
+        booster_reading(secret),
+        booster_reading(Path("/dev/zero")),
+        function_transformer_reading(secret, regressor, columns),
+        object_arrays(),
+        subarray_dtype_array(),
+        bundle_with_metrics(to_bundle(tiny_model(0)), {"bases": 1}),
+    )
+    return dict(zip(ISSUE_27, uploads, strict=True))

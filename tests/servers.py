@@ -19,6 +19,7 @@ import requests
 from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN
 
 HOST_WRITER_MODULE = "flight_delay.history.host_writer"
+SANDBOX_MODULE = "flight_delay.serving.sandbox_server"
 
 
 def free_port() -> int:
@@ -41,12 +42,16 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
     def worker_pids(self) -> set[int]:
-        """Lists the gunicorn workers: the children of the master (the process started) but the writer."""
-        return child_pids(self.process.pid) - self.writer_pids()
+        """Lists the gunicorn workers: the master's children (of the process started) but its helpers."""
+        return child_pids(self.process.pid) - self.writer_pids() - self.sandbox_pids()
 
     def writer_pids(self) -> set[int]:
         """Lists the host's history writer: the master's child running host_writer."""
         return {pid for pid in child_pids(self.process.pid) if HOST_WRITER_MODULE in command_line(pid)}
+
+    def sandbox_pids(self) -> set[int]:
+        """Lists the model sandbox process: the master's child running sandbox_server."""
+        return {pid for pid in child_pids(self.process.pid) if SANDBOX_MODULE in command_line(pid)}
 
 
 def command_line(pid: int) -> str:

@@ -123,10 +123,13 @@ def test_the_admin_token_is_needed_when_set(loaded_client: FlaskClient, served: 
     assert wrong.get_json()["code"] == "unauthorized"
 
 
-def test_production_without_a_token_refuses_actuals(app_config: dict[str, Any], model_files: Any) -> None:
+@pytest.mark.parametrize("environment", ["production", "testing"])
+def test_outside_development_without_a_token_actuals_are_refused(
+    app_config: dict[str, Any], model_files: Any, environment: str
+) -> None:
     from flight_delay.api import create_app
 
-    config = {**app_config, "ENV": "production", "ML_API_ADMIN_TOKEN": None, "ML_API_ALLOW_UPLOAD": False}
+    config = {**app_config, "ENV": environment, "ML_API_ADMIN_TOKEN": None, "ML_API_ALLOW_UPLOAD": False}
     client = create_app(config).test_client()
 
     response = post_actuals(client, [{"history_id": 1, "arr_delay": 3}], headers={})
@@ -142,7 +145,7 @@ def test_no_token_configured_in_development_lets_actuals_in(
     from flight_delay.api import create_app
     from tests.conftest import upload
 
-    client = create_app({**app_config, "ML_API_ADMIN_TOKEN": None}).test_client()
+    client = create_app({**app_config, "ENV": "development", "ML_API_ADMIN_TOKEN": None}).test_client()
     assert upload(client, model_files(0)).status_code == 201
     [prediction] = serve(client, [minimal_flight()])
 

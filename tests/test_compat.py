@@ -12,6 +12,7 @@ import ctypes
 import importlib
 import inspect
 import pickle
+import pickletools
 import pkgutil
 import sys
 import tomllib
@@ -126,7 +127,7 @@ def test_the_python_minor_version_is_pinned() -> None:
     assert not specifier.contains(next_minor(running)), "requires-python must pin one minor version"
 
 
-# --- LightGBM: _LIB, _safe_call, Booster._handle, LightGBMError
+# --- LightGBM: _LIB, _safe_call, Booster._handle, LightGBMError, a pickled Booster's state
 
 
 def test_lightgbm_library_has_the_c_functions_we_call() -> None:
@@ -157,6 +158,16 @@ def test_lightgbm_booster_handle_is_its_c_booster() -> None:
         lightgbm_internals.LIB.LGBM_BoosterGetNumFeature(handle, ctypes.byref(features))
     )
     assert features.value == booster.num_feature()
+
+
+def test_lightgbm_pickled_booster_state_holds_its_text_model_under_the_keys_we_read() -> None:
+    booster = tiny_model(seed=3).booster
+    state = booster.__getstate__()
+    first, second = lightgbm_internals.BOOSTER_STATE_MODEL_KEYS
+    assert isinstance(state.get(first), str), f"Booster.__getstate__ no longer holds the model as {first}"
+    assert state[first].startswith("tree\n")
+    source = inspect.getsource(lgb.Booster.__setstate__)
+    assert f'state.get("{first}", state.get("{second}"' in source, "Booster.__setstate__ reads other keys"
 
 
 def test_lightgbm_single_row_api_predicts_as_booster_predict() -> None:
@@ -432,6 +443,17 @@ def test_numpy_core_is_where_numpy_1_core_went() -> None:
 # --- scikit-learn: where its classes are defined
 
 
+def test_sklearn_function_transformer_keeps_its_functions_as_its_constructor_names_them() -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    assert f"{FunctionTransformer.__module__}.{FunctionTransformer.__qualname__}" == (
+        sklearn_internals.FUNCTION_TRANSFORMER
+    )
+    state = FunctionTransformer(func=abs, inverse_func=abs).__getstate__()
+    assert state["func"] is abs, "FunctionTransformer's state no longer holds func"
+    assert state["inverse_func"] is abs, "FunctionTransformer's state no longer holds inverse_func"
+
+
 @pytest.mark.parametrize("qualified", sorted(sklearn_internals.PICKLED_CLASSES))
 def test_sklearn_classes_are_defined_where_the_allowlist_says(qualified: str) -> None:
     cls = resolve(qualified)
@@ -461,23 +483,66 @@ def test_pickle_has_a_pure_python_unpickler_with_a_dispatch_table_and_a_dict_mem
     assert isinstance(unpickler(pickle.io.BytesIO(b".")).memo, dict)
 
 
-def test_pickle_build_finds_the_object_and_its_state_atop_the_stack() -> None:
-    seen: list[tuple[Any, Any]] = []
+class Recording(python_internals.HookedUnpickler):
+    """Records what each hook is shown."""
 
-    class Recording(python_internals.PurePythonUnpickler):
-        dispatch = dict(python_internals.PurePythonUnpickler.dispatch)
+    def __init__(self, data: bytes) -> None:
+        super().__init__(pickle.io.BytesIO(data))
+        self.opcodes, self.calls, self.builds = 0, [], []
 
-        def load_build(self) -> None:
-            seen.append((self.stack[-2], self.stack[-1]))
-            super().load_build()
+    def on_opcode(self) -> None:
+        self.opcodes += 1
 
-        dispatch[pickle.BUILD[0]] = load_build
+    def on_call(self, func: Any, args: Any) -> None:
+        self.calls.append((func, tuple(args)))
 
-    loaded = Recording(pickle.io.BytesIO(pickle.dumps(Point(7), protocol=2))).load()
+    def on_build(self, target: Any, state: Any) -> None:
+        self.builds.append((target, state))
+
+
+def test_hooked_unpickler_shows_build_its_target_and_state() -> None:
+    recording = Recording(pickle.dumps(Point(7), protocol=2))
+    loaded = recording.load()
     assert loaded.x == 7
-    assert len(seen) == 1
-    assert isinstance(seen[0][0], Point), "BUILD's target is no longer second from the top of the stack"
-    assert seen[0][1] == {"x": 7}, "BUILD's state is no longer on top of the stack"
+    assert len(recording.builds) == 1
+    assert isinstance(recording.builds[0][0], Point), (
+        "BUILD's target is no longer second from the top of the stack"
+    )
+    assert recording.builds[0][1] == {"x": 7}, "BUILD's state is no longer on top of the stack"
+
+
+def test_hooked_unpickler_runs_on_opcode_before_every_opcode() -> None:
+    data = pickle.dumps([1, 2, 3], protocol=2)
+    recording = Recording(data)
+    recording.load()
+    assert recording.opcodes == len(list(pickletools.genops(data))), (
+        "the dispatch table is not the one we wrap"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "func", "args"),
+    [
+        (b"cbuiltins\nfrozenset\n(]K\x01atR.", frozenset, ([1],)),  # REDUCE
+        (b"(cbuiltins\nslice\nK\x01K\x02o.", slice, (1, 2)),  # OBJ
+        (b"(K\x01K\x02ibuiltins\nslice\n.", slice, (1, 2)),  # INST
+    ],
+    ids=["REDUCE", "OBJ", "INST"],
+)
+def test_hooked_unpickler_shows_each_call_before_making_it(data: bytes, func: Any, args: tuple) -> None:
+    recording = Recording(data)
+    loaded = recording.load()
+    assert recording.calls == [(func, args)], "REDUCE's callable and arguments moved on the stack"
+    assert loaded == func(*args)
+
+
+def test_a_hook_that_raises_stops_the_call() -> None:
+    class Refusing(python_internals.HookedUnpickler):
+        def on_call(self, func: Any, args: Any) -> None:
+            raise PermissionError(func)
+
+    with pytest.raises(PermissionError):
+        Refusing(pickle.io.BytesIO(b"cbuiltins\nfrozenset\n(]K\x01atR.")).load()
 
 
 def test_pickle_names_copyreg_reconstructor_and_codecs_encode() -> None:

@@ -19,7 +19,7 @@ from flight_delay.features import (
     ContractShape,
     FeatureContract,
 )
-from flight_delay.serving.loader import check_artifact
+from flight_delay.serving.loader import read_model
 from tests.conftest import upload
 from tests.factories import tiny_model
 
@@ -55,16 +55,16 @@ def test_the_stored_version_1_contract_is_what_training_writes() -> None:
 
 
 def test_a_version_1_bundle_keeps_loading_and_scoring() -> None:
-    checked = check_artifact(V1_BUNDLE.read_bytes())
-    assert checked.model.describe()["contract"] == json.loads(V1_BUNDLE.read_bytes())["contract"]
-    assert checked.model.input_fields == INPUT_FIELDS
-    assert checked.model.predict([REFERENCE_FLIGHT]).tolist() == pytest.approx([V1_REFERENCE_SCORE], abs=1e-9)
+    checked = read_model(V1_BUNDLE.read_bytes())
+    assert checked.describe()["contract"] == json.loads(V1_BUNDLE.read_bytes())["contract"]
+    assert checked.input_fields == INPUT_FIELDS
+    assert checked.predict([REFERENCE_FLIGHT]).tolist() == pytest.approx([V1_REFERENCE_SCORE], abs=1e-9)
 
 
 def test_a_pickled_version_1_model_keeps_loading_and_scoring() -> None:
     pickled = cloudpickle.dumps(from_bundle(V1_BUNDLE.read_bytes()))
-    checked = check_artifact(pickled)
-    assert checked.model.predict([REFERENCE_FLIGHT]).tolist() == pytest.approx([V1_REFERENCE_SCORE], abs=1e-9)
+    checked = read_model(pickled)
+    assert checked.predict([REFERENCE_FLIGHT]).tolist() == pytest.approx([V1_REFERENCE_SCORE], abs=1e-9)
 
 
 def test_the_api_serves_a_version_1_model(client: FlaskClient, tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_the_api_serves_a_version_1_model(client: FlaskClient, tmp_path: Path) -
 @pytest.mark.parametrize("version", [0, 3, 99, "1", None, True, [1]])
 def test_an_unknown_version_is_refused_clearly(version: Any) -> None:
     with pytest.raises(InvalidArtifact) as refused:
-        check_artifact(stored_bundle(version=version))
+        read_model(stored_bundle(version=version))
     assert f"contract version {version!r} is unknown: this code reads versions 1, 2" in str(refused.value)
 
 
@@ -131,11 +131,11 @@ def test_a_model_pickled_before_contract_ranges_existed_still_loads() -> None:
     object.__delattr__(model.contract, "ranges")  # as an older release pickled it
     del model.before_departure, model.residual  # likewise: one booster, arr_delay directly
 
-    checked = check_artifact(cloudpickle.dumps(model))
+    checked = read_model(cloudpickle.dumps(model))
 
-    assert checked.model.model.contract.ranges == {}
-    assert checked.model.model.before_departure is None
+    assert checked.model.contract.ranges == {}
+    assert checked.model.before_departure is None
     assert (
-        checked.model.predict([REFERENCE_FLIGHT])[0]
+        checked.predict([REFERENCE_FLIGHT])[0]
         == model.booster.predict(model.contract.encode_flights([REFERENCE_FLIGHT]))[0]
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from flask.testing import FlaskClient
@@ -25,7 +26,14 @@ def predict_n(client: FlaskClient, count: int) -> list[int]:
 def test_empty_history(client: FlaskClient) -> None:
     body = client.get("/model/history/").get_json()
 
-    assert body == {"items": [], "total": 0, "page_size": 50, "next_cursor": None, "next": None}
+    assert body == {
+        "items": [],
+        "total": 0,
+        "total_capped": False,
+        "page_size": 50,
+        "next_cursor": None,
+        "next": None,
+    }
 
 
 def test_pages_walk_the_whole_history_newest_first(loaded_client: FlaskClient) -> None:
@@ -132,3 +140,105 @@ def test_the_largest_cursor_is_accepted(loaded_client: FlaskClient) -> None:
     response = loaded_client.get("/model/history/?cursor=9223372036854775807")
 
     assert response.status_code == 200
+
+
+# --- newest first by time, whatever the ids; totals counted up to a cap --------------------------
+
+
+def write_rows(app_config: dict, version: str, times: list[datetime], request_id: str = "r") -> list[int]:
+    """Writes history rows straight into the database (times as given, ids as the database hands out)."""
+    from flight_delay.history.database import Database
+    from flight_delay.history.repository import insert_predictions
+
+    db = Database().bind(app_config["DATABASE_URL"])
+    rows = [
+        {
+            "created_at": at,
+            "request_id": request_id,
+            "model_version": version,
+            "input": minimal_flight(),
+            "arr_delay": 1.0,
+            "latency_ms": 1.0,
+        }
+        for at in times
+    ]
+    try:
+        return insert_predictions(db, rows)
+    finally:
+        db.dispose()
+
+
+def walk(client: FlaskClient, url: str) -> list[int]:
+    """Follows `next` from url to the last page; returns the ids in the order listed."""
+    seen = []
+    while url:
+        body = client.get(url).get_json()
+        seen.extend(item["id"] for item in body["items"])
+        url = body["next"]
+    return seen
+
+
+def test_pages_list_by_time_then_id_and_walk_every_row_once(
+    loaded_client: FlaskClient, app_config: dict
+) -> None:
+    version = loaded_client.get("/model/").get_json()["version"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    # A row committed after a later-stamped one (a slow request), and a batch sharing one time.
+    times = [start + timedelta(seconds=s) for s in (5, 3, 9, 7, 7, 7, 1)]
+    ids = write_rows(app_config, version, times)
+    expected = [i for _, i in sorted(zip(times, ids, strict=True), reverse=True)]
+
+    assert walk(loaded_client, "/model/history/?page_size=2") == expected
+    assert walk(loaded_client, f"/model/history/?page_size=3&model_version={version}") == expected
+    since, until = start + timedelta(seconds=3), start + timedelta(seconds=9)
+    window = urlencode({"page_size": 2, "since": since.isoformat(), "until": until.isoformat()})
+    in_window = [i for at, i in sorted(zip(times, ids, strict=True), reverse=True) if since <= at < until]
+    assert walk(loaded_client, f"/model/history/?{window}") == in_window
+
+
+def test_a_cursor_naming_no_row_lists_what_lies_below_its_id(
+    loaded_client: FlaskClient, app_config: dict
+) -> None:
+    version = loaded_client.get("/model/").get_json()["version"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = write_rows(app_config, version, [start + timedelta(seconds=s) for s in range(4)])
+
+    listed = loaded_client.get(f"/model/history/?cursor={ids[-1] + 1000}").get_json()["items"]
+    below = loaded_client.get(f"/model/history/?cursor={ids[2]}").get_json()["items"]
+    nothing = loaded_client.get(f"/model/history/?cursor={ids[0]}").get_json()["items"]
+
+    assert [item["id"] for item in listed] == list(reversed(ids))
+    assert [item["id"] for item in below] == [ids[1], ids[0]]
+    assert nothing == []
+
+
+def test_the_total_is_counted_up_to_the_cap(loaded_client: FlaskClient, app_config: dict) -> None:
+    from flight_delay.history.repository import TOTAL_CAP
+
+    version = loaded_client.get("/model/").get_json()["version"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    write_rows(app_config, version, [start + timedelta(milliseconds=i) for i in range(TOTAL_CAP + 1)])
+    write_rows(app_config, version, [start - timedelta(days=1)], request_id="old")
+
+    everything = loaded_client.get("/model/history/?page_size=1").get_json()
+    deep = loaded_client.get(f"/model/history/?page_size=1&cursor={everything['next_cursor']}").get_json()
+    one = loaded_client.get("/model/history/?request_id=old").get_json()
+    until = urlencode({"until": (start + timedelta(seconds=5)).isoformat()})
+    exactly = loaded_client.get(f"/model/history/?{until}").get_json()
+
+    assert (everything["total"], everything["total_capped"]) == (TOTAL_CAP, True)
+    assert (deep["total"], deep["total_capped"]) == (TOTAL_CAP, True)
+    assert (one["total"], one["total_capped"]) == (1, False)
+    assert (exactly["total"], exactly["total_capped"]) == (5001, False)
+
+
+def test_the_openapi_document_says_the_order_and_the_cap(client: FlaskClient) -> None:
+    from flight_delay.history.repository import TOTAL_CAP
+
+    operation = client.get("/openapi.json").get_json()["paths"]["/model/history/"]["get"]
+    page = client.get("/openapi.json").get_json()["components"]["schemas"]["HistoryPage"]["properties"]
+
+    assert "Newest first by the time it was recorded" in " ".join(operation["description"].split())
+    assert f"{TOTAL_CAP:,}" in operation["description"]
+    assert f"{TOTAL_CAP:,}" in page["total"]["description"]
+    assert page["total_capped"]["type"] == "boolean"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from flight_delay.api import create_app
+from flight_delay.artifact import BUNDLE_FORMAT
 from tests.conftest import upload
 from tests.factories import (
     ADMIN_HEADERS,
@@ -57,7 +59,10 @@ def test_multipart_upload_is_stored_and_activated(
     assert set(info["metrics"]) == {"test", "baselines", "bases"}
     for moment in (info["created_at"], info["loaded_at"]):
         assert datetime.fromisoformat(moment).utcoffset() == timedelta(0)
-    assert (app_config["MODEL_STORE_DIR"] / version).read_bytes() == path.read_bytes()
+    # Cached: the native form the sandbox wrote of the pickle (a pickle-free bundle), under its sha256.
+    [cached] = app_config["MODEL_STORE_DIR"].iterdir()
+    assert cached.name == hashlib.sha256(cached.read_bytes()).hexdigest() != version
+    assert json.loads(cached.read_bytes())["format"] == BUNDLE_FORMAT
     assert client.get("/model/").get_json() == info
 
 

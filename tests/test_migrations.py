@@ -41,7 +41,11 @@ def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     upgrade(database_url)
     at_head = schema(database_url)
     assert at_head["tables"] == TABLES
-    assert {"ix_predictions_created_at", "ix_predictions_model_version_id"} <= at_head["indexes"]
+    assert {
+        "ix_predictions_created_at_id",
+        "ix_predictions_model_version_created_at_id",
+        "ix_predictions_request_id_created_at_id",
+    } <= at_head["indexes"]
 
     downgrade(database_url, "base")
     assert schema(database_url) == {"tables": {"alembic_version"}, "indexes": set(), "sequences": set()}

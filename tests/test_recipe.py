@@ -39,10 +39,10 @@ data = Path(tempfile.mkdtemp())
 url = f"sqlite:///{data / 'db.sqlite'}"
 upgrade(url)
 app = create_app({"ENV": "testing", "DATA_DIR": data, "DATABASE_URL": url, "MODEL_STORE_DIR": data / "m",
-                  "DEFAULT_MODEL_PATH": data / "absent.pkl", "ML_API_ADMIN_TOKEN": "t"})
+                  "DEFAULT_MODEL_PATH": data / "absent.pkl", "ML_API_ADMIN_TOKEN": "t" * 16})
 client = app.test_client()
 bundle = io.BytesIO(Path(sys.argv[1]).read_bytes())
-admin = {"Authorization": "Bearer t"}
+admin = {"Authorization": "Bearer " + "t" * 16}
 loaded = client.post("/model/load/", data={"file": (bundle, "old.lgbm.json")}, headers=admin)
 answers = [client.post("/model/predict/", json=body) for body in (
     {**REFERENCE_FLIGHT, "gate": "C12"}, REFERENCE_FLIGHT, {**REFERENCE_FLIGHT, "gate": "gate 12"})]

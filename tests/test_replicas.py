@@ -45,6 +45,18 @@ def row_counts(database_url: str) -> dict[str, int]:
         engine.dispose()
 
 
+def native_of(database_url: str, version: str) -> str:
+    """The sha256 of the native form the model sandbox wrote of a version (what workers load)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(
+                select(ModelVersion.native_sha256).where(ModelVersion.version == version)
+            )
+    finally:
+        engine.dispose()
+
+
 def wait_until(condition: Callable[[], Any], timeout: float) -> float:
     """Polls condition until true; returns the seconds it took, or fails after timeout."""
     started = time.monotonic()
@@ -66,7 +78,8 @@ def test_replicas_started_at_once_on_a_fresh_database_all_come_up_with_one_start
             assert ready.status_code == 200, ready.text
             assert ready.json()["model_version"] == version
 
-    assert row_counts(database_url) == {"model_versions": 1, "model_artifacts": 1, "model_activations": 1}
+    # One version; its artifacts: the upload and the native form the model sandbox wrote of it.
+    assert row_counts(database_url) == {"model_versions": 1, "model_artifacts": 2, "model_activations": 1}
 
 
 def test_a_model_uploaded_to_one_replica_is_served_by_all_and_readiness_follows(
@@ -88,8 +101,8 @@ def test_a_model_uploaded_to_one_replica_is_served_by_all_and_readiness_follows(
             answer = requests.post(f"{server.url}/model/predict/", json=minimal_flight(), timeout=10)
             assert answer.status_code == 200, answer.text
             assert answer.json()["model_version"] == version
-            # Each replica fetched the bytes from the database into its own cache, none shared.
-            assert (tmp_path / f"replica-{number}" / "models" / version).is_file()
+            # Each replica fetched the native form from the database into its own cache, none shared.
+            assert (tmp_path / f"replica-{number}" / "models" / native_of(database_url, version)).is_file()
 
 
 def test_a_replica_killed_under_load_loses_no_answered_prediction(

@@ -94,10 +94,13 @@ def test_upload_can_be_switched_off(app_config: dict, artifact: bytes) -> None:
     assert active_version(client) is None
 
 
+@pytest.mark.parametrize("environment", ["production", "testing"])
 @pytest.mark.parametrize("token", [None, "short"])
-def test_production_refuses_to_start_with_open_upload(app_config: dict, token: str | None) -> None:
+def test_every_environment_but_development_refuses_to_start_with_open_upload(
+    app_config: dict, token: str | None, environment: str
+) -> None:
     with pytest.raises(UnsafeConfiguration, match="ML_API_ADMIN_TOKEN"):
-        create_app({**app_config, "ENV": "production", "ML_API_ADMIN_TOKEN": token})
+        create_app({**app_config, "ENV": environment, "ML_API_ADMIN_TOKEN": token})
 
 
 def test_production_starts_with_a_token_or_with_upload_off(app_config: dict) -> None:
@@ -121,15 +124,18 @@ def test_development_without_token_is_open_and_says_so(
     assert post_model(client, artifact).status_code == 201
 
 
-def test_serve_command_exits_with_the_reason_in_production_without_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize("environment", ["production", "testing"])
+def test_serve_command_exits_with_the_reason_outside_development_without_token(
+    tmp_path: Path, environment: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ML_API_", "FLIGHT_DELAY_"))}
-    env |= {"DATA_DIR": str(tmp_path), "FLIGHT_DELAY_ENV": "production", "ML_API_PORT": "1"}
+    env |= {"DATA_DIR": str(tmp_path), "FLIGHT_DELAY_ENV": environment, "ML_API_PORT": "1"}
     command = [str(Path(sys.executable).parent / "flight-delay"), "serve"]
 
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
     assert finished.returncode == 1
-    assert "Refusing to start" in finished.stderr
+    assert f"Refusing to start ({environment})" in finished.stderr
     assert not (tmp_path / "flight_delay.db").exists()  # refused before touching anything
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from flight_delay.features import FeatureContract
 from flight_delay.files import write_atomically
+from flight_delay.model_metadata import check_metadata
 
 ARTIFACT_FORMAT = "flight-delay/lightgbm"
 # The pickle-free form: LightGBM's own text model with the contract and metadata as JSON.
@@ -127,7 +128,10 @@ def plain_metadata(value: Any, where: str) -> Any:
 
 
 def checked_model(model: FlightDelayModel) -> FlightDelayModel:
-    """Rebuilds a model read from a file from its validated parts; raises ValueError naming the fault."""
+    """Rebuilds a model read from a file from its validated parts; raises ValueError naming the fault.
+
+    A fault in its metadata is an InvalidMetadata (a ValueError) whose `errors` name each field.
+    """
     if not isinstance(model.booster, lgb.Booster) or not isinstance(model.contract, FeatureContract):
         raise ValueError("the artifact must hold a lightgbm.Booster and a FeatureContract")
     try:
@@ -140,7 +144,7 @@ def checked_model(model: FlightDelayModel) -> FlightDelayModel:
             raise ValueError(f"the boosters' features must be the contract's {list(contract.feature_names)}")
     if model.format != ARTIFACT_FORMAT:
         raise ValueError(f"the artifact format must be {ARTIFACT_FORMAT!r}")
-    return FlightDelayModel(
+    checked = FlightDelayModel(
         booster=model.booster,
         contract=contract,
         metrics=plain_metadata(model.metrics, "metrics") or {},
@@ -149,6 +153,9 @@ def checked_model(model: FlightDelayModel) -> FlightDelayModel:
         before_departure=_checked_booster(before),
         residual=getattr(model, "residual", False) is True,
     )
+    # What GET /model/, its card and monitoring read, against their schemas (InvalidMetadata names it).
+    check_metadata(checked.metrics, checked.training, checked.profile, contract.input_fields)
+    return checked
 
 
 def _checked_booster(booster: Any) -> lgb.Booster | None:

@@ -169,16 +169,16 @@ def load(artifact: Path) -> None:
 def card(artifact: Path, out: Path | None) -> None:
     """Writes a model file's card in Markdown (what GET /model/card serves for the active model)."""
     from flight_delay.card import model_card
-    from flight_delay.serving.loader import artifact_version, check_artifact
+    from flight_delay.serving.loader import artifact_version, load_native
+    from flight_delay.serving.registry import sandbox_of
 
     data = artifact.read_bytes()
-    try:
-        checked = check_artifact(data)
+    try:  # read in the model sandbox, as an upload is; described from the native form it wrote
+        sandboxed = sandbox_of(load_config()).check(data)
+        model = load_native(sandboxed.native, sandboxed.kind)
     except FlightDelayError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
-    text = model_card(
-        {**checked.model.describe(), "kind": checked.model.kind, "version": artifact_version(data)}
-    )
+    text = model_card({**model.describe(), "kind": model.kind, "version": artifact_version(data)})
     if out is None:
         click.echo(text, nl=False)
     else:

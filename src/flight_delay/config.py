@@ -53,6 +53,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         **_database_settings(env),
         **_service_settings(env),
         **_monitoring_settings(env),
+        **_sandbox_settings(env),
     }
     config.update(overrides)
     _check(config)
@@ -140,6 +141,16 @@ def _monitoring_settings(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _sandbox_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """What the child checking an upload may use (serving/sandbox.py): memory, CPU time, wall-clock time."""
+    return {
+        # Address space the check may add to its process (which starts with the libraries loaded).
+        "MODEL_SANDBOX_MEMORY_MB": _int(env, "MODEL_SANDBOX_MEMORY_MB", 1024),
+        "MODEL_SANDBOX_CPU_S": _int(env, "MODEL_SANDBOX_CPU_S", 20),
+        "MODEL_SANDBOX_TIMEOUT_S": _float(env, "MODEL_SANDBOX_TIMEOUT_S", 30.0),
+    }
+
+
 def _check(config: Mapping[str, Any]) -> None:
     """Refuses values the service cannot run with, naming the variable (overrides included)."""
     if config["ENV"] not in ENVIRONMENTS:
@@ -158,9 +169,17 @@ def _check(config: Mapping[str, Any]) -> None:
             raise ValueError(f"{name} must be above 0")
     if not config["MONITORING_PSI_THRESHOLD"] > 0:
         raise ValueError("MONITORING_PSI_THRESHOLD must be above 0")
-    for name in ("ML_API_BODY_TIMEOUT_S", "ML_API_MAX_CONCURRENT", "ML_API_LARGE_CONCURRENT"):
+    for name in (
+        "ML_API_BODY_TIMEOUT_S",
+        "ML_API_MAX_CONCURRENT",
+        "ML_API_LARGE_CONCURRENT",
+        "MODEL_SANDBOX_MEMORY_MB",
+        "MODEL_SANDBOX_CPU_S",
+    ):
         if config[name] < 1:
             raise ValueError(f"{name} must be 1 or more")
+    if not config["MODEL_SANDBOX_TIMEOUT_S"] > 0:
+        raise ValueError("MODEL_SANDBOX_TIMEOUT_S must be above 0")
     largest = max(config.get("MAX_CONTENT_LENGTH") or 0, config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES)
     if config["ML_API_BODY_BUDGET_BYTES"] < largest:
         raise ValueError(f"ML_API_BODY_BUDGET_BYTES must hold the largest body allowed ({largest} bytes)")

@@ -81,6 +81,21 @@ class UnusableModel(FlightDelayError):
     code = "unusable_model"
 
 
+class ModelCheckFailed(FlightDelayError):
+    """The sandbox checking an upload crashed, ran out of time or hit a resource limit: nothing loads."""
+
+    status = 422
+    code = "model_check_failed"
+
+
+class ModelCheckUnavailable(FlightDelayError):
+    """The model sandbox cannot be reached now (starting, restarting, busy): the upload may be retried."""
+
+    status = 503
+    code = "model_check_unavailable"
+    headers = {"Retry-After": "5"}
+
+
 class NotReady(FlightDelayError):
     """This replica cannot serve a prediction now: no model, a failing model, or no database writes."""
 

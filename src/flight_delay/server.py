@@ -18,7 +18,8 @@ from flight_delay.errors import DatabaseNotMigrated
 from flight_delay.history.database import Database, engine_options, sqlite_file
 from flight_delay.history.host_writer import HostWriterProcess
 from flight_delay.history.migrate import pending_revision, startup_lock, upgrade
-from flight_delay.serving.registry import ModelRegistry
+from flight_delay.serving.registry import ModelRegistry, sandbox_of
+from flight_delay.serving.sandbox import SandboxProcess
 
 if TYPE_CHECKING:
     from flight_delay.transport.http import Asgi
@@ -43,9 +44,15 @@ class FlightDelayWorker(UvicornWorker):
 class GunicornServer(BaseApplication):
     """A gunicorn application whose workers each build the app with create_app after forking."""
 
-    def __init__(self, config: dict[str, Any], history_writer: HostWriterProcess | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        history_writer: HostWriterProcess | None = None,
+        sandbox: SandboxProcess | None = None,
+    ) -> None:
         self.app_config = config
         self.history_writer = history_writer
+        self.sandbox = sandbox
         super().__init__()
 
     def run(self) -> None:
@@ -53,9 +60,11 @@ class GunicornServer(BaseApplication):
         run_arbiter(self)
 
     def arbiter_turn(self) -> None:
-        """Restarts the host's history writer if it died (the arbiter's children are its to reap)."""
+        """Restarts the history writer and the model sandbox if they died (the arbiter reaps its children)."""
         if self.history_writer is not None:
             self.history_writer.ensure_running()
+        if self.sandbox is not None:
+            self.sandbox.ensure_running()
 
     def load_config(self) -> None:
         """Applies bind address, workers, worker class and timeouts from our configuration."""
@@ -110,7 +119,9 @@ def open_registry(config: dict[str, Any]) -> Iterator[ModelRegistry]:
     ensure_schema(config)
     db = Database().bind(config["DATABASE_URL"], **engine_options(config))
     try:
-        yield ModelRegistry().configure(config["MODEL_STORE_DIR"], db, config["MODEL_REFRESH_MS"])
+        yield ModelRegistry().configure(
+            config["MODEL_STORE_DIR"], db, config["MODEL_REFRESH_MS"], sandbox_of(config)
+        )
     finally:
         db.dispose()
 
@@ -132,15 +143,20 @@ def start_history_writer(config: dict[str, Any]) -> HostWriterProcess | None:
 
 
 def serve(config: dict[str, Any]) -> None:
-    """Prepares the database and model once, then runs gunicorn (which forks the workers)."""
+    """Starts the model sandbox, prepares the database and model once, then runs gunicorn's workers."""
     check_upload_policy(config)
-    version = prepare(config)
-    log.info("active model at start: %s", version or "none (load one with POST /model/load/)")
-    history_writer = start_history_writer(config)
-    if history_writer is not None:
-        config = {**config, "HISTORY_WRITER_SOCKET": history_writer.socket_path}
+    sandbox = SandboxProcess(config["LOG_LEVEL"])
+    sandbox.start()  # it warms up while the database is prepared; the workers check uploads through it
+    config = {**config, "MODEL_SANDBOX_SOCKET": sandbox.socket_path}
+    history_writer = None
     try:
-        GunicornServer(config, history_writer).run()
+        version = prepare(config)
+        log.info("active model at start: %s", version or "none (load one with POST /model/load/)")
+        history_writer = start_history_writer(config)
+        if history_writer is not None:
+            config = {**config, "HISTORY_WRITER_SOCKET": history_writer.socket_path}
+        GunicornServer(config, history_writer, sandbox).run()
     finally:
         if history_writer is not None:
             history_writer.stop()
+        sandbox.stop()

@@ -23,7 +23,7 @@ from flight_delay.monitoring.report import MonitoringService
 from flight_delay.serving.dataplane import DataPlane
 from flight_delay.serving.health import HealthChecks
 from flight_delay.serving.predictions import PredictionService
-from flight_delay.serving.registry import ModelRegistry
+from flight_delay.serving.registry import ModelRegistry, sandbox_of
 
 EXTENSION = "flight_delay"
 
@@ -46,7 +46,9 @@ class Services:
 def build_services(config: Mapping[str, Any]) -> Services:
     """Builds the services over the configured database (migrated already: serve or tests did it)."""
     db = Database().bind(config["DATABASE_URL"], **engine_options(config))
-    registry = ModelRegistry().configure(Path(config["MODEL_STORE_DIR"]), db, config["MODEL_REFRESH_MS"])
+    registry = ModelRegistry().configure(
+        Path(config["MODEL_STORE_DIR"]), db, config["MODEL_REFRESH_MS"], sandbox_of(config)
+    )
     writer = history_writer(config, db)
     scorer = PredictionService(config["ML_API_STRICT_INPUTS"])
     dataplane = DataPlane(registry, scorer, writer, config["HISTORY_WRITE_TIMEOUT_S"])

@@ -86,8 +86,8 @@ def test_train_writes_an_artifact_and_prints_metrics(
     assert len(printed["training"]["data"]["sha256"]) == 64
     assert out.stat().st_size > 1000
     assert printed["bundle"] == str(out.with_suffix(".lgbm.json"))
-    bundled, _ = read_model(out.with_suffix(".lgbm.json").read_bytes())
-    pickled, _ = read_model(out.read_bytes())
+    bundled = read_model(out.with_suffix(".lgbm.json").read_bytes())
+    pickled = read_model(out.read_bytes())
     assert bundled.predict([REFERENCE_FLIGHT]) == pytest.approx(pickled.predict([REFERENCE_FLIGHT]))
     assert stage_lines(caplog) == [
         "train: stage 1/5: features",

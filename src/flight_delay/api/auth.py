@@ -3,6 +3,9 @@
 An admin route's view method is marked `@admin_only(...)`; the ASGI middleware (transport/
 middleware.py, AdminGate) checks its token from the headers before a byte of its body is read, and
 the view checks again (for an embedding WSGI server and the tests), with the same `check_admin`.
+
+Only `development` is open: every other environment (`production`, `testing`) applies production's
+rules, so a server started with FLIGHT_DELAY_ENV=testing is no easier to load a model into.
 """
 
 from __future__ import annotations
@@ -23,21 +26,23 @@ View = TypeVar("View", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
 
 MIN_TOKEN_LENGTH = 16
+OPEN_ENVIRONMENT = "development"
 
 
 def check_upload_policy(config: Mapping[str, Any]) -> None:
-    """Refuses to run production with open model upload; warns loudly when development does."""
+    """Refuses to run outside development with open model upload; warns loudly when development does."""
     if not config["ML_API_ALLOW_UPLOAD"]:
         return
     token = config["ML_API_ADMIN_TOKEN"]
-    if config["ENV"] == "production" and (token is None or len(token) < MIN_TOKEN_LENGTH):
+    if config["ENV"] != OPEN_ENVIRONMENT and (token is None or len(token) < MIN_TOKEN_LENGTH):
         raise UnsafeConfiguration(
-            "Refusing to start: POST /model/load/ would accept models from anyone. Set ML_API_ADMIN_TOKEN "
+            f"Refusing to start ({config['ENV']}): POST /model/load/ would accept models from anyone. "
+            "Set ML_API_ADMIN_TOKEN "
             f"(at least {MIN_TOKEN_LENGTH} characters, e.g. `openssl rand -hex 32`), or "
             "ML_API_ALLOW_UPLOAD=false and load models with `flight-delay load`, or run with "
             "FLIGHT_DELAY_ENV=development on a trusted machine."
         )
-    if token is None and config["ENV"] == "development":
+    if token is None and config["ENV"] == OPEN_ENVIRONMENT:
         log.warning(
             "DEVELOPMENT MODE: POST /model/load/ needs no token; anyone who can reach %s:%s can load a "
             "model. Set ML_API_ADMIN_TOKEN before exposing this server.",
@@ -79,7 +84,7 @@ def check_admin(config: Mapping[str, Any], authorization: str, admin: AdminActio
     """Lets an admin action through, from its Authorization header alone; raises the refusal if not.
 
     Upload needs upload enabled; every admin action the admin token when one is configured, and a
-    production server without one takes none (it could not tell an operator from anyone).
+    server outside development without one takes none (it could not tell an operator from anyone).
     """
     if admin.upload and not config["ML_API_ALLOW_UPLOAD"]:
         raise UploadDisabled(
@@ -87,9 +92,10 @@ def check_admin(config: Mapping[str, Any], authorization: str, admin: AdminActio
             "an operator loads models with `flight-delay load PATH`."
         )
     token = config["ML_API_ADMIN_TOKEN"]
-    if token is None and config["ENV"] == "production":
+    environment = config["ENV"]
+    if token is None and environment != OPEN_ENVIRONMENT:
         raise AdminTokenRequired(
-            f"{admin.action} is disabled: this production server has no ML_API_ADMIN_TOKEN."
+            f"{admin.action} is disabled: this {environment} server has no ML_API_ADMIN_TOKEN."
         )
     if token is None:
         return

@@ -142,8 +142,8 @@ class Load(MethodView):
             403: "Upload disabled, or signature missing or wrong",
             413: "Larger than MAX_MODEL_BYTES",
             415: "Wrong content type",
-            422: "A model that cannot serve",
-            503: "The database is unavailable",
+            422: "A model that cannot serve, or whose check crashed or hit a limit in the sandbox",
+            503: "The database or the model sandbox is unavailable",
             **INTERNAL_ERROR,
         }
     )
@@ -151,8 +151,9 @@ class Load(MethodView):
         """Checks an uploaded model file and makes it the model every worker serves.
 
         Accepted: a pickle (.pkl) whose every global is on the allowlist, the pickle-free .lgbm.json
-        bundle `flight-delay train` writes, or a LightGBM text model. Needs the admin token when one is
-        configured, and an X-Model-Signature when ML_API_MODEL_SIGNING_KEY is set.
+        bundle `flight-delay train` writes, or a LightGBM text model. Each is read and checked in a
+        sandboxed child process (no files, no network, bounded memory, CPU and time). Needs the admin
+        token when one is configured, and an X-Model-Signature when ML_API_MODEL_SIGNING_KEY is set.
         """
         data, filename = read_model_upload()
         signing_key = current_app.config["ML_API_MODEL_SIGNING_KEY"]
@@ -197,7 +198,13 @@ class History(MethodView):
         {422: "Invalid filters or cursor", 503: "The history cannot be read", **INTERNAL_ERROR}
     )
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Lists every prediction served, newest first, a page at a time."""
+        """Lists every prediction served, newest first, a page at a time.
+
+        Newest first by the time it was recorded (then by id), filtered by model version, request id
+        and a time window. `total` counts the predictions matching the filters up to 10,000, and
+        `total_capped` says when more match: counting stops there, so that every page of a history of
+        any size costs what its first page costs. Follow `next_cursor` (or `next`) for older ones.
+        """
         cursor = args.get("cursor")
         page = services().history.page(
             HistoryQuery(
@@ -213,6 +220,7 @@ class History(MethodView):
         return {
             "items": page.items,
             "total": page.total,
+            "total_capped": page.total_capped,
             "page_size": args["page_size"],
             "next_cursor": next_cursor,
             "next": next_cursor and url_for("model.History", **_query_args(args, next_cursor)),

@@ -10,6 +10,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from flight_delay.api import errors
+from flight_delay.history.repository import TOTAL_CAP
 from flight_delay.validation import MAX_BATCH_SIZE
 from flight_delay.validation.rules import FIELD_RULES
 from flight_delay.validation.wording import FlightSchema, JsonNumber, field_validators
@@ -202,7 +203,13 @@ class HistoryPageSchema(ma.Schema):
     """A page of the history, newest first."""
 
     items = ma.fields.List(ma.fields.Nested(HistoryItemSchema), required=True)
-    total = ma.fields.Integer(required=True, metadata={"description": "rows matching the filters"})
+    total = ma.fields.Integer(
+        required=True,
+        metadata={"description": f"predictions matching the filters, counted up to {TOTAL_CAP:,}"},
+    )
+    total_capped = ma.fields.Boolean(
+        required=True, metadata={"description": f"more than {TOTAL_CAP:,} match: total is then {TOTAL_CAP:,}"}
+    )
     page_size = ma.fields.Integer(required=True)
     next_cursor = ma.fields.String(allow_none=True, required=True)
     next = ma.fields.String(allow_none=True, required=True, metadata={"description": "next page"})

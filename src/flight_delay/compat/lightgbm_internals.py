@@ -7,17 +7,22 @@ What is used:
 - `lightgbm.basic._safe_call`: turns a C function's non-zero return into LightGBMError carrying
   LGBM_GetLastError's message;
 - `Booster._handle`: the C BoosterHandle of a Python Booster;
-- `lightgbm.basic.LightGBMError`: the error the package raises (not exported at its top level).
+- `lightgbm.basic.LightGBMError`: the error the package raises (not exported at its top level);
+- the keys of a Booster's pickled state (`Booster.__getstate__`) that hold its text model, `_handle`
+  (and `handle`, which `__setstate__` also reads), so that the allowlisting unpickler can refuse a
+  Booster whose state carries no model (serving/safe_pickle.py).
 
 Why no public API does it: `Booster.predict` has no single-row mode; it sets up a predictor and
 parses its parameters on every call, which for one row costs more than walking the trees. The C
 API's FastInit/Fast pair prepares once, but the Python package offers no wrapper for it, nor a
-public handle on the library or on a booster's C object.
+public handle on the library or on a booster's C object. A pickled Booster's state is whatever
+its `__getstate__` returns; the unpickler must read it before `__setstate__` runs.
 
 What breaks if it changes: SingleRowPredictor cannot be built or called (ImportError at import,
 AttributeError for a missing symbol or handle), and every served LightGBM model with it; a changed C
 signature could crash the worker, which is why tests/test_compat.py calls each symbol and
-tests/test_single_row.py compares its predictions with `Booster.predict`.
+tests/test_single_row.py compares its predictions with `Booster.predict`. If the state keys change,
+pickled boosters are refused at upload ("holds no LightGBM model"); tests/test_compat.py pickles one.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ C_FUNCTIONS = (
     "LGBM_GetLastError",
 )
 
-__all__ = ["C_FUNCTIONS", "LIB", "LightGBMError", "booster_handle", "safe_call"]
+# Where a pickled Booster's state holds its text model (Booster.__getstate__ / __setstate__).
+BOOSTER_STATE_MODEL_KEYS = ("_handle", "handle")
+
+__all__ = ["BOOSTER_STATE_MODEL_KEYS", "C_FUNCTIONS", "LIB", "LightGBMError", "booster_handle", "safe_call"]
 
 
 def booster_handle(booster: lgb.Booster) -> ctypes.c_void_p:

@@ -17,11 +17,13 @@ installed scikit-learn defines the class.
 
 from __future__ import annotations
 
+# Holds the functions it calls at prediction time as `func` and `inverse_func` (its constructor's).
+FUNCTION_TRANSFORMER = "sklearn.preprocessing._function_transformer.FunctionTransformer"
 PICKLED_CLASSES = frozenset(
     {
         "sklearn.pipeline.Pipeline",
         "sklearn.compose._column_transformer.ColumnTransformer",
-        "sklearn.preprocessing._function_transformer.FunctionTransformer",
+        FUNCTION_TRANSFORMER,
         "sklearn.preprocessing._encoders.OneHotEncoder",
         "sklearn.preprocessing._encoders.OrdinalEncoder",
         "sklearn.preprocessing._data.StandardScaler",

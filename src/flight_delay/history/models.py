@@ -51,7 +51,11 @@ class Base(DeclarativeBase):
 
 
 class ModelVersion(Base):
-    """A model artifact accepted by /model/load/, stored content-addressed by its sha256."""
+    """A model artifact accepted by /model/load/, stored content-addressed by its sha256.
+
+    `native_sha256` names the native form the model sandbox wrote of it (in model_artifacts), which
+    is what workers load; None for a version accepted before the sandbox existed.
+    """
 
     __tablename__ = "model_versions"
 
@@ -61,6 +65,7 @@ class ModelVersion(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     details: Mapped[dict[str, Any]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    native_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class ModelArtifact(Base):
@@ -85,13 +90,17 @@ class ModelActivation(Base):
 
 
 class Prediction(Base):
-    """One flight scored: the payload as received, the output, the model that produced it."""
+    """One flight scored: the payload as received, the output, the model that produced it.
+
+    The history is listed newest first by (created_at, id); each filter's index ends with those two
+    columns, so any page of any filter is one index range read in order (history/repository.py).
+    """
 
     __tablename__ = "predictions"
     __table_args__ = (
-        Index("ix_predictions_model_version_id", "model_version", "id"),
-        Index("ix_predictions_created_at", "created_at"),
-        Index("ix_predictions_request_id", "request_id"),
+        Index("ix_predictions_created_at_id", "created_at", "id"),
+        Index("ix_predictions_model_version_created_at_id", "model_version", "created_at", "id"),
+        Index("ix_predictions_request_id_created_at_id", "request_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -1,4 +1,9 @@
-"""Writes predictions to the history and reads it back newest first, a keyset page at a time."""
+"""Writes predictions to the history and reads it back newest first, a keyset page at a time.
+
+Newest first is by (created_at, id): every filter has an index ending with those two columns
+(history/models.py), so a page of any filter, however deep, is one index range read in order, and
+its total is counted up to TOTAL_CAP rows only. A cursor is the id of the last row of a page.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Select, func, insert, select, update
+from sqlalchemy import Dialect, Select, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from flight_delay.history.database import Database
 from flight_delay.history.models import Heartbeat, Prediction
 
 HEARTBEAT_ID = 1
+# A page's total counts at most this many matching rows (then says it is capped): bounded per page.
+TOTAL_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,9 @@ class HistoryPage:
     """One page of the history and where the next one starts."""
 
     items: list[Prediction]
-    total: int
+    total: int  # the matching rows, at most TOTAL_CAP
     next_before_id: int | None
+    total_capped: bool = False  # more than TOTAL_CAP rows match
 
 
 # What a prediction row is written with (the id is the database's, or numbered on SQLite).
@@ -143,15 +151,41 @@ def _filtered(statement: Select[Any], query: HistoryQuery) -> Select[Any]:
 
 
 def find_predictions(session: Session, query: HistoryQuery) -> HistoryPage:
-    """Returns the page of predictions after the cursor, newest first, with the filtered total."""
+    """Returns the page of predictions after the cursor, newest first, with the total up to TOTAL_CAP."""
     page = _filtered(select(Prediction), query)
     if query.before_id is not None:
-        page = page.where(Prediction.id < query.before_id)
-    rows = list(session.scalars(page.order_by(Prediction.id.desc()).limit(query.page_size + 1)))
-    total = session.scalar(_filtered(select(func.count(Prediction.id)), query)) or 0
+        position = _cursor_position(session, query.before_id)
+        if position is None:  # no row at or before the cursor: nothing older
+            return HistoryPage(items=[], total=0, next_before_id=None)
+        page = page.where(tuple_(Prediction.created_at, Prediction.id) < position)
+    newest_first = (Prediction.created_at.desc(), Prediction.id.desc())
+    rows = list(session.scalars(page.order_by(*newest_first).limit(query.page_size + 1)))
+    matching = _filtered(select(Prediction.id), query).limit(TOTAL_CAP + 1).subquery()
+    total = session.scalar(select(func.count()).select_from(matching)) or 0
     has_more = len(rows) > query.page_size
     items = rows[: query.page_size]
-    return HistoryPage(items=items, total=total, next_before_id=items[-1].id if has_more else None)
+    return HistoryPage(
+        items=items,
+        total=min(total, TOTAL_CAP),
+        next_before_id=items[-1].id if has_more else None,
+        total_capped=total > TOTAL_CAP,
+    )
+
+
+def _cursor_position(session: Session, before_id: int) -> tuple[datetime, int] | None:
+    """Where a cursor stands in (created_at, id) order: its row's time, or the nearest lower id's.
+
+    Rows come after it when (created_at, id) < (that time, cursor): the cursor's own row is not
+    listed again, and a cursor naming no row (a crafted one) lists what `id < cursor` reaches there.
+    """
+    latest = (
+        select(Prediction.created_at)
+        .where(Prediction.id <= before_id)
+        .order_by(Prediction.id.desc())
+        .limit(1)
+    )
+    created_at = session.scalar(latest)
+    return None if created_at is None else (created_at, before_id)
 
 
 def beat(session: Session, now: datetime) -> None:

@@ -51,8 +51,10 @@ class ProjectModel(ServingModel):
     def __init__(self, model: FlightDelayModel) -> None:
         try:
             self.model = checked_model(model)
-        except ValueError as exc:
-            raise UnusableModel(f"The project artifact is inconsistent: {exc}.") from exc
+        except ValueError as exc:  # InvalidMetadata carries each field's error
+            raise UnusableModel(
+                f"The project artifact is inconsistent: {exc}.", getattr(exc, "errors", None)
+            ) from exc
         self.input_fields = self.model.input_fields
         boosters = (self.model.booster, self.model.before_departure)
         self.runners = {id(booster): BoosterRunner(booster) for booster in boosters if booster is not None}
@@ -94,12 +96,20 @@ class BoosterModel(ServingModel):
 
 
 class PipelineModel(ServingModel):
-    """A fitted scikit-learn Pipeline ending in a LightGBM regressor, fed a pandas DataFrame."""
+    """A fitted scikit-learn Pipeline ending in a LightGBM regressor, fed a pandas DataFrame.
+
+    Its regressor predicts on one thread, as every served booster does (single_row.py): with its
+    default n_jobs, LightGBM's wrapper would also look up the machine's CPUs on every prediction,
+    reading cgroup files, which the model sandbox cannot open.
+    """
 
     kind = "sklearn.Pipeline"
 
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+        final = pipeline.steps[-1][1]
+        if isinstance(final, lgb.LGBMModel):
+            final.set_params(n_jobs=1)
         names = getattr(pipeline, "feature_names_in_", None)
         if names is None:
             raise UnusableModel(

@@ -201,7 +201,7 @@ function renderHistory(page) {
   body.replaceChildren(...page.items.map(historyRow));
   const first = (state.cursors.length - 1) * page.page_size;
   $("history-status").textContent = page.items.length
-    ? `Rows ${first + 1}–${first + page.items.length} of ${page.total}, newest first.`
+    ? `Rows ${first + 1}–${first + page.items.length} of ${page.total}${page.total_capped ? "+" : ""}, newest first.`
     : "No prediction matches these filters.";
   state.next = page.next_cursor;
   $("history-next").disabled = !page.next_cursor;

@@ -1,0 +1,147 @@
+"""The schemas of what a project artifact says about itself: metrics, training record, profile.
+
+GET /model/ shows them, GET /model/card renders them (card.py), monitoring bins by the profile: a
+model whose metadata does not fit these schemas is refused when it is read (artifact.checked_model),
+naming the field, rather than loading and then failing each page that reads it. Both shapes written
+so far are accepted: one booster (contract version 1, metrics without `bases`) and two bases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import marshmallow as ma
+
+from flight_delay.features import FIELDS_BY_NAME
+from flight_delay.monitoring.profile import TrainingProfile, field_kind
+
+
+class InvalidMetadata(ValueError):
+    """An artifact's metadata does not fit its schema; `errors` names each field and why."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(f"its metadata is invalid: {_first_error(errors)}")
+        self.errors = errors
+
+
+class StrictSchema(ma.Schema):
+    """A schema refusing fields it does not name."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class ScoresSchema(StrictSchema):
+    """One predictor's errors on a set of flights (evaluation.regression_metrics)."""
+
+    mae = ma.fields.Float(required=True)
+    rmse = ma.fields.Float(required=True)
+    r2 = ma.fields.Float(allow_none=True)
+    median_ae = ma.fields.Float()
+    rows = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=0))
+
+
+class TabledScoresSchema(ScoresSchema):
+    """Scores as the card's table prints them: the median absolute error is required."""
+
+    median_ae = ma.fields.Float(required=True)
+    r2 = ma.fields.Float(required=True, allow_none=True)
+
+
+def _scores_by(schema: type[ma.Schema], **kwargs: Any) -> ma.fields.Dict:
+    """A mapping of predictor (or group value) names to scores."""
+    return ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(schema), **kwargs)
+
+
+class BasisSchema(StrictSchema):
+    """One basis' table: overall, per group value, and where a baseline wins (evaluation.basis_table)."""
+
+    overall = _scores_by(TabledScoresSchema, required=True)
+    by = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Dict(keys=ma.fields.String(), values=_scores_by(ScoresSchema)),
+        required=True,
+    )
+    loses_to = ma.fields.List(ma.fields.String(), required=True)
+
+
+class MetricsSchema(StrictSchema):
+    """The test split's metrics (evaluation.holdout_metrics); every part optional, each typed."""
+
+    test = ma.fields.Nested(ScoresSchema)
+    baselines = _scores_by(ScoresSchema)
+    bases = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(BasisSchema))
+
+
+class SplitSchema(ma.Schema):
+    """Which months trained and which tested."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    train_months = ma.fields.Raw()
+    test_months = ma.fields.Raw()
+
+
+class TrainingSchema(ma.Schema):
+    """The training record: what the card reads is typed, the rest is kept as written."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    seed = ma.fields.Integer(strict=True)
+    rounds = ma.fields.Integer(strict=True)
+    train_rows = ma.fields.Integer(strict=True)
+    test_rows = ma.fields.Integer(strict=True)
+    source = ma.fields.String()
+    split = ma.fields.Nested(SplitSchema, allow_none=True)
+    data = ma.fields.Dict(keys=ma.fields.String(), allow_none=True)
+    libraries = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), allow_none=True)
+
+
+METRICS = MetricsSchema()
+TRAINING = TrainingSchema()
+
+
+def check_metadata(
+    metrics: Mapping[str, Any], training: Mapping[str, Any], profile: Any, input_fields: Sequence[str]
+) -> None:
+    """Validates metrics, training record and profile; raises InvalidMetadata naming each bad field."""
+    errors: dict[str, Any] = {}
+    for name, schema, value in (("metrics", METRICS, metrics), ("training", TRAINING, training)):
+        try:
+            schema.load(value)
+        except ma.ValidationError as exc:
+            errors[name] = exc.messages
+    if profile is not None:
+        problem = _profile_problem(profile, input_fields)
+        if problem:
+            errors["profile"] = [problem]
+    if errors:
+        raise InvalidMetadata(errors)
+
+
+def _profile_problem(profile: Any, input_fields: Sequence[str]) -> str | None:
+    """What is wrong with a training profile (monitoring reads it to bin served flights), if anything."""
+    try:
+        read = TrainingProfile.from_dict(profile)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    for name, field in read.fields.items():
+        if name not in input_fields or name not in FIELDS_BY_NAME:
+            return f"it profiles {name!r}, which is not one of the model's input fields"
+        if field.kind != field_kind(name):
+            return f"it profiles {name!r} as a {field.kind}, which the field is not"
+    return None
+
+
+def _first_error(errors: Mapping[str, Any], path: str = "") -> str:
+    """The first field error, as dotted.path: message."""
+    for key, value in errors.items():
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(value, Mapping):
+            return _first_error(value, where)
+        message = value[0] if isinstance(value, list) and value else value
+        return f"{where}: {str(message).rstrip('.')}"
+    return path
