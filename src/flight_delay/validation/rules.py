@@ -13,8 +13,9 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import marshmallow as ma
 
@@ -62,6 +63,25 @@ def validate_iso_datetime(value: str) -> None:
         raise ma.ValidationError("Must be an ISO 8601 date-time, e.g. 2013-01-01T10:00:00Z.") from exc
 
 
+NEW_YORK = ZoneInfo("America/New_York")
+AS_OF_MESSAGE = (
+    "Must be an ISO 8601 date-time with an offset (e.g. 2013-01-01T08:15:00-05:00 or 2013-01-01T13:15:00Z), "
+    "between years 1 and 9999."
+)
+
+
+def validate_aware_datetime(value: str) -> None:
+    """Checks an ISO 8601 date-time with an offset that UTC and New York time can both express."""
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError("naive")
+        moment.astimezone(UTC)
+        moment.astimezone(NEW_YORK)
+    except (ValueError, OverflowError) as exc:
+        raise ma.ValidationError(AS_OF_MESSAGE) from exc
+
+
 @functools.lru_cache(maxsize=4096)
 def last_day_of_month(year: int, month: int) -> int:
     """Returns the number of days of a month (28 to 31)."""
@@ -89,6 +109,7 @@ FIELD_RULES: dict[str, FieldRule] = {
     "minute": FieldRule(ge=0, le=59),
     "time_hour": FieldRule(max_length=40, checks=(validate_iso_datetime,)),
     "name": FieldRule(min_length=1, max_length=128),
+    "as_of": FieldRule(max_length=40, checks=(validate_aware_datetime,)),
     **{name: FieldRule(checks=(validate_hhmm,)) for name in HHMM_COLUMNS},
 }
 NO_RULE = FieldRule()
