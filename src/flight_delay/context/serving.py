@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from flight_delay.context.definitions import CONTEXT_FEATURES, Context, FlightFacts, instant_seconds
@@ -30,22 +31,25 @@ class FlightsInContext:
 
 def in_context(flights: Sequence[Mapping[str, Any]], index: ContextIndex, now: datetime) -> FlightsInContext:
     """Looks each flight's context up as of its as_of (else `now`, the request's time)."""
-    now_s, now_text = instant_seconds(now), moment(instant_seconds(now)).isoformat()
+    now_s = instant_seconds(now)
     if index.is_empty():
-        answer = {"used": False, "as_of": now_text, "reason": NOTHING_POSTED}
+        answer = {"used": False, "as_of": iso(now_s), "reason": NOTHING_POSTED}
         return FlightsInContext(list(flights), [_nothing(flight, answer) for flight in flights])
     values, answers = [], []
     for flight in flights:
         sent = flight.get("as_of")
         as_of = now_s if sent is None else instant_seconds(datetime.fromisoformat(sent))
         context = index.context(flight, as_of)
-        values.append(
-            {**flight, **dict(zip(CONTEXT_FEATURES, context.features, strict=True))}
-            if context.found
-            else flight
-        )
-        answers.append(described(context, as_of, now_text if sent is None else None))
+        found = dict(zip(CONTEXT_FEATURES, context.features, strict=True)) if context.found else None
+        values.append(flight if found is None else {**flight, **found})
+        answers.append(described(context, as_of))
     return FlightsInContext(values, answers)
+
+
+@lru_cache(maxsize=65536)
+def iso(seconds: int) -> str:
+    """Epoch seconds as ISO 8601 in UTC (cached: weather hours, schedules and as_of times repeat)."""
+    return moment(seconds).isoformat()
 
 
 def _nothing(flight: Mapping[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
@@ -53,20 +57,18 @@ def _nothing(flight: Mapping[str, Any], answer: dict[str, Any]) -> dict[str, Any
     sent = flight.get("as_of")
     if sent is None:
         return answer
-    as_of = instant_seconds(datetime.fromisoformat(sent))
-    return {**answer, "as_of": moment(as_of).isoformat()}
+    return {**answer, "as_of": iso(instant_seconds(datetime.fromisoformat(sent)))}
 
 
-def described(context: Context, as_of: int, as_of_text: str | None = None) -> dict[str, Any]:
+def described(context: Context, as_of: int) -> dict[str, Any]:
     """What a prediction says of its context: the time it was read as of, where it came from, the features."""
-    as_of_text = as_of_text or moment(as_of).isoformat()
     if not context.found:
-        return {"used": False, "as_of": as_of_text, "reason": context.reason}
+        return {"used": False, "as_of": iso(as_of), "reason": context.reason}
     weather = context.weather
     return {
         "used": True,
-        "as_of": as_of_text,
-        "weather": None if weather is None else {"time_hour": moment(weather.hour).isoformat()},
+        "as_of": iso(as_of),
+        "weather": None if weather is None else {"time_hour": iso(weather.hour)},
         "previous_leg": previous_leg_answer(context.previous, as_of),
         "features": {
             name: _number(value) for name, value in zip(CONTEXT_FEATURES, context.features, strict=True)
@@ -87,7 +89,7 @@ def previous_leg_answer(previous: FlightFacts | None, as_of: int) -> dict[str, A
     return {
         "carrier": previous.carrier,
         "flight": previous.flight,
-        "scheduled": moment(previous.scheduled).isoformat(),
+        "scheduled": iso(previous.scheduled),
         "state": state,
     }
 
