@@ -209,3 +209,18 @@ def test_a_prediction_is_the_same_from_what_was_known_at_its_as_of_or_from_every
         f["dep_delay"] is None and g["dep_delay"] is not None for f, g in zip(known, flights, strict=True)
     )
     assert (then["arr_delay"], then["context"]) == (first["arr_delay"], first["context"])
+
+
+def test_an_as_of_utc_can_express_is_answered_even_at_the_edge_of_the_calendar(
+    loaded_client: FlaskClient, posted: tuple
+) -> None:
+    flight, _ = posted[2][0]
+
+    answer = loaded_client.post("/model/predict/", json=asked(flight, "0001-01-01T00:00:00Z"))
+    refused = loaded_client.post("/model/predict/", json=asked(flight, "0001-01-01T00:00:00+01:00"))
+
+    context = answer.get_json()["predictions"][0]["context"]
+    assert (context["used"], context["as_of"]) == (False, "0001-01-01T00:00:00+00:00")
+    assert context["reason"].startswith("reads records older than those kept")
+    assert refused.status_code == 422
+    assert list(refused.get_json()["errors"]) == ["as_of"]
