@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,9 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from flight_delay.cli import main
+from flight_delay.model_metadata import InvalidMetadata, check_metadata
 from flight_delay.training.evaluation import day_block_bootstrap, metrics_table, regression_metrics
-from tests.factories import minimal_flight
+from tests.factories import minimal_flight, tiny_model
 
 
 def test_each_prediction_names_its_basis(loaded_client: FlaskClient) -> None:
@@ -146,3 +148,16 @@ def test_metrics_are_json_where_r2_is_undefined() -> None:
     json.dumps(one_flight, allow_nan=False)  # no NaN: a browser's JSON.parse refuses it
     table = {"bases": {"at_departure": {"overall": {"model": one_flight}, "loses_to": []}}}
     assert "   n/a" in metrics_table(table)
+
+
+def test_the_gains_factors_and_shift_are_checked_when_a_model_is_read() -> None:
+    model = tiny_model(0)
+    check_metadata(model.metrics, model.training, model.profile, model.input_fields)
+    bad_gain = copy.deepcopy(model.metrics)
+    bad_gain["bases"]["at_departure"]["gain"]["mae"]["ci95"] = [1.0]
+    bad_shift = {**model.metrics, "shift": {"test": {"rows": 1}}}
+
+    for metrics, named in ((bad_gain, "ci95"), (bad_shift, "shift")):
+        with pytest.raises(InvalidMetadata) as refused:
+            check_metadata(metrics, model.training, model.profile, model.input_fields)
+        assert named in str(refused.value)
