@@ -18,7 +18,7 @@ KSERVE_VENV ?= .venv-kserve
 BENCH_ARGS ?=
 
 .PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train \
-	notebook bench bench/install bench/refresh bench/monitoring bench/hostile bench/uploads bench/history
+	notebook bench bench/install bench/refresh bench/monitoring bench/hostile bench/uploads bench/history bench/context
 
 install: $(STAMP)
 
@@ -120,6 +120,13 @@ bench/history: $(STAMP)
 bench/refresh: $(STAMP)
 	$(BIN)/python -m bench.refresh
 	bash scripts/with_postgres.sh sh -c '$(BIN)/python -m bench.refresh --database-url "$$TEST_DATABASE_URL"'
+
+## bench/context: a worker's context in memory at 2,400 flights a day, then the issue's accuracy figures on
+## the predictions `flight-delay serve` answers with $(MODEL) (make train first), SQLite then PostgreSQL
+bench/context: $(STAMP)
+	$(BIN)/python -m bench.context_memory
+	$(BIN)/python -m bench.context_accuracy --model $(MODEL)
+	bash scripts/with_postgres.sh sh -c '$(BIN)/python -m bench.context_accuracy --model $(MODEL) --database-url "$$TEST_DATABASE_URL"'
 
 ## bench/install: wrk (Debian), py-spy in .venv, MLServer in its own $(BENCH_VENV)
 bench/install: $(STAMP) $(VENV)/.bench-tools $(BENCH_VENV)/.installed

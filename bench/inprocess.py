@@ -23,6 +23,8 @@ from flight_delay.api import create_app
 from flight_delay.api.services import services_of
 from flight_delay.artifact import FlightDelayModel
 from flight_delay.config import load_config
+from flight_delay.context.serving import in_context
+from flight_delay.context.state import ContextState
 from flight_delay.history.database import Database
 from flight_delay.history.models import utcnow
 from flight_delay.history.repository import insert_predictions
@@ -86,6 +88,20 @@ def make_app(data_dir: Path, model_path: Path, synchronous: str = "FULL") -> Fla
     return create_app(config)
 
 
+def post_context(app: Flask, flights: list[dict[str, Any]], weather: list[dict[str, Any]]) -> None:
+    """Posts flights and weather to the in-process app, as the servers measured are posted them."""
+    client, token = app.test_client(), app.config["ML_API_ADMIN_TOKEN"]
+    for path, key, items in (("/flights/", "flights", flights), ("/weather/", "observations", weather)):
+        answer = client.post(path, json={key: items}, headers={"Authorization": f"Bearer {token}"})
+        if answer.status_code != 200:
+            raise RuntimeError(f"POST {path}: {answer.status_code} {answer.get_data(as_text=True)[:300]}")
+
+
+def context_of(context: ContextState, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The flights' values with their context added, from the worker's index (refreshed if stale)."""
+    return in_context(values, context.current() or context.refresh(), utcnow()).values
+
+
 def history_rows(version: str, flights: list[FlightInput], predicted: np.ndarray) -> list[dict[str, Any]]:
     """Builds history rows as the prediction service does."""
     created_at = utcnow()
@@ -130,13 +146,15 @@ class Pipeline:
     values: list[dict[str, Any]]
     registry: ModelRegistry
     active: ActiveModel
+    context: ContextState
 
     @classmethod
     def of(cls, app: Flask, payload: Any) -> Pipeline:
-        """Checks the payload once and looks up the active model once."""
+        """Checks the payload once, looks up the active model once, adds the flights' context once."""
         flights = checked_flights(*batch_items(payload))
-        registry = services_of(app).registry
-        return cls(json.dumps(payload), flights, [f.values for f in flights], registry, registry.active())
+        registry, context = services_of(app).registry, services_of(app).context
+        values = context_of(context, [f.values for f in flights])  # as the service scores them
+        return cls(json.dumps(payload), flights, values, registry, registry.active(), context)
 
     @property
     def model(self) -> FlightDelayModel:
@@ -166,11 +184,11 @@ class Pipeline:
         return checked_flights(*batch_items(native.parsed_json(self.body.encode())))
 
     def predict_path(self, with_lookup: bool = True) -> np.ndarray:
-        """Payload to prediction: validation, active model, field checks, encoding, booster."""
+        """Payload to prediction: validation, active model, field checks, context, encoding, booster."""
         flights = self.validate()
         active = self.registry.active() if with_lookup else self.active
         missing_fields(active.model, flights)
-        return active.model.predict([f.values for f in flights])
+        return active.model.predict(context_of(self.context, [f.values for f in flights]))
 
 
 def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) -> dict[str, float]:
@@ -188,6 +206,9 @@ def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) ->
             "JSON decode + validation (the one compiled check)": pipe.validate,
             "active-model lookup (registry.active)": pipe.registry.active,
             "field checks (missing_fields)": lambda: missing_fields(pipe.active.model, pipe.flights),
+            "context lookup (in_context, from the worker's index)": lambda: context_of(
+                pipe.context, [pipe.flights[0].values]
+            ),
             "encoding (contract.encode_flights)": lambda: model.contract.encode_flights(pipe.values),
             "history INSERT + COMMIT (FULL), through the writer": served_recorder(
                 writer, pipe.active.version, pipe.flights, predicted

@@ -35,6 +35,7 @@ class Server:
     url: str
     process: subprocess.Popen
     log_path: Path
+    admin_token: str | None = None  # ours: what its admin posts carry
 
     def log_tail(self, lines: int = 40) -> str:
         """Returns the end of the server's log, for error messages."""
@@ -111,10 +112,11 @@ def our_service(
 ) -> Iterator[Server]:
     """Runs `flight-delay serve` with production settings, its history in database_url or SQLite (FULL)."""
     port = free_port()
+    token = secrets.token_hex(32)  # production refuses to start without one
     env = {
         **os.environ,
         "FLIGHT_DELAY_ENV": "production",
-        "ML_API_ADMIN_TOKEN": secrets.token_hex(32),  # production refuses to start without one
+        "ML_API_ADMIN_TOKEN": token,
         "DATA_DIR": str(data_dir),
         "DEFAULT_MODEL_PATH": str(model_path),
         "ML_API_HOST": HOST,
@@ -129,7 +131,7 @@ def our_service(
         env["DATABASE_URL"] = database_url
     command = [str(bin_dir / "flight-delay"), "serve"]
     with process_group(command, env, data_dir / "server.log", workdir) as server:
-        server.name, server.url = "flight-delay", f"http://{HOST}:{port}"
+        server.name, server.url, server.admin_token = "flight-delay", f"http://{HOST}:{port}", token
         wait_ready(server, "/model/")
         yield server
 

@@ -121,6 +121,7 @@ STAGES: tuple[tuple[str, Callable[[Sequence[Frame]], bool]], ...] = (
         lambda s: _in_file(s, "flight_delay/features.py", "flight_delay/artifact.py"),
     ),
     ("active-model lookup (registry.active)", lambda s: _calls(s, "ModelRegistry.active")),
+    ("context lookup (the worker's index)", lambda s: _in_file(s, "flight_delay/context/")),
     ("history: BEGIN + COMMIT", lambda s: _records(s) and _commits(s)),
     ("history: INSERT and session", _records),
     ("response serialization (marshmallow dump, JSON)", _serializes_response),

@@ -242,6 +242,7 @@ def ours_on(backend: str, work: Path, model_path: Path) -> Iterator[Ours]:
         url = stack.enter_context(postgres.server()) if backend == "postgres" else None
         bin_dir = Path(sys.executable).parent
         server = stack.enter_context(procs.our_service(bin_dir, data_dir, model_path, ROOT, url))
+        payloads.post_context(server.url, server.admin_token)  # the single flight is asked with context
         yield Ours(backend, server, data_dir, url or f"sqlite:///{data_dir / 'flight_delay.db'}")
 
 
@@ -397,6 +398,7 @@ def run_inprocess(work: Path, model_path: Path, row: Any, flights: list[Any]) ->
     """Every in-process timing, before any server runs."""
     print("in process: stages, synchronous modes, concurrent writes, batch", flush=True)
     app = inprocess.make_app(work / "inprocess", model_path)
+    inprocess.post_context(app, *payloads.context_posts())
     single = inprocess.single_flight_stages(app, payloads.FLIGHT, row)
     writes = inprocess.concurrent_writes(app, payloads.FLIGHT, concurrent=8, seconds=2.0)
     batch = inprocess.batch_stages(app, flights)
@@ -444,9 +446,10 @@ def prepare_model(work: Path) -> tuple[Path, Path, Any, float, float]:
     )
     model = payloads.load_artifact(model_path)
     repo = payloads.export_for_mlserver(model, work / "mlserver-repo")
-    row = payloads.encoded_row(model, payloads.FLIGHT)
+    flight = payloads.with_context(payloads.FLIGHT)  # as our services see it, once the context is posted
+    row = payloads.encoded_row(model, flight)
     exported = float(model.booster.predict(row)[0])  # the encoded row is 1 x features already
-    return model_path, repo, row, float(model.predict([payloads.FLIGHT])[0]), exported
+    return model_path, repo, row, float(model.predict([flight])[0]), exported
 
 
 def run(options: Options, work: Path) -> dict[str, Any]:

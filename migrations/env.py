@@ -5,6 +5,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
+import flight_delay.context.tables  # noqa: F401 - the context store's tables, on the same metadata
 from flight_delay.history.models import Base
 
 config = context.config

@@ -8,7 +8,11 @@ and a request valid by it may still be refused, rightly (the document says each 
 - GET /model/history/ and /model/monitoring/: `until` earlier than `since`. OpenAPI 3.0 relates no
   two parameters.
 - The same: an instant outside years 1..9999 once in UTC, e.g. 0001-01-01T00:00:00+01:00
-  (it depends on the time against the offset: no pattern short of thousands of cases says it).
+  (it depends on the time against the offset: no pattern short of thousands of cases says it);
+  likewise a flight's `as_of` in POST /model/predict/.
+- POST /flights/ and /weather/: a fact not yet known by the server's clock (a departure, a landing,
+  a weather hour not over), a landing without its departure (arr_delay needs dep_delay and
+  air_time), an observation off the hour in UTC, or local fields other than time_hour's in New York.
 - POST /model/actuals/: a history_id that no recorded prediction has (422 `unknown_prediction`), and
   GET /model/monitoring/: a model_version never loaded (404 `unknown_model_version`): what exists is
   the database's to say.
@@ -32,6 +36,14 @@ from schemathesis.core.failures import Failure
 from schemathesis.openapi.checks import RejectedPositiveData
 
 MODEL_REFUSALS = {400: "invalid_artifact", 422: "unusable_model"}
+# The context rules' refusals (context/ingestion.py), by a part of their wording, per list posted.
+CONTEXT_RULES = {
+    "/flights/": ("flights", ("Needs dep_delay and air_time", "after the server's clock")),
+    "/weather/": (
+        "observations",
+        ("Must be on the hour", "The hour is not over", "time_hour's New York local"),
+    ),
+}
 UNKNOWN_RECORDS = {
     ("/model/actuals/", 422, "unknown_prediction"),
     ("/model/monitoring/", 404, "unknown_model_version"),
@@ -60,7 +72,36 @@ def is_inexpressible_refusal(case: Case, response: Response) -> bool:
         return response.status_code == 400
     if case.path in ("/model/history/", "/model/monitoring/") and response.status_code == 422:
         return refuses_only_the_window(case.query or {}, body.get("errors") or {})
+    if case.path in CONTEXT_RULES and response.status_code == 422:
+        return refuses_only_context_rules(case.path, body)
+    if case.path == "/model/predict/" and response.status_code == 422:
+        return refuses_only_as_of_range(case.body, body.get("errors") or {})
     return (case.path, response.status_code, body.get("code")) in UNKNOWN_RECORDS
+
+
+def refuses_only_context_rules(path: str, body: dict[str, Any]) -> bool:
+    """Tells whether every refusal of a post is one of the context rules the document cannot state."""
+    key, wordings = CONTEXT_RULES[path]
+    per_item = (body.get("errors") or {}).get(key)
+    if not isinstance(per_item, dict) or not per_item:
+        return False
+    messages = [m for fields in per_item.values() for found in fields.values() for m in found]
+    return all(isinstance(m, str) and any(part in m for part in wordings) for m in messages)
+
+
+def refuses_only_as_of_range(sent: Any, errors: dict[str, Any]) -> bool:
+    """True when every refusal is an `as_of` that UTC cannot express (a bare flight or a batch)."""
+    flights = sent.get("flights") if isinstance(sent, dict) and "flights" in sent else [sent]
+    per_flight = errors.get("flights") if "flights" in errors else {"0": errors}
+    if not isinstance(per_flight, dict) or not per_flight or not isinstance(flights, list):
+        return False
+    for index, fields in per_flight.items():
+        flight = flights[int(index)] if str(index).isdigit() and int(index) < len(flights) else None
+        if set(fields) != {"as_of"} or not isinstance(flight, dict):
+            return False
+        if in_utc_range(instant(flight.get("as_of"))):
+            return False
+    return True
 
 
 def refuses_only_the_window(query: dict[str, Any], errors: dict[str, Any]) -> bool:

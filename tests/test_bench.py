@@ -17,6 +17,7 @@ from bench.inprocess import make_app
 from flask.testing import FlaskClient
 from sqlalchemy import make_url
 
+from flight_delay.context.definitions import CONTEXT_FEATURES
 from tests.factories import minimal_flight, tiny_model
 
 # Flask's requests, on a2wsgi's threads.
@@ -148,7 +149,10 @@ def test_post_script_holds_the_body_verbatim(tmp_path: Path) -> None:
 def test_mlserver_payload_and_text_model_predict_what_the_artifact_predicts(tmp_path: Path) -> None:
     """The V2 request carries the contract-encoded row; the exported text model scores it the same."""
     model = tiny_model(0)
-    flight = minimal_flight()
+    flight = {
+        **minimal_flight(),
+        **dict.fromkeys(CONTEXT_FEATURES, 1.0),
+    }  # context found: `booster` scores it
     row = payloads.encoded_row(model, flight)
     body = payloads.v2_request(row)
     tensor = body["inputs"][0]
@@ -159,6 +163,21 @@ def test_mlserver_payload_and_text_model_predict_what_the_artifact_predicts(tmp_
     booster = lgb.Booster(model_file=str(tmp_path / "model.txt"))
     served = booster.predict(np.array(tensor["data"]).reshape(tensor["shape"]))
     assert served[0] == pytest.approx(model.predict([flight])[0] - flight["dep_delay"], abs=1e-9)
+
+
+def test_the_single_flight_is_a_real_flight_with_every_context_feature_found() -> None:
+    """FLIGHT is the dataset's row, asked as of its departure; the posted days give it all its context."""
+    flights, _ = payloads.context_posts()
+    [row] = [
+        f for f in flights if (f["day"], f["carrier"], f["flight"]) == (2, "UA", payloads.FLIGHT["flight"])
+    ]
+    found = payloads.with_context(payloads.FLIGHT)
+
+    assert {k: row[k] for k in payloads.FLIGHT if k != "as_of"} == {
+        k: v for k, v in payloads.FLIGHT.items() if k != "as_of"
+    }
+    assert not any(np.isnan(found[name]) for name in CONTEXT_FEATURES)
+    assert found["previous_arr_delay"] is not None
 
 
 @pytest.mark.sqlite_only

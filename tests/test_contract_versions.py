@@ -21,12 +21,15 @@ from flight_delay.features import (
 )
 from flight_delay.serving.loader import read_model
 from tests.conftest import upload
-from tests.factories import tiny_model
 
 # A bundle written by `to_bundle` before contracts had versions beyond 1 (the tiny model of seed 3,
 # 200 rows): its contract is version 1 exactly as training writes it. The reference flight's score then:
 V1_BUNDLE = Path(__file__).parent / "data" / "contract_v1.lgbm.json"
 V1_REFERENCE_SCORE = 0.28335771286750383
+# A bundle written before contract version 3 (the tiny model of seed 3, 200 rows, two bases, no
+# context), and its scores of the reference flight at and before departure then:
+V2_BUNDLE = Path(__file__).parent / "data" / "contract_v2.lgbm.json"
+V2_REFERENCE_SCORES = {"at_departure": -3.106701118098913, "before_departure": 5.715990618704799}
 V1_FEATURES = [
     "month",
     "day_of_week",
@@ -61,6 +64,27 @@ def test_a_version_1_bundle_keeps_loading_and_scoring() -> None:
     assert checked.predict([REFERENCE_FLIGHT]).tolist() == pytest.approx([V1_REFERENCE_SCORE], abs=1e-9)
 
 
+def test_a_version_2_bundle_keeps_loading_and_scoring_both_bases() -> None:
+    checked = read_model(V2_BUNDLE.read_bytes())
+
+    assert checked.describe()["contract"]["version"] == 2
+    assert checked.context_features == ()
+    scores = checked.predict([REFERENCE_FLIGHT, {**REFERENCE_FLIGHT, "dep_delay": None}]).tolist()
+    assert scores == pytest.approx(list(V2_REFERENCE_SCORES.values()), abs=1e-9)
+
+
+def test_the_api_serves_a_version_2_model_without_context(client: FlaskClient, tmp_path: Path) -> None:
+    path = tmp_path / "model.lgbm.json"
+    path.write_bytes(V2_BUNDLE.read_bytes())
+    assert upload(client, path).status_code == 201
+
+    answer = client.post("/model/predict/", json={**REFERENCE_FLIGHT, "as_of": "2013-01-01T08:00:00Z"})
+
+    [prediction] = answer.get_json()["predictions"]
+    assert prediction["arr_delay"] == pytest.approx(V2_REFERENCE_SCORES["at_departure"], abs=1e-12)
+    assert "context" not in prediction  # a model that reads no context answers as before
+
+
 def test_a_pickled_version_1_model_keeps_loading_and_scoring() -> None:
     pickled = cloudpickle.dumps(from_bundle(V1_BUNDLE.read_bytes()))
     checked = read_model(pickled)
@@ -79,11 +103,11 @@ def test_the_api_serves_a_version_1_model(client: FlaskClient, tmp_path: Path) -
     assert client.get("/model/").get_json()["contract"]["version"] == 1
 
 
-@pytest.mark.parametrize("version", [0, 3, 99, "1", None, True, [1]])
+@pytest.mark.parametrize("version", [0, 4, 99, "1", None, True, [1]])
 def test_an_unknown_version_is_refused_clearly(version: Any) -> None:
     with pytest.raises(InvalidArtifact) as refused:
         read_model(stored_bundle(version=version))
-    assert f"contract version {version!r} is unknown: this code reads versions 1, 2" in str(refused.value)
+    assert f"contract version {version!r} is unknown: this code reads versions 1, 2, 3" in str(refused.value)
 
 
 def test_the_api_says_which_versions_it_reads(client: FlaskClient, tmp_path: Path) -> None:
@@ -93,7 +117,7 @@ def test_the_api_says_which_versions_it_reads(client: FlaskClient, tmp_path: Pat
     response = upload(client, path)
 
     assert response.status_code == 400
-    assert "contract version 7 is unknown: this code reads versions 1, 2" in response.get_json()["message"]
+    assert "contract version 7 is unknown: this code reads versions 1, 2, 3" in response.get_json()["message"]
 
 
 VERSION_2 = ContractShape(
@@ -127,9 +151,10 @@ def test_a_contract_must_have_the_fields_of_its_own_version(monkeypatch: pytest.
 
 
 def test_a_model_pickled_before_contract_ranges_existed_still_loads() -> None:
-    model = tiny_model(seed=2)
+    model = from_bundle(V1_BUNDLE.read_bytes())
     object.__delattr__(model.contract, "ranges")  # as an older release pickled it
-    del model.before_departure, model.residual  # likewise: one booster, arr_delay directly
+    object.__delattr__(model.contract, "_context")  # nor the context features of version 3
+    del model.before_departure, model.residual, model.without_context  # one booster, arr_delay directly
 
     checked = read_model(cloudpickle.dumps(model))
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import math
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flight_delay.context.definitions import CONTEXT_FEATURES
 from flight_delay.features import (
     DATASET_COLUMNS,
     REFERENCE_FLIGHT,
@@ -75,7 +77,9 @@ def test_encode_reference_flight() -> None:
     contract = FeatureContract.fit(synthetic_flights(50))
     [row] = contract.encode_flights([REFERENCE_FLIGHT])
     features = dict(zip(contract.feature_names, row.tolist(), strict=True))
+    context = {name: features.pop(name) for name in CONTEXT_FEATURES}
 
+    assert all(math.isnan(value) for value in context.values())  # none added: no context
     assert features == {
         "day_of_week": 1.0,  # 2013-01-01 was a Tuesday
         "sched_dep_minute": 315.0,
@@ -182,3 +186,15 @@ def test_a_large_batch_is_encoded_by_columns_with_the_same_numbers() -> None:
     rows = np.vstack([contract.encode_flights(flights[i : i + 4]) for i in range(0, len(flights), 4)])
 
     np.testing.assert_array_equal(contract.encode_flights(flights), rows)
+
+
+def test_the_context_features_are_read_from_the_flight_when_the_service_adds_them() -> None:
+    contract = FeatureContract.fit(synthetic_flights(50))
+    context = {name: float(i) for i, name in enumerate(CONTEXT_FEATURES)}
+
+    one = contract.encode_flights([{**REFERENCE_FLIGHT, **context}])[0]
+    many = contract.encode_flights([{**REFERENCE_FLIGHT, **context}] * (ROW_BY_ROW_LIMIT + 1))[-1]
+
+    columns = [contract.feature_names.index(name) for name in CONTEXT_FEATURES]
+    assert one[columns].tolist() == list(context.values())
+    np.testing.assert_array_equal(one, many)  # row by row as in columns

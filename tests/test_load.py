@@ -56,7 +56,7 @@ def test_multipart_upload_is_stored_and_activated(
     assert info["filename"] == path.name
     assert "carrier" in info["input_fields"]
     assert info["nullable_fields"] == ["dep_delay"]
-    assert set(info["metrics"]) == {"test", "baselines", "bases"}
+    assert set(info["metrics"]) == {"test", "baselines", "bases", "shift"}
     for moment in (info["created_at"], info["loaded_at"]):
         assert datetime.fromisoformat(moment).utcoffset() == timedelta(0)
     # Cached: the native form the sandbox wrote of the pickle (a pickle-free bundle), under its sha256.

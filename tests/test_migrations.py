@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select
 
+from flight_delay.context.tables import ContextRevision
 from flight_delay.history.migrate import downgrade, migrations_dir, upgrade
 from flight_delay.history.models import Base, Heartbeat
 
@@ -19,8 +20,12 @@ TABLES = {
     "actuals",
     "monitoring_counts",
     "monitoring_rollups",
+    "context_revisions",
+    "context_flights",
+    "context_weather",
     "alembic_version",
 }
+CONTEXT = {"context_revisions", "context_flights", "context_weather"}
 
 
 def schema(url: str) -> dict[str, set[str]]:
@@ -60,7 +65,12 @@ def test_heartbeat_revision_down_and_up(database_url: str) -> None:
 
     downgrade(database_url, "0001")
     monitoring = {"actuals", "monitoring_counts", "monitoring_rollups"}
-    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat", "model_artifacts", *monitoring}
+    assert set(inspect(engine).get_table_names()) == TABLES - {
+        "heartbeat",
+        "model_artifacts",
+        *monitoring,
+        *CONTEXT,
+    }
 
     upgrade(database_url)
     with engine.connect() as connection:
@@ -82,3 +92,16 @@ def test_single_head() -> None:
     heads = ScriptDirectory(str(migrations_dir())).get_heads()
 
     assert len(heads) == 1
+
+
+def test_context_revision_down_and_up(database_url: str) -> None:
+    upgrade(database_url)
+    engine = create_engine(database_url)
+
+    downgrade(database_url, "-1")
+    assert set(inspect(engine).get_table_names()) == TABLES - CONTEXT
+
+    upgrade(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(select(ContextRevision.id, ContextRevision.revision)).all() == [(1, 0)]
+    engine.dispose()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from flight_delay.cli import main
-from flight_delay.training.evaluation import metrics_table, regression_metrics
-from tests.factories import minimal_flight
+from flight_delay.model_metadata import InvalidMetadata, check_metadata
+from flight_delay.training.evaluation import day_block_bootstrap, metrics_table, regression_metrics
+from tests.factories import minimal_flight, tiny_model
 
 
 def test_each_prediction_names_its_basis(loaded_client: FlaskClient) -> None:
@@ -39,12 +42,57 @@ def test_get_model_carries_both_bases_beside_their_baselines(loaded_client: Flas
     metrics = loaded_client.get("/model/").get_json()["metrics"]
 
     at, before = (metrics["bases"][basis] for basis in ("at_departure", "before_departure"))
-    assert set(at["overall"]) == {"model", "train_median", "dep_delay", "route_median"}
-    assert set(before["overall"]) == {"model", "train_median", "route_median"}
+    constants = {"train_median", "train_mean", "route_median"}
+    assert set(at["overall"]) == {"model", "schedule_only", "dep_delay", *constants}
+    assert set(before["overall"]) == {"model", "schedule_only", *constants}
     assert set(at["by"]) == {"month", "origin", "carrier"}
     assert set(at["overall"]["model"]) == {"mae", "rmse", "r2", "median_ae", "rows"}
     assert metrics["test"] == at["overall"]["model"]
     assert isinstance(before["loses_to"], list)
+    assert (at["predicts"], before["predicts"]) == ("mean", "median")
+    assert set(metrics["shift"]) == {"before_test", "test"}
+
+
+FACTORS = {"destination", "hour of day", "distance", "arrival delay", "holiday week"}
+
+
+def test_each_basis_states_its_gain_over_the_best_baseline_with_an_interval(
+    loaded_client: FlaskClient,
+) -> None:
+    metrics = loaded_client.get("/model/").get_json()["metrics"]
+
+    for basis, table in metrics["bases"].items():
+        overall = table["overall"]
+        for metric, gain in table["gain"].items():
+            baselines = {k: v[metric] for k, v in overall.items() if k not in ("model", "schedule_only")}
+            assert gain["baseline"] == min(baselines, key=baselines.__getitem__), (basis, metric)
+            assert gain["gain"] == pytest.approx(baselines[gain["baseline"]] - overall["model"][metric])
+            low, high = gain["ci95"]
+            assert low <= high
+            assert 0 <= gain["days_better"] <= 1
+        assert set(table["factors"]) == {
+            "destination",
+            "hour of day",
+            "distance",
+            "arrival delay",
+            "holiday week",
+        }
+
+
+def test_the_day_block_interval_resamples_whole_days() -> None:
+    rng = np.random.default_rng(0)
+    days = np.repeat(np.arange(30), 50)
+    y = rng.normal(0, 10, len(days)) + np.repeat(rng.normal(0, 20, 30), 50)  # days differ a lot
+    better, worse = y + rng.normal(0, 2, len(y)), y + rng.normal(0, 8, len(y))
+
+    low, high, share = day_block_bootstrap(y, better, worse, days, "mae")
+    same_low, same_high, _ = day_block_bootstrap(y, better, better, days, "mae")
+
+    assert 0 < low < high  # clearly better, and the interval says so
+    assert same_low == same_high == 0
+    assert share > 0.9
+    low_rmse, high_rmse, _ = day_block_bootstrap(y, better, worse, days, "rmse")
+    assert 0 < low_rmse < high_rmse
 
 
 def test_get_model_card_serves_markdown(loaded_client: FlaskClient) -> None:
@@ -54,15 +102,25 @@ def test_get_model_card_serves_markdown(loaded_client: FlaskClient) -> None:
     assert response.mimetype == "text/markdown"
     card = response.get_data(as_text=True)
     for heading in (
+        "## Model details",
         "## Intended use",
-        "## Training",
-        "## Metrics and baselines",
-        "## Limitations",
+        "## Factors",
+        "## Metrics",
+        "## Evaluation data",
+        "## Training data",
+        "## Quantitative analyses",
+        "## Ethical considerations",
+        "## Caveats and recommendations",
         "## Environment",
     ):
         assert heading in card
     assert "before_departure  model" in card
     assert "git_commit" in card
+    assert "Licence: MIT" in card
+    assert "Out of scope" in card
+    assert "| holiday week | yes |" in card or "| holiday week | no |" in card
+    assert "95% day-block interval" in card
+    assert "not flag" not in card  # unseen inputs are flagged
 
 
 def test_no_model_no_card(client: FlaskClient) -> None:
@@ -90,3 +148,16 @@ def test_metrics_are_json_where_r2_is_undefined() -> None:
     json.dumps(one_flight, allow_nan=False)  # no NaN: a browser's JSON.parse refuses it
     table = {"bases": {"at_departure": {"overall": {"model": one_flight}, "loses_to": []}}}
     assert "   n/a" in metrics_table(table)
+
+
+def test_the_gains_factors_and_shift_are_checked_when_a_model_is_read() -> None:
+    model = tiny_model(0)
+    check_metadata(model.metrics, model.training, model.profile, model.input_fields)
+    bad_gain = copy.deepcopy(model.metrics)
+    bad_gain["bases"]["at_departure"]["gain"]["mae"]["ci95"] = [1.0]
+    bad_shift = {**model.metrics, "shift": {"test": {"rows": 1}}}
+
+    for metrics, named in ((bad_gain, "ci95"), (bad_shift, "shift")):
+        with pytest.raises(InvalidMetadata) as refused:
+            check_metadata(metrics, model.training, model.profile, model.input_fields)
+        assert named in str(refused.value)

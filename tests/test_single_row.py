@@ -8,6 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from flight_delay.context.definitions import CONTEXT_FEATURES
 from flight_delay.serving.adapters import BoosterModel, ProjectModel
 from flight_delay.serving.single_row import SingleRowPredictor
 from tests.factories import minimal_flight, synthetic_flights, tiny_model, tiny_regressor
@@ -98,9 +99,11 @@ def test_served_models_use_it_for_one_flight_and_agree_with_batches() -> None:
     flights += [
         minimal_flight(dep_delay=None, distance=float(300 + 40 * d)) for d in range(5)
     ]  # before departure
+    context = {name: float(i % 7) for i, name in enumerate(CONTEXT_FEATURES)}
+    flights += [{**flight, **context} for flight in flights[::4]]  # with context: the other two boosters
     regressor = tiny_regressor(["dep_delay", "distance", "month"])
     project = ProjectModel(tiny_model(seed=1))
-    assert len(project.runners) == 2  # one per basis
+    assert len(project.runners) == 4  # one per basis, with and without context
     assert all(runner.single_row is not None for runner in project.runners.values())
     booster = BoosterModel(regressor.booster_, "lightgbm.Booster")
     assert booster.runner.single_row is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import marshmallow as ma
@@ -138,6 +139,9 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     | st.sampled_from([20_000, 5e-324, 0, -0.0]),
     "hour": st.integers(0, 23),
     "minute": st.integers(0, 59),
+    "as_of": st.none()
+    | st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5))])).map(datetime.isoformat)
+    | st.sampled_from(["2013-01-01T10:00:00Z", "2013-01-01T10:00:00", "0001-01-01T00:00:00+01:00"]),
     "time_hour": st.datetimes().map(lambda moment: moment.isoformat())
     | st.sampled_from(["2013-01-01T10:00:00Z", "2013-01-01", "2013-01-01T10:00:00.000000+00:00"]),
     "name": st.text(st.characters(min_codepoint=32, max_codepoint=0x2FFF), min_size=1, max_size=128),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class FlightDelayModel:
     before_departure: lgb.Booster | None = None
     # Whether `booster` predicts arr_delay - dep_delay (added back to its predictions) or arr_delay.
     residual: bool = False
+    # Contract v3: the same two bases trained with the context hidden, for flights without context
+    # ({"at_departure": ..., "before_departure": ...}); `booster` and `before_departure` read it.
+    without_context: dict[str, lgb.Booster] | None = None
 
     @property
     def input_fields(self) -> tuple[str, ...]:
@@ -63,18 +67,48 @@ class FlightDelayModel:
     def predict_with(
         self, features: np.ndarray, run: Callable[[lgb.Booster, np.ndarray], np.ndarray]
     ) -> np.ndarray:
-        """Predicts each row with its basis' booster through `run(booster, rows)`: dep_delay known or not."""
+        """Predicts each row through `run(booster, rows)`, its booster chosen by dep_delay and context."""
         if self.before_departure is None:
             return run(self.booster, features)
         departure = departure_delays(self.contract, features)
-        departed = ~np.isnan(departure)
+        if len(features) == 1:  # one flight: its booster from two Python tests, no masks
+            left, booster = self._booster_of(features[0], departure[0])
+            return run(booster, features) + (departure if left and self.residual else 0.0)
+        routes = self._routes(~np.isnan(departure), context_found(self.contract, features))
+        if len(routes) == 1:  # one flight, or a batch all alike: no copies
+            (left, booster), _ = routes[0]
+            return run(booster, features) + (departure if left and self.residual else 0.0)
         predicted = np.empty(len(features), dtype=np.float64)
-        if departed.any():
-            offset = departure[departed] if self.residual else 0.0
-            predicted[departed] = run(self.booster, features[departed]) + offset
-        if not departed.all():
-            predicted[~departed] = run(self.before_departure, features[~departed])
+        for (left, booster), rows in routes:
+            offset = departure[rows] if left and self.residual else 0.0
+            predicted[rows] = run(booster, features[rows]) + offset
         return predicted
+
+    def _booster_of(self, row: np.ndarray, departure: float) -> tuple[bool, lgb.Booster]:
+        """One row's booster, and whether it reads dep_delay: as `_routes` would choose it."""
+        left = not math.isnan(departure)
+        plain = getattr(self, "without_context", None)
+        columns = self.contract.context_columns
+        if plain is not None and columns and all(math.isnan(v) for v in row[columns].tolist()):
+            return left, plain["at_departure" if left else "before_departure"]
+        return left, self.booster if left else self.before_departure
+
+    def _routes(
+        self, departed: np.ndarray, found: np.ndarray | None
+    ) -> list[tuple[tuple[bool, lgb.Booster], np.ndarray]]:
+        """Each booster in use, with whether it reads dep_delay, and the rows it scores."""
+        at, before = self.booster, self.before_departure
+        plain = getattr(self, "without_context", None)
+        if plain is None or found is None:
+            candidates = [((True, at), departed), ((False, before), ~departed)]
+        else:
+            candidates = [
+                ((True, at), departed & found),
+                ((False, before), ~departed & found),
+                ((True, plain["at_departure"]), departed & ~found),
+                ((False, plain["before_departure"]), ~departed & ~found),
+            ]
+        return [(route, rows) for route, rows in candidates if rows.any()]
 
     def describe(self) -> dict[str, Any]:
         """Returns the metadata recorded for this model (the profile only when it has one)."""
@@ -92,6 +126,21 @@ def departure_delays(contract: FeatureContract, features: np.ndarray) -> np.ndar
     if "dep_delay" not in contract.feature_names:
         return np.full(len(features), np.nan)
     return features[:, contract.feature_names.index("dep_delay")]
+
+
+def context_found(contract: FeatureContract, features: np.ndarray) -> np.ndarray | None:
+    """Per row, whether it carries context (any context feature not NaN); None if the contract has none."""
+    columns = contract.context_columns
+    if not columns:
+        return None
+    return ~np.isnan(features[:, columns]).all(axis=1)
+
+
+def hidden_context(contract: FeatureContract, features: np.ndarray) -> np.ndarray:
+    """A copy of a feature matrix with every context feature NaN: the flights as known without context."""
+    hidden = features.copy()
+    hidden[:, contract.context_columns] = np.nan
+    return hidden
 
 
 def hidden_departure(contract: FeatureContract, features: np.ndarray) -> np.ndarray:
@@ -139,7 +188,8 @@ def checked_model(model: FlightDelayModel) -> FlightDelayModel:
     except (AttributeError, TypeError, KeyError) as exc:
         raise ValueError(f"the artifact's contract is malformed ({type(exc).__name__})") from exc
     before = getattr(model, "before_departure", None)
-    for booster in (model.booster, before):
+    plain = _checked_plain(getattr(model, "without_context", None), contract, before)
+    for booster in (model.booster, before, *(plain or {}).values()):
         if booster is not None and tuple(booster.feature_name()) != contract.feature_names:
             raise ValueError(f"the boosters' features must be the contract's {list(contract.feature_names)}")
     if model.format != ARTIFACT_FORMAT:
@@ -152,10 +202,30 @@ def checked_model(model: FlightDelayModel) -> FlightDelayModel:
         profile=plain_metadata(getattr(model, "profile", None), "profile"),
         before_departure=_checked_booster(before),
         residual=getattr(model, "residual", False) is True,
+        without_context=plain,
     )
     # What GET /model/, its card and monitoring read, against their schemas (InvalidMetadata names it).
     check_metadata(checked.metrics, checked.training, checked.profile, contract.input_fields)
     return checked
+
+
+BASES = ("at_departure", "before_departure")
+
+
+def _checked_plain(plain: Any, contract: FeatureContract, before: Any) -> dict[str, lgb.Booster] | None:
+    """The boosters for flights without context: both bases, exactly when the contract reads context."""
+    if not contract.context_features:
+        if plain is not None:
+            raise ValueError("boosters without context belong only to a contract that reads context")
+        return None
+    if before is None or not isinstance(plain, Mapping) or sorted(plain) != sorted(BASES):
+        raise ValueError(
+            f"a contract that reads context needs both bases with and without it ({list(BASES)})"
+        )
+    for booster in plain.values():
+        if not isinstance(booster, lgb.Booster):
+            raise ValueError("the boosters without context must be lightgbm.Booster")
+    return dict(plain)
 
 
 def _checked_booster(booster: Any) -> lgb.Booster | None:
@@ -182,6 +252,11 @@ def to_bundle(model: FlightDelayModel) -> bytes:
     if model.before_departure is not None:
         bundle["before_departure"] = model.before_departure.model_to_string(num_iteration=-1)
         bundle["residual"] = model.residual
+    if model.without_context is not None:
+        bundle["without_context"] = {
+            basis: booster.model_to_string(num_iteration=-1)
+            for basis, booster in model.without_context.items()
+        }
     return json.dumps(bundle, sort_keys=True).encode()
 
 
@@ -194,6 +269,9 @@ def from_bundle(data: bytes) -> FlightDelayModel:
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise ValueError(f'the bundle must be a JSON object with "format": "{BUNDLE_FORMAT}"')
     before = bundle.get("before_departure")
+    plain = bundle.get("without_context")
+    if plain is not None and not isinstance(plain, dict):
+        raise ValueError('"without_context" must map each basis to LightGBM\'s text model')
     return checked_model(
         FlightDelayModel(
             booster=_text_booster(bundle.get("booster"), "booster"),
@@ -203,6 +281,9 @@ def from_bundle(data: bytes) -> FlightDelayModel:
             profile=bundle.get("profile"),
             before_departure=None if before is None else _text_booster(before, "before_departure"),
             residual=bundle.get("residual", False),
+            without_context=None
+            if plain is None
+            else {basis: _text_booster(text, f"without_context.{basis}") for basis, text in plain.items()},
         )
     )
 

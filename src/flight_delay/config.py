@@ -54,6 +54,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         **_service_settings(env),
         **_monitoring_settings(env),
         **_sandbox_settings(env),
+        **_context_settings(env),
     }
     config.update(overrides)
     _check(config)
@@ -151,12 +152,23 @@ def _sandbox_settings(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _context_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """How often a worker reads new flights and weather, and how long behind the newest fact it keeps them."""
+    return {
+        "CONTEXT_REFRESH_MS": _int(env, "CONTEXT_REFRESH_MS", 250),
+        "CONTEXT_RETENTION_H": _int(env, "CONTEXT_RETENTION_H", 48),
+    }
+
+
 def _check(config: Mapping[str, Any]) -> None:
     """Refuses values the service cannot run with, naming the variable (overrides included)."""
     if config["ENV"] not in ENVIRONMENTS:
         raise ValueError(f"FLIGHT_DELAY_ENV must be one of {', '.join(ENVIRONMENTS)}")
-    if config["MODEL_REFRESH_MS"] < 0:
-        raise ValueError("MODEL_REFRESH_MS must be 0 or more")
+    for name in ("MODEL_REFRESH_MS", "CONTEXT_REFRESH_MS"):
+        if config[name] < 0:
+            raise ValueError(f"{name} must be 0 or more")
+    if config["CONTEXT_RETENTION_H"] < 1:
+        raise ValueError("CONTEXT_RETENTION_H must be 1 or more")
     if config["SQLITE_COMMIT_INTERVAL_MS"] < 0:
         raise ValueError("SQLITE_COMMIT_INTERVAL_MS must be 0 or more")
     if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from flight_delay.context.definitions import CONTEXT_FEATURES
+
 TARGET = "arr_delay"
 
 
@@ -69,6 +71,9 @@ API_FIELDS: tuple[FlightField, ...] = (
     FlightField("minute", "int"),
     FlightField("time_hour", "str"),
     FlightField("name", "str"),
+    # When the prediction is made (ISO 8601 with an offset): the context it reads is what was known
+    # then. Absent: the request's arrival. Recorded with the flight, so a replay can look it up again.
+    FlightField("as_of", "str", nullable=True, in_dataset=False, default=None),
 )
 # The dataset's columns: what the pipeline reads and writes.
 DATASET_COLUMNS: tuple[FlightField, ...] = tuple(f for f in API_FIELDS if f.in_dataset)
@@ -139,6 +144,20 @@ class ContractShape:
         return categorical_among(self.feature_names)
 
 
+# A flight's own features since contract version 2: without month, since a time split trains on
+# January-October, so November and December would fall in October's leaves. Seasonality within a
+# week and a day stays (day_of_week, scheduled minutes).
+FLIGHT_FEATURES: tuple[str, ...] = (
+    "day_of_week",
+    "sched_dep_minute",
+    "sched_arr_minute",
+    "dep_delay",
+    "distance",
+    "carrier",
+    "origin",
+    "dest",
+)
+
 # Every contract version this code loads and encodes, as trained. A model keeps the version it was
 # trained with: a new version is added here (and in encode), never an old one changed.
 CONTRACT_VERSIONS: dict[int, ContractShape] = {
@@ -156,23 +175,13 @@ CONTRACT_VERSIONS: dict[int, ContractShape] = {
             "dest",
         ),
     ),
-    # Without month: a time split trains on January-October, so November and December would fall in
-    # October's leaves. Seasonality within a week and a day stays (day_of_week, scheduled minutes).
-    2: ContractShape(
-        input_fields=INPUT_FIELDS,
-        feature_names=(
-            "day_of_week",
-            "sched_dep_minute",
-            "sched_arr_minute",
-            "dep_delay",
-            "distance",
-            "carrier",
-            "origin",
-            "dest",
-        ),
-    ),
+    2: ContractShape(input_fields=INPUT_FIELDS, feature_names=FLIGHT_FEATURES),
+    # The flight's own features, then its context at the prediction time (context/definitions.py):
+    # not fields a flight carries, but values the service adds from what was posted (NaN: none).
+    3: ContractShape(input_fields=INPUT_FIELDS, feature_names=(*FLIGHT_FEATURES, *CONTEXT_FEATURES)),
 }
-CURRENT_CONTRACT_VERSION = 2  # what training writes
+CURRENT_CONTRACT_VERSION = 3  # what training writes
+CONTEXT_NAMES = frozenset(CONTEXT_FEATURES)
 
 
 def categorical_among(feature_names: Sequence[str]) -> tuple[str, ...]:
@@ -217,13 +226,18 @@ class FeatureContract:
     # The training range of the numeric inputs the model reads as they are (none in older contracts).
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     _codes: dict[str, dict[str, int]] = field(init=False, repr=False, compare=False)
+    _context: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _context_columns: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        """Indexes each vocabulary so that encoding a category is a dict lookup."""
+        """Indexes each vocabulary (encoding a category is a dict lookup); lists the context features."""
         codes = {
             name: {value: i for i, value in enumerate(values)} for name, values in self.categories.items()
         }
         object.__setattr__(self, "_codes", codes)
+        context = tuple(n for n in self.feature_names if n in CONTEXT_NAMES)
+        object.__setattr__(self, "_context", context)
+        object.__setattr__(self, "_context_columns", [self.feature_names.index(n) for n in context])
 
     @classmethod
     def fit(cls, columns: Mapping[str, Sequence[Any]]) -> FeatureContract:
@@ -243,6 +257,16 @@ class FeatureContract:
     def categorical_features(self) -> tuple[str, ...]:
         """Names the features LightGBM must treat as categories."""
         return categorical_among(self.feature_names)
+
+    @property
+    def context_features(self) -> tuple[str, ...]:
+        """The features a flight does not carry: its context, which the service adds (none before v3)."""
+        return getattr(self, "_context", ())  # a contract pickled before v3 lacks it: no context
+
+    @property
+    def context_columns(self) -> list[int]:
+        """Where the context features are among feature_names."""
+        return getattr(self, "_context_columns", [])
 
     @property
     def nullable_fields(self) -> tuple[str, ...]:
@@ -284,6 +308,9 @@ class FeatureContract:
         }
         for name in self._codes:  # the contract's categorical features
             features[name] = self.encode_category(name, columns[name])
+        rows = len(features["month"])
+        for name in self.context_features:  # absent: no context (NaN)
+            features[name] = _as_float(columns[name]) if name in columns else np.full(rows, np.nan)
         return np.column_stack([np.asarray(features[n], dtype=np.float64) for n in self.feature_names])
 
     def encode_flights(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -295,7 +322,7 @@ class FeatureContract:
                 pass  # not plain ints and floats: the column path converts (or refuses) them its way
             else:
                 return np.array(rows, dtype=np.float64).reshape(len(flights), len(self.feature_names))
-        return self.encode(flights_to_columns(flights, self.input_fields))
+        return self.encode(flights_to_columns(flights, (*self.input_fields, *self.context_features)))
 
     def encode_row(self, flight: Mapping[str, Any]) -> list[float]:
         """Encodes one flight of plain ints and floats exactly as `encode` does, without numpy.
@@ -317,6 +344,8 @@ class FeatureContract:
         }
         for name, codes in self._codes.items():  # the contract's categorical features
             features[name] = codes.get(flight[name], math.nan)
+        for name in self.context_features:  # absent: no context (NaN)
+            features[name] = _scalar_float(flight.get(name))
         return [float(features[n]) for n in self.feature_names]
 
     @classmethod

@@ -3,7 +3,8 @@
 GET /model/ shows them, GET /model/card renders them (card.py), monitoring bins by the profile: a
 model whose metadata does not fit these schemas is refused when it is read (artifact.checked_model),
 naming the field, rather than loading and then failing each page that reads it. Both shapes written
-so far are accepted: one booster (contract version 1, metrics without `bases`) and two bases.
+so far are accepted: one booster (contract version 1, metrics without `bases`), two bases, and two
+bases with their gains, factor breakdowns and the train/test shift (contract version 3).
 """
 
 from __future__ import annotations
@@ -54,8 +55,30 @@ def _scores_by(schema: type[ma.Schema], **kwargs: Any) -> ma.fields.Dict:
     return ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(schema), **kwargs)
 
 
+class GainSchema(StrictSchema):
+    """The gain over the best baseline on one metric, with its day-block interval (evaluation.best_gain)."""
+
+    baseline = ma.fields.String(required=True)
+    model = ma.fields.Float(required=True)
+    baseline_value = ma.fields.Float(required=True)
+    gain = ma.fields.Float(required=True)
+    ratio = ma.fields.Float(required=True, allow_none=True)
+    ci95 = ma.fields.List(ma.fields.Float(), required=True, validate=ma.validate.Length(equal=2))
+    days = ma.fields.Integer(required=True, strict=True)
+    days_better = ma.fields.Float(required=True)
+
+
+class FactorSchema(StrictSchema):
+    """One factor value's flights and MAEs: the model's and the best baseline's (evaluation.factor_table)."""
+
+    rows = ma.fields.Integer(required=True, strict=True)
+    model_mae = ma.fields.Float(required=True)
+    baseline_mae = ma.fields.Float(required=True)
+
+
 class BasisSchema(StrictSchema):
-    """One basis' table: overall, per group value, and where a baseline wins (evaluation.basis_table)."""
+    """One basis' table: overall, per group value, where a baseline wins (evaluation.basis_table), and
+    since contract version 3 what it predicts, its gains and its factors."""
 
     overall = _scores_by(TabledScoresSchema, required=True)
     by = ma.fields.Dict(
@@ -64,6 +87,21 @@ class BasisSchema(StrictSchema):
         required=True,
     )
     loses_to = ma.fields.List(ma.fields.String(), required=True)
+    predicts = ma.fields.String(validate=ma.validate.OneOf(["mean", "median"]))
+    gain = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(GainSchema))
+    factors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(FactorSchema)),
+    )
+
+
+class DelaysSchema(StrictSchema):
+    """A period's arrival delays, summarised (evaluation.delays)."""
+
+    rows = ma.fields.Integer(required=True, strict=True)
+    mean = ma.fields.Float(required=True)
+    median = ma.fields.Float(required=True)
+    late_share = ma.fields.Float(required=True)
 
 
 class MetricsSchema(StrictSchema):
@@ -72,6 +110,7 @@ class MetricsSchema(StrictSchema):
     test = ma.fields.Nested(ScoresSchema)
     baselines = _scores_by(ScoresSchema)
     bases = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(BasisSchema))
+    shift = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(DelaysSchema))
 
 
 class SplitSchema(ma.Schema):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flight_delay.context.ingestion import ContextPosts
+from flight_delay.context.state import ContextState
 from flight_delay.history.database import Database, engine_options
 from flight_delay.history.postgres_writer import PostgresBackend, postgres_connect_kwargs
 from flight_delay.history.service import HistoryService
@@ -41,6 +43,8 @@ class Services:
     health: HealthChecks
     monitoring: MonitoringService
     gauges: MonitoringGauges
+    context: ContextState  # this worker's posted flights and weather, which predictions read
+    context_posts: ContextPosts  # POST /flights/ and /weather/
 
 
 def build_services(config: Mapping[str, Any]) -> Services:
@@ -50,7 +54,8 @@ def build_services(config: Mapping[str, Any]) -> Services:
         Path(config["MODEL_STORE_DIR"]), db, config["MODEL_REFRESH_MS"], sandbox_of(config)
     )
     writer = history_writer(config, db)
-    scorer = PredictionService(config["ML_API_STRICT_INPUTS"])
+    context = ContextState(db).configure(config)
+    scorer = PredictionService(config["ML_API_STRICT_INPUTS"], context)
     dataplane = DataPlane(registry, scorer, writer, config["HISTORY_WRITE_TIMEOUT_S"])
     history = HistoryService(db)
     monitoring = MonitoringService(db)
@@ -64,6 +69,8 @@ def build_services(config: Mapping[str, Any]) -> Services:
         health=HealthChecks(registry, history, config["HEALTH_TIMEOUT_S"]),
         monitoring=monitoring,
         gauges=MonitoringGauges(monitoring),
+        context=context,
+        context_posts=ContextPosts(db),
     )
 
 

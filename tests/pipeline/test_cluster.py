@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from flight_delay.cli import main
 from flight_delay.data.nycflights import build_dataset
-from flight_delay.pipeline.dataset import read_flights
+from flight_delay.pipeline.dataset import default_weather, read_flights, read_weather
 from flight_delay.pipeline.training import data_source, train_on_flights
 from tests.spark_cluster import Cluster, spark_submit, standalone_cluster, unavailable_reason
 
@@ -99,17 +99,19 @@ def test_training_on_the_cluster_samples_the_same_rows_as_local_mode(
     out = tmp_path / "model.pkl"
     args = ["--data", f"file://{flights_slice}", "--out", str(out), "--rounds", "10"]
     with spark_submit(cluster, "train", *args, "--max-driver-rows", str(MAX_DRIVER_ROWS)) as finish:
+        weather = str(default_weather())
         local = train_on_flights(
             read_flights(spark, flights_slice),
+            read_weather(spark, weather),
             rounds=10,
             max_rows=MAX_DRIVER_ROWS,
-            source=data_source(spark, flights_slice),
+            source={**data_source(spark, flights_slice), "weather": data_source(spark, weather)},
         )
         on_cluster = printed_json(finish, cluster)
 
     training = on_cluster["training"]
-    assert training["driver"]["train"]["sampled"] is True
-    assert training["driver"]["train"]["kept"] <= MAX_DRIVER_ROWS
+    assert training["driver"]["train before_departure"]["sampled"] is True
+    assert training["driver"]["train before_departure"]["kept"] <= MAX_DRIVER_ROWS
     assert training["driver"] == local.training["driver"]
     assert training["data"] == local.training["data"]
     # The same sampled rows make the same model (LightGBM runs deterministic).

@@ -1,11 +1,12 @@
-"""The notebook's presentation helpers: charts drawn from the answers' tables."""
+"""The notebook's presentation helpers: charts drawn from the answers' tables, the gains' table."""
 
 from __future__ import annotations
 
 import matplotlib
 import pytest
 
-from flight_delay.pipeline.report import CHARTS, answer_markdown, plot_answer
+from flight_delay.pipeline.report import CHARTS, answer_markdown, gains_frame, plot_answer
+from tests.factories import tiny_model
 
 matplotlib.use("Agg")
 
@@ -34,3 +35,16 @@ def test_the_final_question_is_rendered_with_its_reading() -> None:
 
     assert text.startswith("**Final question.** The 5 flights")
     assert "*Reading:* the day it left" in text
+
+
+def test_the_gains_table_has_a_row_per_basis_and_metric_with_its_interval() -> None:
+    metrics = tiny_model(0).metrics
+
+    gains = gains_frame(metrics)
+
+    assert list(gains.index) == [
+        (b, m) for b in ("at_departure", "before_departure") for m in ("MAE", "RMSE")
+    ]
+    at_mae = metrics["bases"]["at_departure"]["gain"]["mae"]
+    assert gains.loc[("at_departure", "MAE"), "95% low"] == at_mae["ci95"][0]
+    assert gains.loc[("before_departure", "MAE"), "predicts"] == "median"

@@ -15,8 +15,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from flight_delay.artifact import bundle_path, save_artifact
+from flight_delay.context.definitions import CONTEXT_FEATURES
 from flight_delay.features import FeatureContract
-from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, conform_types
+from flight_delay.pipeline.dataset import FLIGHTS_SCHEMA, conform_types, read_weather
 from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.pipeline.training import (
     DRIVER_COPIES,
@@ -57,9 +58,21 @@ def flights_frame() -> pd.DataFrame:
 
 
 def test_spark_features_equal_serving_features(spark: SparkSession, flights_frame: pd.DataFrame) -> None:
-    flights = spark_flights(spark, flights_frame)
+    # The context as the service adds it to a flight, and as pipeline/context.py adds its columns.
+    rng = np.random.default_rng(0)
+    context = {
+        name: np.where(rng.random(len(flights_frame)) < 0.2, np.nan, rng.normal(0, 9, len(flights_frame)))
+        for name in CONTEXT_FEATURES
+    }
+    in_context = flights_frame.assign(**context)
+    flights = spark_flights(spark, flights_frame).join(
+        spark.createDataFrame(
+            in_context[["id", *CONTEXT_FEATURES]].astype(object).where(in_context.notna(), None)
+        ),
+        "id",
+    )
     contract = FeatureContract.fit(flights_frame[flights_frame["month"] <= 6])  # some values unseen
-    records = flights_frame.astype(object).where(flights_frame.notna(), None).to_dict("records")
+    records = in_context.astype(object).where(in_context.notna(), None).to_dict("records")
 
     served = contract.encode_flights(records)
     expected = spark.createDataFrame(
@@ -95,9 +108,10 @@ def test_cleaning_drops_only_flights_without_a_target(
 
 
 def test_split_is_by_time(spark: SparkSession, flights_frame: pd.DataFrame) -> None:
-    train, test = split_by_time(spark_flights(spark, flights_frame))
+    train, valid, test = split_by_time(spark_flights(spark, flights_frame))
 
-    assert {r["month"] for r in train.select("month").distinct().collect()} == set(range(1, 11))
+    assert {r["month"] for r in train.select("month").distinct().collect()} == set(range(1, 9))
+    assert {r["month"] for r in valid.select("month").distinct().collect()} == {9, 10}
     assert {r["month"] for r in test.select("month").distinct().collect()} == {11, 12}
 
 
@@ -106,6 +120,7 @@ def test_trained_artifact_carries_metrics_and_serves(
 ) -> None:
     model = train_on_flights(
         spark_flights(spark, flights_frame),
+        read_weather(spark),
         rounds=30,
         params={"num_leaves": 7, "min_data_in_leaf": 5},
         source={"file": "synthetic"},
@@ -113,17 +128,21 @@ def test_trained_artifact_carries_metrics_and_serves(
     path = save_artifact(model, tmp_path / "model.pkl")
 
     metrics = model.metrics
-    assert set(metrics) == {"test", "baselines", "bases"}
-    assert set(metrics["baselines"]) == {"train_median", "dep_delay", "route_median"}
+    assert set(metrics) == {"test", "baselines", "bases", "shift"}
+    assert set(metrics["baselines"]) == {"train_median", "train_mean", "dep_delay", "route_median"}
     assert metrics["test"]["mae"] < metrics["baselines"]["train_median"]["mae"]
     assert set(metrics["bases"]["at_departure"]["by"]["month"]) == {"11", "12"}
     assert model.before_departure is not None
+    assert set(model.without_context) == {"at_departure", "before_departure"}
+    assert model.contract.context_features == CONTEXT_FEATURES
+    assert model.training["split"]["validation_months"] == "9-10"
     assert model.residual
     assert set(model.contract.ranges) == {"dep_delay", "distance"}
     assert model.training["data"]["rows"] == 598
     assert model.training["data"]["file"] == "synthetic"
     assert set(model.profile["fields"]) == set(model.input_fields)
-    assert model.profile["rows"] == model.training["train_rows"]
+    training = model.training  # the profile covers the whole training window: boosted and validation months
+    assert model.profile["rows"] == training["train_rows"] + training["validation_rows"]
     assert pickle.loads(path.read_bytes()).contract == model.contract
     assert upload(client, path).status_code == 201
     response = client.post("/model/predict/", json=minimal_flight())
@@ -182,13 +201,16 @@ def test_training_takes_at_most_train_max_driver_rows(
     monkeypatch.setenv("TRAIN_MAX_DRIVER_ROWS", "200")
 
     model = train_on_flights(
-        spark_flights(spark, flights_frame), rounds=10, params={"num_leaves": 7, "min_data_in_leaf": 5}
+        spark_flights(spark, flights_frame),
+        read_weather(spark),
+        rounds=10,
+        params={"num_leaves": 7, "min_data_in_leaf": 5},
     )
 
     driver = model.training["driver"]
     assert driver["max_rows"] == 200
-    arrived_by_october = flights_frame["arr_delay"].notna() & (flights_frame["month"] <= 10)
-    assert driver["train"]["rows"] == arrived_by_october.sum()
-    assert driver["train"]["sampled"] is True
-    assert model.training["train_rows"] == driver["train"]["kept"] <= 200
-    assert driver["test"]["kept"] == model.training["test_rows"] <= 200
+    arrived_by_august = flights_frame["arr_delay"].notna() & (flights_frame["month"] <= 8)
+    assert driver["train before_departure"]["rows"] == arrived_by_august.sum()
+    assert driver["train before_departure"]["sampled"] is True
+    assert model.training["train_rows"] == driver["train before_departure"]["kept"] <= 200
+    assert driver["test before_departure"]["kept"] == model.training["test_rows"] <= 200

@@ -10,6 +10,7 @@ from flask import Flask, Response, g, request
 
 from flight_delay import __version__
 from flight_delay.api import body_limit, docs, errors, security, ui
+from flight_delay.api import context as context_api
 from flight_delay.api.auth import check_admin_request, check_upload_policy
 from flight_delay.api.docs import FlightDelayApi
 from flight_delay.api.health import blp as health_blp
@@ -64,10 +65,12 @@ def register_blueprints(app: Flask) -> None:
     """The documented API (flask-smorest), Swagger UI and the page for people."""
     api = FlightDelayApi(app)
     docs.document_components(api.spec)
+    context_api.document_components(api.spec)
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
     api.register_blueprint(monitoring_blp)
     api.register_blueprint(metrics_blp)
+    api.register_blueprint(context_api.blp)
     docs.init_app(app, api)
     app.register_blueprint(ui.blp)
 

@@ -10,6 +10,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from flight_delay.api import errors
+from flight_delay.api.context_answer import ContextAnswerSchema
 from flight_delay.history.repository import TOTAL_CAP
 from flight_delay.validation import MAX_BATCH_SIZE
 from flight_delay.validation.rules import FIELD_RULES
@@ -52,6 +53,10 @@ class PredictionSchema(ma.Schema):
         required=True,
         validate=validate.OneOf(["at_departure", "before_departure"]),
         metadata={"description": "at_departure: dep_delay was known; before_departure: it was null"},
+    )
+    context = ma.fields.Nested(
+        ContextAnswerSchema,
+        metadata={"description": "the context read (only from a model that reads context: contract v3 on)"},
     )
     warnings = ma.fields.List(
         ma.fields.Nested(InputWarningSchema),

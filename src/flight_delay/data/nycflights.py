@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -45,3 +46,9 @@ def build_dataset() -> pd.DataFrame:
         if column.kind == "int" and column.nullable:
             dataset[column.name] = dataset[column.name].astype("Int64")
     return dataset[[column.name for column in DATASET_COLUMNS]]
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as plain JSON values: null where the frame has NaN, Python's ints and floats."""
+    columns = {name: frame[name].astype(object).where(frame[name].notna(), None).tolist() for name in frame}
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]

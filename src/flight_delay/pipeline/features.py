@@ -12,7 +12,7 @@ from itertools import chain
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from flight_delay.features import CATEGORICAL_FIELDS, RANGED_FIELDS, FeatureContract
+from flight_delay.features import CATEGORICAL_FIELDS, CONTEXT_NAMES, RANGED_FIELDS, FeatureContract
 
 
 def hhmm_minutes(column: str) -> Column:
@@ -43,6 +43,8 @@ def feature_columns(contract: FeatureContract) -> dict[str, Column]:
         "dep_delay": F.col("dep_delay").cast("double"),
         "distance": F.col("distance").cast("double"),
         **{name: category_code(contract, name) for name in CATEGORICAL_FIELDS},
+        # Columns pipeline/context.py adds (the contract's context features, null when missing).
+        **{name: F.col(name).cast("double") for name in contract.context_features if name in CONTEXT_NAMES},
     }
     missing = set(contract.feature_names) - set(expressions)
     if missing:

@@ -89,6 +89,26 @@ def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows).T[["mae", "rmse", "r2", "median_ae", "rows"]]
 
 
+def gains_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Each basis' gain over its best baseline per metric, with the 95% day-block interval, as a table."""
+    rows = {
+        (basis, metric.upper()): {
+            "predicts": table["predicts"],
+            "baseline": gain["baseline"],
+            "model": gain["model"],
+            "baseline value": gain["baseline_value"],
+            "gain": gain["gain"],
+            "95% low": gain["ci95"][0],
+            "95% high": gain["ci95"][1],
+            "ratio": gain["ratio"],
+            "days better": gain["days_better"],
+        }
+        for basis, table in metrics["bases"].items()
+        for metric, gain in table["gain"].items()
+    }
+    return pd.DataFrame(rows).T
+
+
 def plot_residuals(actual: np.ndarray, predicted: np.ndarray, limit: float = 120) -> Any:
     """Draws the residuals (predicted - actual): their spread, and against the prediction."""
     import matplotlib.pyplot as plt

@@ -1,9 +1,12 @@
-"""Training with Spark: clean, split by time, build the contract's features, fit LightGBM, measure.
+"""Training with Spark: clean, build each flight's context point in time, split by time, fit, measure.
 
-Spark does the data work, on the cluster when there is one: cleaning, the split, the features.
+Spark does the data work, on the cluster when there is one: cleaning, the context features of every
+flight as of each basis' prediction time (`pipeline/context.py`: before departure, the lead before
+the scheduled departure; at departure, the departure), the split (January-August to train,
+September-October to stop the boosting, November-December to test) and the contract's features.
 LightGBM then fits on the driver, so only the feature columns reach it, and at most
-`max_driver_rows` rows of each split (TRAIN_MAX_DRIVER_ROWS): above that, a sample chosen by a hash
-of each row's content, the same rows whatever the cluster's layout, logged with its size.
+`max_driver_rows` rows of each split and basis (TRAIN_MAX_DRIVER_ROWS): above that, a sample chosen
+by a hash of each row's content, the same rows whatever the cluster's layout, logged with its size.
 """
 
 from __future__ import annotations
@@ -18,20 +21,31 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from flight_delay.artifact import FlightDelayModel
+from flight_delay.artifact import BASES, FlightDelayModel
+from flight_delay.context.definitions import DEFAULT_LEAD_S
 from flight_delay.features import INPUT_FIELDS, TARGET, FeatureContract
+from flight_delay.pipeline.context import BASIS, with_context
 from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.pipeline.locations import Location, local_path, location_name, spark_location
 from flight_delay.pipeline.profile import profile_flights
-from flight_delay.progress import Progress, boosting_callback
+from flight_delay.progress import Progress
 from flight_delay.training.evaluation import holdout_metrics
-from flight_delay.training.lightgbm_trainer import fit_bases, library_versions
+from flight_delay.training.lightgbm_trainer import (
+    TEST_MONTHS,
+    VALIDATION_MONTHS,
+    Rows,
+    boosters_fitted,
+    fit_bases,
+    library_versions,
+    trained_at,
+)
 
 log = logging.getLogger(__name__)
 
-TEST_MONTHS = (11, 12)
-DEFAULT_ROUNDS = 400
+DEFAULT_ROUNDS = 1000  # a ceiling: boosting stops once the validation months stop improving
 FLIGHT_MONTH = "flight_month"  # the month, kept beside the features for the metrics per month
+FLIGHT_DAY = "local_day"  # the scheduled local day (pipeline/context.py), for the day-block bootstrap
+SPLITS = ("train", "valid", "test")
 # The stages train_on_flights reports; `flight-delay train` adds its own last one, "save".
 STAGES = ("features", "boosting", "metrics", "fingerprint")
 DEFAULT_MAX_DRIVER_ROWS = 2_000_000
@@ -69,10 +83,10 @@ def trainable(flights: DataFrame) -> DataFrame:
     return flights.transform(with_outcome).where(F.col("outcome") == "arrived").drop("outcome")
 
 
-def split_by_time(flights: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Splits January–October (train) from November–December (test): no peeking at the future."""
-    in_test = F.col("month").isin(*TEST_MONTHS)
-    return flights.where(~in_test), flights.where(in_test)
+def split_by_time(flights: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """January–August (train), September–October (validation), November–December (test): no peeking."""
+    in_valid, in_test = F.col("month").isin(*VALIDATION_MONTHS), F.col("month").isin(*TEST_MONTHS)
+    return flights.where(~in_valid & ~in_test), flights.where(in_valid), flights.where(in_test)
 
 
 def fingerprint(flights: DataFrame) -> dict[str, Any]:
@@ -165,24 +179,48 @@ def capped(frame: DataFrame, max_rows: int, seed: int, name: str) -> tuple[DataF
 
 
 def feature_arrays(
-    flights: DataFrame, contract: FeatureContract, max_rows: int, seed: int, name: str
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    rows: DataFrame, contract: FeatureContract, max_rows: int, seed: int, name: str
+) -> tuple[Rows, dict[str, Any]]:
     """Builds the contract's features in Spark and brings at most max_rows of them to the driver."""
     # The month under its own name: a version-1 contract has a "month" feature too.
-    dated = flights.withColumn(FLIGHT_MONTH, F.col("month"))
-    features = dated.transform(with_features(contract, keep=(TARGET, FLIGHT_MONTH)))
+    dated = rows.withColumn(FLIGHT_MONTH, F.col("month"))
+    features = dated.transform(with_features(contract, keep=(TARGET, FLIGHT_MONTH, FLIGHT_DAY)))
     kept, report = capped(features, max_rows, seed, name)
     frame = kept.toPandas()
     arrays = {
         "features": frame[list(contract.feature_names)].to_numpy(dtype=np.float64),
         "label": frame[TARGET].to_numpy(dtype=np.float64),
         "month": frame[FLIGHT_MONTH].to_numpy(dtype=np.int64),
+        "day": frame[FLIGHT_DAY].to_numpy(dtype=np.int64),
     }
     return arrays, report
 
 
+def split_arrays(
+    asked: DataFrame, contract: FeatureContract, max_rows: int, seed: int
+) -> tuple[dict[str, dict[str, Rows]], dict[str, Any]]:
+    """Each split's rows per basis, on the driver, and what reached it (split -> basis -> rows)."""
+    arrays: dict[str, dict[str, Rows]] = {}
+    reports: dict[str, Any] = {}
+    for split, part in zip(SPLITS, split_by_time(asked), strict=True):
+        for basis in BASES:
+            name = f"{split} {basis}"
+            rows, reports[name] = feature_arrays(
+                part.where(F.col(BASIS) == basis), contract, max_rows, seed, name
+            )
+            arrays.setdefault(split, {})[basis] = rows
+    return arrays, reports
+
+
+def reference_rows(arrays: dict[str, dict[str, Rows]]) -> Rows:
+    """The flights before the test period (one row each), for the baselines' constants and route medians."""
+    before = [arrays[split]["before_departure"] for split in ("train", "valid")]
+    return {key: np.concatenate([rows[key] for rows in before]) for key in ("features", "label")}
+
+
 def train_on_flights(
     flights: DataFrame,
+    weather: DataFrame,
     *,
     seed: int = 0,
     rounds: int = DEFAULT_ROUNDS,
@@ -190,68 +228,67 @@ def train_on_flights(
     source: dict[str, Any] | None = None,
     max_rows: int | None = None,
     progress: Progress | None = None,
+    lead_s: int = DEFAULT_LEAD_S,
 ) -> FlightDelayModel:
-    """Trains the project's model from a flights DataFrame and measures it on the test months."""
+    """Trains the project's model from flights and their weather, and measures it on the test months."""
     progress = progress or Progress("train", STAGES)
     cap = max_driver_rows() if max_rows is None else max_rows
     usable = flights.transform(trainable).cache()
+    asked = flights.transform(with_context(weather, trainable, lead_s)).cache()
     try:
-        train, test = split_by_time(usable)
         with progress.stage("features"):
-            contract = fit_contract(train)
-            train_arrays, train_report = feature_arrays(train, contract, cap, seed, "train")
-            test_arrays, test_report = feature_arrays(test, contract, cap, seed, "test")
-        model = boosted(progress, train_arrays, contract, seed=seed, rounds=rounds, params=params)
-        model.profile = profile_flights(train, contract.input_fields).to_dict()
+            fitted_on = split_by_time(usable)[0]
+            contract = fit_contract(fitted_on)
+            arrays, reports = split_arrays(asked, contract, cap, seed)
+        model = boosted(progress, arrays, contract, seed=seed, rounds=rounds, params=params)
+        window = usable.where(~F.col("month").isin(*TEST_MONTHS))  # the whole training window
+        model.profile = profile_flights(window, contract.input_fields).to_dict()
         with progress.stage("metrics"):
-            model.metrics = holdout_metrics(model, train_arrays, test_arrays)
+            model.metrics = holdout_metrics(model, reference_rows(arrays), arrays["test"])
         with progress.stage("fingerprint"):
-            model.training = {
-                "engine": "spark",
-                "seed": seed,
-                "rounds": rounds,
-                "driver": {"max_rows": cap, "train": train_report, "test": test_report},
-                **data_record(flights, usable, train_arrays, test_arrays, source),
-            }
+            settings = {"seed": seed, "rounds": rounds, "lead_minutes": lead_s // 60}
+            driver = {"max_rows": cap, **reports}
+            model.training = {**settings, "driver": driver, **data_record(flights, usable, arrays, source)}
         return model
     finally:
         usable.unpersist()
+        asked.unpersist()
 
 
 def boosted(
     progress: Progress,
-    arrays: dict[str, np.ndarray],
+    arrays: dict[str, dict[str, Rows]],
     contract: FeatureContract,
     *,
     seed: int,
     rounds: int,
     params: dict[str, Any] | None,
 ) -> FlightDelayModel:
-    """Fits both bases in the boosting stage, their rounds shown as they go."""
-    with progress.stage("boosting", total=2 * rounds, unit="rounds") as advance:
+    """Fits every booster in the boosting stage, their rounds shown as they go (early stops fill the bar)."""
+    total = boosters_fitted(contract) * rounds
+    with progress.stage("boosting", total=total, unit="rounds") as advance:
         return fit_bases(
-            arrays["features"],
-            arrays["label"],
+            *({"train": arrays["train"][basis], "valid": arrays["valid"][basis]} for basis in BASES),
             contract,
             seed=seed,
             rounds=rounds,
             params=params,
-            callbacks=[boosting_callback(advance)],
+            advance=advance,
         )
 
 
 def data_record(
-    flights: DataFrame,
-    usable: DataFrame,
-    train_arrays: dict[str, np.ndarray],
-    test_arrays: dict[str, np.ndarray],
-    source: dict[str, Any] | None,
+    flights: DataFrame, usable: DataFrame, arrays: dict[str, dict[str, Rows]], source: dict[str, Any] | None
 ) -> dict[str, Any]:
     """What the artifact records of the data: the split, its sizes, the fingerprint, the nulls."""
+    flights_in = {split: len(arrays[split]["before_departure"]["label"]) for split in SPLITS}
     return {
-        "split": {"train_months": "1-10", "test_months": "11-12"},
-        "train_rows": len(train_arrays["label"]),
-        "test_rows": len(test_arrays["label"]),
+        "trained_at": trained_at(),
+        "engine": "spark",
+        "split": {"train_months": "1-8", "validation_months": "9-10", "test_months": "11-12"},
+        "train_rows": flights_in["train"],
+        "validation_rows": flights_in["valid"],
+        "test_rows": flights_in["test"],
         "data": {**(source or {}), **fingerprint(usable)},
         "null_report": null_report(flights),
         "libraries": library_versions(),
@@ -259,10 +296,17 @@ def data_record(
 
 
 def holdout_predictions(
-    model: FlightDelayModel, flights: DataFrame, *, max_rows: int | None = None, seed: int = 0
+    model: FlightDelayModel,
+    flights: DataFrame,
+    weather: DataFrame,
+    *,
+    basis: str = "at_departure",
+    max_rows: int | None = None,
+    seed: int = 0,
+    lead_s: int = DEFAULT_LEAD_S,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns the actual and predicted arrival delays of the test months' flights (capped as in training)."""
-    _, test = split_by_time(flights.transform(trainable))
+    """The actual and predicted arrival delays of the test flights on one basis (capped as in training)."""
+    asked = flights.transform(with_context(weather, trainable, lead_s)).where(F.col(BASIS) == basis)
     cap = max_driver_rows() if max_rows is None else max_rows
-    arrays, _ = feature_arrays(test, model.contract, cap, seed, "holdout")
+    arrays, _ = feature_arrays(split_by_time(asked)[2], model.contract, cap, seed, "holdout")
     return arrays["label"], model.predict_features(arrays["features"])

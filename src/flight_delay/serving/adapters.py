@@ -24,6 +24,7 @@ class ServingModel:
 
     kind: str = "unknown"
     input_fields: tuple[str, ...] = ()
+    context_features: tuple[str, ...] = ()  # what the service adds to each flight (contract v3 on)
 
     @property
     def nullable_fields(self) -> tuple[str, ...]:
@@ -56,7 +57,12 @@ class ProjectModel(ServingModel):
                 f"The project artifact is inconsistent: {exc}.", getattr(exc, "errors", None)
             ) from exc
         self.input_fields = self.model.input_fields
-        boosters = (self.model.booster, self.model.before_departure)
+        self.context_features = self.model.contract.context_features
+        boosters = (
+            self.model.booster,
+            self.model.before_departure,
+            *(self.model.without_context or {}).values(),
+        )
         self.runners = {id(booster): BoosterRunner(booster) for booster in boosters if booster is not None}
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:

@@ -64,6 +64,7 @@ class DataPlane:
         """The flights' predictions, once recorded; raises a domain error if they cannot be served."""
         flights = await run_off_loop_if(request.large, checked_flights, request.items, request.single)
         active = await self.active_model()
+        await self._within_deadline(self.scorer.context_ready(), "read the posted flights and weather")
         unrecorded = await run_off_loop_if(
             request.large,
             self.scorer.score,

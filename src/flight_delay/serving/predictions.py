@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from flight_delay.context.serving import FlightsInContext, in_context
+from flight_delay.context.state import ContextState
 from flight_delay.errors import DatabaseUnavailable, HistoryUnavailable, InvalidInput, UnscorableFlight
 from flight_delay.history.models import utcnow
+from flight_delay.loop_lock import LoopLock
 from flight_delay.observability.metrics import (
     HISTORY_WRITE_FAILURES,
     PREDICTIONS,
@@ -80,6 +85,7 @@ class UnrecordedPredictions:
     rows: list[dict[str, Any]]
     bases: list[str]  # per flight: at_departure or before_departure
     warnings: list[list[dict[str, Any]]]  # per flight: what the model never saw in training
+    contexts: list[dict[str, Any]] | None = None  # per flight, from a model that reads context
 
     def served(self, ids: Sequence[int]) -> ScoredFlights:
         """The answer, once the rows are committed under `ids`; `warnings` only where there are some."""
@@ -87,6 +93,8 @@ class UnrecordedPredictions:
             {"history_id": i, "arr_delay": row["arr_delay"], "basis": basis}
             for i, row, basis in zip(ids, self.rows, self.bases, strict=True)
         ]
+        for prediction, context in zip(predictions, self.contexts or (), strict=False):
+            prediction["context"] = context
         for prediction, found in zip(predictions, self.warnings, strict=True):
             if found:
                 prediction["warnings"] = found
@@ -103,8 +111,21 @@ def bases_of(model: ServingModel, flights: Sequence[FlightInput]) -> list[str]:
 class PredictionService:
     """Scores validated flights with a model: checks what it reads, flags what it never saw, predicts."""
 
-    def __init__(self, strict_inputs: bool = False) -> None:
+    def __init__(self, strict_inputs: bool = False, context: ContextState | None = None) -> None:
         self.strict_inputs = strict_inputs  # ML_API_STRICT_INPUTS: refuse what the model never saw
+        self.context = context  # this worker's posted flights and weather (None: no context store)
+        self._context_lock = LoopLock()
+
+    async def context_ready(self) -> None:
+        """Reads new posts in a thread when the context is stale (it queries), one refresh per loop at a time.
+
+        score() reads the last context read, never the database: a caller awaits this first.
+        """
+        if self.context is None or self.context.current() is not None:
+            return
+        async with self._context_lock():
+            if self.context.current() is None:
+                await asyncio.to_thread(self.context.refresh)
 
     def score(
         self,
@@ -119,9 +140,10 @@ class PredictionService:
         refuse_missing_fields(active, flights, single)
         values = [flight.values for flight in flights]
         warnings = self._unseen(active, values, single)
-        predicted = _predicted(active.model, values)
+        created_at = utcnow()  # also the prediction time of a flight without as_of
+        found = self._in_context(active, values, created_at)
+        predicted = _predicted(active.model, found.values if found else values)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        created_at = utcnow()
         rows = [
             {
                 "created_at": created_at,
@@ -135,8 +157,21 @@ class PredictionService:
             for flight, value in zip(flights, predicted.tolist(), strict=True)
         ]
         return UnrecordedPredictions(
-            active.version, request_id, rows, bases_of(active.model, flights), warnings
+            active.version,
+            request_id,
+            rows,
+            bases_of(active.model, flights),
+            warnings,
+            found and found.answers,
         )
+
+    def _in_context(
+        self, active: ActiveModel, values: Sequence[Mapping[str, Any]], now: datetime
+    ) -> FlightsInContext | None:
+        """The flights with their context as of each one's as_of (or now), for a model that reads context."""
+        if not active.model.context_features or self.context is None:
+            return None
+        return in_context(values, self.context.snapshot(), now)
 
     def _unseen(
         self, active: ActiveModel, values: Sequence[Mapping[str, Any]], single: bool

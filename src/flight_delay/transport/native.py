@@ -71,12 +71,14 @@ def scored_body(scored: ScoredFlights) -> dict[str, Any]:
 
 
 def _prediction_body(prediction: dict[str, Any]) -> dict[str, Any]:
-    """One prediction: its history id, delay and basis, and its warnings when there are some."""
+    """One prediction: its history id, delay, basis, context (a model that reads one) and any warnings."""
     body = {
         "history_id": int(prediction["history_id"]),
         "arr_delay": float(prediction["arr_delay"]),
         "basis": str(prediction["basis"]),
     }
+    if "context" in prediction:  # plain data already, JSON-safe (null for NaN)
+        body["context"] = prediction["context"]
     if "warnings" in prediction:
         body["warnings"] = [dict(warning) for warning in prediction["warnings"]]
     return body

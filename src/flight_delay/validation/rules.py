@@ -13,7 +13,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
@@ -62,6 +62,23 @@ def validate_iso_datetime(value: str) -> None:
         raise ma.ValidationError("Must be an ISO 8601 date-time, e.g. 2013-01-01T10:00:00Z.") from exc
 
 
+AS_OF_MESSAGE = (
+    "Must be an ISO 8601 date-time with an offset (e.g. 2013-01-01T08:15:00-05:00 or 2013-01-01T13:15:00Z), "
+    "between years 1 and 9999 in UTC."
+)
+
+
+def validate_aware_datetime(value: str) -> None:
+    """Checks an ISO 8601 date-time with an offset, one UTC can express (it is compared as an instant)."""
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError("naive")
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ma.ValidationError(AS_OF_MESSAGE) from exc
+
+
 @functools.lru_cache(maxsize=4096)
 def last_day_of_month(year: int, month: int) -> int:
     """Returns the number of days of a month (28 to 31)."""
@@ -89,6 +106,7 @@ FIELD_RULES: dict[str, FieldRule] = {
     "minute": FieldRule(ge=0, le=59),
     "time_hour": FieldRule(max_length=40, checks=(validate_iso_datetime,)),
     "name": FieldRule(min_length=1, max_length=128),
+    "as_of": FieldRule(max_length=40, checks=(validate_aware_datetime,)),
     **{name: FieldRule(checks=(validate_hhmm,)) for name in HHMM_COLUMNS},
 }
 NO_RULE = FieldRule()

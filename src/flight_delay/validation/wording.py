@@ -87,6 +87,7 @@ HHMM_DOC = {
 DOCUMENTED_CHECKS: dict[str, dict[str, Any]] = {
     **dict.fromkeys(HHMM_COLUMNS, HHMM_DOC),
     "time_hour": {"format": "date-time"},
+    "as_of": {"format": "date-time"},
     "name": {"pattern": TEXT_PATTERN},
 }
 # validate_date in JSON Schema: year, month and day, when all three are given, name a real date.
