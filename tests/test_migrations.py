@@ -98,7 +98,7 @@ def test_context_revision_down_and_up(database_url: str) -> None:
     upgrade(database_url)
     engine = create_engine(database_url)
 
-    downgrade(database_url, "-1")
+    downgrade(database_url, "0005")
     assert set(inspect(engine).get_table_names()) == TABLES - CONTEXT
 
     upgrade(database_url)

@@ -1,7 +1,7 @@
 """Context: posted flights and weather observations, and the revision that orders posts.
 
 Revision ID: 0006
-Revises: 0007
+Revises: 0005
 Create Date: 2026-12-07
 
 Adds tables only. context_revisions starts with its one row at revision 0.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0007"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
