@@ -19,6 +19,7 @@ TABLES = {
     "actuals",
     "monitoring_counts",
     "monitoring_rollups",
+    "monitoring_live",
     "alembic_version",
 }
 
@@ -59,7 +60,7 @@ def test_heartbeat_revision_down_and_up(database_url: str) -> None:
     engine = create_engine(database_url)
 
     downgrade(database_url, "0001")
-    monitoring = {"actuals", "monitoring_counts", "monitoring_rollups"}
+    monitoring = {"actuals", "monitoring_counts", "monitoring_rollups", "monitoring_live"}
     assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat", "model_artifacts", *monitoring}
 
     upgrade(database_url)

@@ -20,9 +20,10 @@ from pyspark.sql import functions as F
 
 from flight_delay.artifact import FlightDelayModel
 from flight_delay.features import INPUT_FIELDS, TARGET, FeatureContract
+from flight_delay.monitoring.profile import prediction_fields
 from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.pipeline.locations import Location, local_path, location_name, spark_location
-from flight_delay.pipeline.profile import profile_flights
+from flight_delay.pipeline.profile import profile_features
 from flight_delay.progress import Progress, boosting_callback
 from flight_delay.training.evaluation import holdout_metrics
 from flight_delay.training.lightgbm_trainer import fit_bases, library_versions
@@ -202,7 +203,9 @@ def train_on_flights(
             train_arrays, train_report = feature_arrays(train, contract, cap, seed, "train")
             test_arrays, test_report = feature_arrays(test, contract, cap, seed, "test")
         model = boosted(progress, train_arrays, contract, seed=seed, rounds=rounds, params=params)
-        model.profile = profile_flights(train, contract.input_fields).to_dict()
+        # The features over every training row, in Spark; the predictions where the boosters are.
+        scored = prediction_fields(contract.feature_names, train_arrays["features"], model.predict_features)
+        model.profile = profile_features(train, contract, scored).to_dict()
         with progress.stage("metrics"):
             model.metrics = holdout_metrics(model, train_arrays, test_arrays)
         with progress.stage("fingerprint"):

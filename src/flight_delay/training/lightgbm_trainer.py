@@ -21,7 +21,7 @@ import pandas as pd
 
 from flight_delay.artifact import FlightDelayModel, departure_delays, hidden_departure
 from flight_delay.features import TARGET, FeatureContract
-from flight_delay.monitoring.profile import profile_frame
+from flight_delay.monitoring.profile import FeatureProfile, flight_span, profile_features
 from flight_delay.training.evaluation import holdout_metrics
 
 # At departure: L2 on the residual arr_delay - dep_delay beats `arr_delay = dep_delay` on MAE and RMSE.
@@ -128,6 +128,15 @@ def frame_arrays(flights: pd.DataFrame, contract: FeatureContract) -> dict[str, 
     }
 
 
+def training_profile(model: FlightDelayModel, features: np.ndarray, train: pd.DataFrame) -> FeatureProfile:
+    """The profile of what the model read in training: its features as encoded and its predictions."""
+    contract = model.contract
+    dates = flight_span(*(train[name].to_numpy() for name in ("year", "month", "day")))
+    return profile_features(
+        contract.feature_names, features, contract.categories, model.predict_features, dates
+    )
+
+
 def train_model(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -150,7 +159,7 @@ def train_model(
         rounds=rounds,
         params=params,
     )
-    model.profile = profile_frame(train, contract.input_fields).to_dict()
+    model.profile = training_profile(model, arrays["train"]["features"], train).to_dict()
     model.metrics = holdout_metrics(model, arrays["train"], arrays["test"])
     model.training = {
         "seed": seed,
