@@ -153,7 +153,7 @@ function renderCard(model) {
   }
   if (model.contract) fact(list, "Feature contract", `version ${model.contract.version}`);
   fact(list, "First uploaded", `${utcText(model.created_at)} UTC`);
-  fact(list, "Watch", "Live MAE against the test MAE, and the fields whose PSI crosses the threshold (below).");
+  fact(list, "Watch", "Live MAE against the test MAE, and the features (or the prediction) whose PSI crosses the threshold (below).");
 }
 
 // ---- the history ----
