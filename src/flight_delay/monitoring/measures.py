@@ -46,6 +46,7 @@ class ModelMeasures:
     measures: tuple[Measure, ...]
     profile: Profile | None
     unavailable: str | None  # why drift is not reported at all, or what of it is missing
+    width: int = 0  # how many features each prediction records (its contract's)
 
     @property
     def compared(self) -> tuple[Measure, ...]:
@@ -93,19 +94,16 @@ def model_measures(details: Mapping[str, Any]) -> ModelMeasures:
     names = feature_names(details)
     stored = details.get("profile")
     if stored is None:
-        reason = "the model's artifact carries no training profile"
-        return ModelMeasures(
-            (basis_measure(names, None),), None, reason + ("" if names else " (no contract)")
-        )
+        reason = "the model's artifact carries no training profile" + ("" if names else " (no contract)")
+        return ModelMeasures((basis_measure(names, None),), None, reason, len(names))
     try:
         profile = read_profile(stored)
     except (ValueError, TypeError) as exc:
-        return ModelMeasures(
-            (basis_measure(names, None),), None, f"the model's training profile is malformed: {exc}"
-        )
+        reason = f"the model's training profile is malformed: {exc}"
+        return ModelMeasures((basis_measure(names, None),), None, reason, len(names))
     if isinstance(profile, FeatureProfile):
         measures, unavailable = feature_measures(profile, names)
     else:
         measures, unavailable = input_measures(profile, names)
     usable = profile if measures else None
-    return ModelMeasures((basis_measure(names, usable), *measures), usable, unavailable)
+    return ModelMeasures((basis_measure(names, usable), *measures), usable, unavailable, len(names))

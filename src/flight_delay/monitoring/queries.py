@@ -5,12 +5,13 @@ Every figure is an aggregate the database computes; Python only adds up bins and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, select, true, update
+from sqlalchemy import ColumnElement, Text, and_, cast, func, literal_column, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -24,8 +25,10 @@ from flight_delay.history.models import (
     Prediction,
     RollupMark,
 )
-from flight_delay.monitoring.measures import BASIS, FEATURE, PREDICTED, UNRECORDED_BASIS, Measure
+from flight_delay.monitoring.binning import Counted, batch_of, count_batch, reads_input
+from flight_delay.monitoring.measures import ModelMeasures
 
+SCAN_BATCH = 10_000  # rows read at a time when counting a range: bounds the memory a count takes
 ID_CHUNK = 1_000  # history ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 Range = tuple[datetime | None, datetime | None]  # [since, until); None: unbounded
 
@@ -193,50 +196,6 @@ def in_range(column: Any, window: Range) -> ColumnElement[bool]:
     return and_(*conditions) if conditions else true()
 
 
-def number_bins(value: ColumnElement[Any], edges: Sequence[float]) -> ColumnElement[Any]:
-    """A number's bin: 0 for null, then 1 + how many edges are at or below the value."""
-    whens = [(value.is_(None), 0)]
-    whens += [(value < edge, index) for index, edge in enumerate(edges, start=1)]
-    return case(*whens, else_=len(edges) + 1)
-
-
-def recorded_feature(index: int) -> ColumnElement[Any]:
-    """A recorded feature's value (null for null or unseen), read from the row's features."""
-    return Prediction.features[index].as_float()
-
-
-def bin_key(measure: Measure) -> ColumnElement[Any]:
-    """A prediction's bin key for a measure; bin_of turns it into the bin."""
-    bins = measure.bins
-    if measure.source == BASIS:
-        if measure.index < 0:
-            return literal_column("0")
-        departed = recorded_feature(measure.index).is_not(None)
-        return case((Prediction.features.is_(None), UNRECORDED_BASIS), (departed, 0), else_=1)
-    if measure.source == PREDICTED:
-        return number_bins(Prediction.arr_delay, bins.edges)
-    if measure.source == FEATURE:
-        value = recorded_feature(measure.index)
-        return value if bins.kind == "category" else number_bins(value, bins.edges)
-    if bins.kind == "category":  # an input field as sent (an older artifact's profile)
-        return Prediction.input[measure.name].as_string()
-    return number_bins(Prediction.input[measure.name].as_float(), bins.edges)
-
-
-def bin_of(measure: Measure, key: Any) -> int:
-    """The bin a key of `bin_key` falls in (a category not trained on, or null: the last bin)."""
-    bins = measure.bins
-    if bins is None or bins.kind == "number":
-        return int(key)
-    unseen = len(bins.categories)
-    if measure.source == FEATURE:
-        return unseen if key is None or not 0 <= int(key) < unseen else int(key)
-    try:
-        return bins.categories.index(key)
-    except ValueError:
-        return unseen
-
-
 def hour_text(session: Session, column: Any = Prediction.created_at) -> ColumnElement[str]:
     """The UTC hour of a time column as text, 'YYYY-MM-DD HH', on either backend."""
     if session.get_bind().dialect.name == "postgresql":
@@ -250,23 +209,28 @@ def parse_hour(text: str) -> datetime:
 
 
 def counted_bins(
-    session: Session, version: str, measures: Iterable[Measure], window: Range, hourly: bool
-) -> Iterator[tuple[str | None, str, int, int]]:
-    """Counts the predictions of `window` per bin of each measure, one GROUP BY each.
+    session: Session, version: str, model: ModelMeasures, window: Range, hourly: bool
+) -> Counted:
+    """Counts the predictions of `window` per bin of each of the model's measures, in one streamed scan.
 
-    Yields (hour text or None, measure name, bin, rows).
+    Keys (hour text, or None when not hourly; measure; bin) -> rows.
     """
+    hour = hour_text(session) if hourly else literal_column("NULL")
+    columns = [hour, cast(Prediction.features, Text), Prediction.arr_delay]
+    with_inputs = reads_input(model.measures)
+    if with_inputs:
+        columns.append(cast(Prediction.input, Text))
     # `model_version || ''`: a condition no index answers, so that the time index reads the range (a
     # model's own index would read all its rows: SQLite, without statistics, would pick it).
     where = and_((Prediction.model_version + "") == version, in_range(Prediction.created_at, window))
-    hour = hour_text(session).label("hour") if hourly else literal_column("NULL").label("hour")
-    grouping = ["hour", "key"] if hourly else ["key"]
-    for measure in measures:
-        statement = select(hour, bin_key(measure).label("key"), func.count().label("rows")).where(where)
-        if measure.source == FEATURE:  # rows written without features tell nothing of them
-            statement = statement.where(Prediction.features.is_not(None))
-        for row in session.execute(statement.group_by(*grouping)):
-            yield row.hour, measure.name, bin_of(measure, row.key), int(row.rows)
+    counted: Counted = Counter()
+    # Core, not the ORM's loading: nothing to build but plain rows, streamed a batch at a time.
+    result = (
+        session.connection().execution_options(yield_per=SCAN_BATCH).execute(select(*columns).where(where))
+    )
+    for rows in result.partitions():
+        count_batch(model.measures, batch_of(rows, model.width, with_inputs), counted)
+    return counted
 
 
 def rolled_bins(session: Session, version: str, hours: Range) -> Iterator[tuple[str, int, int]]:

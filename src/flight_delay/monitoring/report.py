@@ -248,7 +248,7 @@ class MonitoringService:
             mark = queries.rollup_mark(session, version)
             lag = self._lag(session, version, mark, now)
             plan = count_plan((since, until), mark or ROLLUP_ORIGIN, lag <= self.max_lag)
-            counts = window_counts(session, version, model.measures, plan)
+            counts = window_counts(session, version, model, plan)
             live = window_live(session, version, (since, plan.end), mark, lag <= self.max_lag)
         return self._body(version, (since, until), model, counts, live, self._freshness(plan, mark, lag, now))
 
@@ -324,14 +324,14 @@ def no_predictions(freshness: Mapping[str, Any]) -> str:
     return f"no predictions counted in the window: the roll-ups lag ({counted})"
 
 
-def window_counts(session: Any, version: str, measures: Sequence[Measure], plan: WindowPlan) -> Counts:
+def window_counts(session: Any, version: str, model: ModelMeasures, plan: WindowPlan) -> Counts:
     """Rows per bin of each measure over the plan's window: the roll-ups, plus the rest from the history."""
     counts: Counts = defaultdict(Counter)
     if plan.hours is not None:
         for field, bin_index, rows in queries.rolled_bins(session, version, plan.hours):
             counts[field][bin_index] += rows
     for part in plan.raw:  # one range at a time, so that each reads the time index
-        for _, field, bin_index, rows in queries.counted_bins(session, version, measures, part, False):
+        for (_, field, bin_index), rows in queries.counted_bins(session, version, model, part, False).items():
             counts[field][bin_index] += rows
     return counts
 

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from flight_delay.history.database import Database
 from flight_delay.history.models import utcnow
 from flight_delay.monitoring import queries
-from flight_delay.monitoring.measures import Measure, model_measures
+from flight_delay.monitoring.measures import ModelMeasures, model_measures
 from flight_delay.monitoring.report import HOUR, ROLLUP_ORIGIN, floor_hour, hour_runs
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Rollup:
     def roll_version(self, version: str, target: datetime, summary: PassSummary) -> None:
         """Moves one model's mark to `target`, a chunk at a time, until done, lost or asked to stop."""
         with self.db.transaction() as session:
-            measures = model_measures(queries.version_details(session, version) or {}).measures
+            model = model_measures(queries.version_details(session, version) or {})
         while not self.should_stop():
             with self.db.transaction() as session:
                 seen = queries.rollup_mark(session, version)
@@ -94,27 +94,23 @@ class Rollup:
                     self._store(version, seen, target, [], [])
                 return
             stop = min(floor_hour(start) + CHUNK, target)
-            if not self.roll_chunk(version, measures, seen, (start, stop)):
+            if not self.roll_chunk(version, model, seen, (start, stop)):
                 summary.lost += 1
                 return
             summary.chunks[version] = summary.chunks.get(version, 0) + 1
 
     def roll_chunk(
-        self,
-        version: str,
-        measures: tuple[Measure, ...],
-        seen: datetime | None,
-        chunk: tuple[datetime, datetime],
+        self, version: str, model: ModelMeasures, seen: datetime | None, chunk: tuple[datetime, datetime]
     ) -> bool:
         """Counts one chunk and stores it if the mark is still `seen`; False when another job moved it."""
         stop = chunk[1]
         with self.db.transaction() as session:
-            counted = list(queries.counted_bins(session, version, measures, chunk, hourly=True))
+            counted = queries.counted_bins(session, version, model, chunk, hourly=True)
             touched = queries.touched_hours(session, version, (seen or ROLLUP_ORIGIN, stop))
             live = [
                 hourly for run in hour_runs(touched) for hourly in queries.hourly_live(session, version, run)
             ]
-        rows = [count_row(version, row) for row in counted]
+        rows = [count_row(version, key, rows) for key, rows in counted.items()]
         return self._store(version, seen, stop, rows, live)
 
     def _store(self, version: str, seen: datetime | None, stop: datetime, rows: list, live: list) -> bool:
@@ -136,9 +132,9 @@ def first_hour(session: Any, version: str, target: datetime) -> datetime:
     return target if first is None else min(floor_hour(first) - HOUR, target)
 
 
-def count_row(version: str, row: tuple[str | None, str, int, int]) -> dict[str, Any]:
-    """One monitoring_counts row from a counted (hour, field, bin, rows)."""
-    hour, name, bin_index, rows = row
+def count_row(version: str, key: tuple[str | None, str, int], rows: int) -> dict[str, Any]:
+    """One monitoring_counts row from a counted (hour, field, bin) and its rows."""
+    hour, name, bin_index = key
     return {
         "model_version": version,
         "hour": queries.parse_hour(hour),
