@@ -235,38 +235,39 @@ def swap_model(target: Target, tally: Tally) -> None:
     )
 
 
+def restart_postgres() -> str:
+    """Restarts the throwaway PostgreSQL server: a fast shutdown (active transactions aborted), then a start."""
+    data = Path(os.environ["TEST_PGDATA"])
+    pg_ctl = str(Path(os.environ["TEST_PG_BINDIR"]) / "pg_ctl")
+    # -l: the server's output to its log, never to pg_ctl's pipes (which would then stay open).
+    command = [pg_ctl, "restart", "-D", str(data), "-m", "fast", "-w", "-l", str(data.parent / "server.log")]
+    owner = os.environ.get("TEST_PG_OWNER")
+    done = subprocess.run(
+        ["runuser", "-u", owner, "--", *command] if owner else command,
+        cwd=data.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    return f"PostgreSQL restarted (pg_ctl exit {done.returncode})"
+
+
+def kill_history_writer(target: Target) -> str:
+    """Kills SQLite's history writer, the process holding its write connection (serve restarts it)."""
+    names = server_processes(target.process.pid)
+    writers = [pid for name, pid in names.items() if name.startswith("history-writer")]
+    for pid in writers:
+        os.kill(pid, signal.SIGKILL)
+    return f"SQLite history writer killed ({len(writers)} process)"
+
+
 def restart_database(target: Target, tally: Tally) -> None:
-    """Restarts PostgreSQL (pg_ctl restart -m fast), or kills SQLite's history writer (serve restarts it)."""
+    """Restarts PostgreSQL, or for SQLite (no server) the process holding its write connection."""
     started = time.monotonic()
     if make_url(target.database_url).get_backend_name() == "postgresql":
-        data = Path(os.environ["TEST_PGDATA"])
-        command = [
-            str(Path(os.environ["TEST_PG_BINDIR"]) / "pg_ctl"),
-            "restart",
-            "-D",
-            str(data),
-            "-m",
-            "fast",
-            "-w",
-        ]
-        owner = os.environ.get("TEST_PG_OWNER")
-        done = subprocess.run(
-            ["runuser", "-u", owner, "--", *command] if owner else command,
-            cwd=data.parent,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        what = f"PostgreSQL restarted (pg_ctl exit {done.returncode})"
+        what = restart_postgres()
     else:
-        writers = [
-            pid
-            for name, pid in server_processes(target.process.pid).items()
-            if name.startswith("history-writer")
-        ]
-        for pid in writers:
-            os.kill(pid, signal.SIGKILL)
-        what = f"SQLite history writer killed ({len(writers)} process)"
+        what = kill_history_writer(target)
     tally.events.append((started - target.started, f"{what} in {time.monotonic() - started:.1f} s"))
 
 

@@ -141,7 +141,7 @@ def _monitoring_settings(env: Mapping[str, str]) -> dict[str, Any]:
         # How often `flight-delay serve`'s roll-up job runs (0: it is not started; a cron runs
         # `flight-delay rollup` instead), and how far behind now its roll-ups may be before a report
         # stops counting at them rather than count the history after them itself.
-        "MONITORING_ROLLUP_INTERVAL_S": _int(env, "MONITORING_ROLLUP_INTERVAL_S", 60),
+        "MONITORING_ROLLUP_INTERVAL_S": _int(env, "MONITORING_ROLLUP_INTERVAL_S", 30),
         "MONITORING_MAX_LAG_S": _int(env, "MONITORING_MAX_LAG_S", 900),
     }
 

@@ -32,9 +32,10 @@ from flight_delay.monitoring.report import HOUR, ROLLUP_ORIGIN, floor_hour, hour
 
 log = logging.getLogger(__name__)
 
-# An hour's counts are taken once the predictions stamped before the mark are all committed: a prediction
-# is stamped before its history write, which the request path bounds far below this.
-ROLLUP_GRACE = timedelta(minutes=2)
+# The mark stays this far behind now, so that every prediction stamped before it is committed when it is
+# counted: a prediction is stamped just before its history write, which the request path bounds (the
+# host writer's client gives up after SQLITE_BUSY_TIMEOUT_MS + 30 s) below this.
+ROLLUP_GRACE = timedelta(seconds=60)
 CHUNK = timedelta(hours=6)  # the most a job counts before storing it and checking whether to stop
 # pg_try_advisory_lock's key: a constant the service's other locks do not use ("rollupfd" in ASCII).
 ROLLUP_LOCK_KEY = 0x726F6C6C_75706664
