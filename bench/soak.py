@@ -236,7 +236,7 @@ def swap_model(target: Target, tally: Tally) -> None:
 
 
 def restart_postgres() -> str:
-    """Restarts the throwaway PostgreSQL server: a fast shutdown (active transactions aborted), then a start."""
+    """Restarts the throwaway PostgreSQL: a fast shutdown (active transactions aborted), then a start."""
     data = Path(os.environ["TEST_PGDATA"])
     pg_ctl = str(Path(os.environ["TEST_PG_BINDIR"]) / "pg_ctl")
     # -l: the server's output to its log, never to pg_ctl's pipes (which would then stay open).
