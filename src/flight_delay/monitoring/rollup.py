@@ -33,8 +33,8 @@ from flight_delay.monitoring.report import HOUR, ROLLUP_ORIGIN, floor_hour, hour
 log = logging.getLogger(__name__)
 
 # The mark stays this far behind now, so that every prediction stamped before it is committed when it is
-# counted: a prediction is stamped just before its history write, which the request path bounds (the
-# host writer's client gives up after SQLITE_BUSY_TIMEOUT_MS + 30 s) below this.
+# counted: a prediction is stamped just before its history write, whose statement the database cancels
+# well before this (POSTGRES_STATEMENT_TIMEOUT_MS, 30 s; SQLite's SQLITE_BUSY_TIMEOUT_MS, 5 s).
 ROLLUP_GRACE = timedelta(seconds=60)
 CHUNK = timedelta(hours=6)  # the most a job counts before storing it and checking whether to stop
 # pg_try_advisory_lock's key: a constant the service's other locks do not use ("rollupfd" in ASCII).
