@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, select
 
+from flight_delay.history.migrate import upgrade
 from flight_delay.history.models import RollupMark
 from tests.factories import ADMIN_HEADERS, minimal_flight
 from tests.servers import RunningServer, serve, upload_model
@@ -76,3 +80,22 @@ def test_the_job_runs_beside_the_workers_and_the_gauges_follow_the_model(
 
     assert not any(os.path.exists(f"/proc/{pid}") for pid in job)  # stopped with the server
     assert "Traceback" not in server.log()
+
+
+def test_the_cli_job_stops_cleanly_on_sigterm(database_url: str) -> None:
+    upgrade(database_url)
+    job = subprocess.Popen(
+        [str(Path(sys.executable).parent / "flight-delay"), "rollup", "--every", "1"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # a pass or two
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=30) == 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert "stopping after the current chunk" in job.stdout.read()

@@ -1,6 +1,9 @@
-"""Monitoring's SQL: actuals written and aggregated, the history's inputs counted per bin, on both backends.
+"""Monitoring's SQL on both backends: actuals written and aggregated, the roll-ups read and written under
+their marks, and a range of the history streamed to be counted (monitoring/binning.py).
 
-Every figure is an aggregate the database computes; Python only adds up bins and hours.
+Live accuracy is an aggregate the database computes over an index; counting the bins of a range reads
+its rows once, a batch at a time (the roll-up job: a chunk; a report: its partial hours and the rows
+after the mark).
 """
 
 from __future__ import annotations
