@@ -154,6 +154,7 @@ def paced(every_s: float, stop: threading.Event, work: Callable[[], None]) -> Ca
     """A loop running `work` once every `every_s` seconds until `stop` is set."""
 
     def loop() -> None:
+        """Runs the work, then waits out the rest of its period."""
         while not stop.is_set():
             started = time.monotonic()
             work()

@@ -75,6 +75,7 @@ def stop_on_signals(stop: threading.Event) -> None:
     """SIGTERM and SIGINT ask the job to stop after the chunk it is counting."""
 
     def handle(signum: int, _frame: Any) -> None:
+        """Asks the loop to stop (the chunk being counted is finished and stored first)."""
         log.info("signal %d: stopping after the current chunk", signum)
         stop.set()
 
