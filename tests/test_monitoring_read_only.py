@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from flight_delay.api import create_app
 from flight_delay.api.services import services_of
 from flight_delay.config import load_config
+from flight_delay.history.database import sqlite_file
 from flight_delay.monitoring.rollup import Rollup
 from flight_delay.server import prepare
 from tests.databases import backend_under_test
@@ -33,6 +34,12 @@ def read_only_url(url: str) -> str:
     return parsed.update_query_dict({"options": "-c default_transaction_read_only=on"}).render_as_string(
         hide_password=False
     )
+
+
+def test_a_read_only_sqlite_uri_names_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "flight_delay.db"
+
+    assert sqlite_file(read_only_url(f"sqlite:///{path}")) == path  # no folder "file:" made anywhere
 
 
 def filled(app: Flask, client: FlaskClient) -> dict[str, Any]:
