@@ -1,13 +1,13 @@
 """Writes the bytecode of what the service imports at start, and only that (the image's builder stage).
 
 The builder deletes every .pyc of the virtualenv, then runs this: it imports what the server, its
-workers, the CLI, the history writer and the roll-up job import, loads a pickled LGBMRegressor (the
-case's upload) through the service's own reader and scores a flight, then compiles every module of
-the virtualenv so imported (unchecked-hash bytecode: valid whatever the files' times become in the
-image). Last it loads a pickled pipeline of the scikit-learn steps a pipeline may hold, as a check
-that the slimmed venv still serves one: what only a pipeline imports (~90 modules, ~5 MB of bytecode)
-compiles in memory when a worker loads one (the venv is not writable), as does anything else imported
-later.
+workers, the CLI, the history writer, the model sandbox and the roll-up job import, checks a pickled
+LGBMRegressor (the case's upload) as the sandbox does and loads its native form as a worker does,
+then compiles every module of the virtualenv so imported (unchecked-hash bytecode: valid whatever the
+files' times become in the image). Last it checks and loads a pickled pipeline of the scikit-learn
+steps a pipeline may hold, proving the slimmed venv still serves one: what only a pipeline imports
+(~90 modules, ~5 MB of bytecode) compiles in memory when a process loads one (the venv is not
+writable), as does anything else imported later.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ MODULES = (
     "flight_delay.monitoring.rollup_job",
     "flight_delay.training.dummy",  # make docker/model_dummy trains in the container
     "flight_delay.serving.loader",
+    "flight_delay.serving.sandbox_server",  # the model sandbox, a process of its own beside the workers
     "alembic.command",
     "psycopg",
 )
@@ -65,11 +66,11 @@ def regressor_bytes() -> bytes:
 
 
 def scored(data: bytes) -> float:
-    """Loads a model file through the service's reader and scores the reference flight."""
-    from flight_delay.serving.loader import read_model
+    """Checks an upload as the sandbox does, loads its native form as a worker does, scores a flight."""
+    from flight_delay.serving.loader import check_upload, load_native
 
-    model, _ = read_model(data)
-    return float(model.predict([REFERENCE_FLIGHT])[0])
+    kind, native = check_upload(data)
+    return float(load_native(native, kind).predict([REFERENCE_FLIGHT])[0])
 
 
 def served_modules(regressor: Path) -> list[Path]:
