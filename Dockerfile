@@ -41,21 +41,27 @@ RUN if ! dpkg -s libgomp1 >/dev/null 2>&1; then \
 WORKDIR /app
 
 FROM base AS builder
-RUN python3 -m venv /opt/venv
+# binutils (strip) for the builder alone: the runtime stage copies the venv, never this layer.
+RUN if ! command -v strip >/dev/null 2>&1; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends binutils \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && python3 -m venv /opt/venv
 # The pinned serving dependencies first: this layer is rebuilt only when requirements.txt changes.
 COPY requirements.txt /build/
-RUN pip install --require-virtualenv -r /build/requirements.txt
+RUN pip install --require-virtualenv --no-compile -r /build/requirements.txt
 COPY pyproject.toml README.md /build/
 COPY src/ /build/src/
-# The project itself (no extras: no Spark, no Jupyter); then what the service never imports:
-# third-party test suites (about 100 MB) and the installers.
-RUN pip install --require-virtualenv --no-deps /build \
+COPY docker/slim_venv.sh docker/precompile.py /build/
+# The project itself (no extras: no Spark, no Jupyter); then out goes what serving never reads
+# (docker/slim_venv.sh: test suites, sources and headers, build tools, unused subpackages, debug
+# symbols, the installers, every bytecode file), and back comes the bytecode of what serving imports.
+RUN pip install --require-virtualenv --no-compile --no-deps /build \
     && pip check \
     && flight-delay --version \
-    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests \
-        \( -path '*/pandas/*' -o -path '*/scipy/*' -o -path '*/numpy/*' -o -path '*/sklearn/*' \) \
-        -exec rm -rf {} + \
-    && python -m pip uninstall --yes --quiet setuptools wheel pip
+    && sh /build/slim_venv.sh /opt/venv \
+    && python /build/precompile.py
 
 FROM base AS app
 COPY migrations/ migrations/

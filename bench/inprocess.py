@@ -102,8 +102,10 @@ def context_of(context: ContextState, values: list[dict[str, Any]]) -> list[dict
     return in_context(values, context.current() or context.refresh(), utcnow()).values
 
 
-def history_rows(version: str, flights: list[FlightInput], predicted: np.ndarray) -> list[dict[str, Any]]:
-    """Builds history rows as the prediction service does."""
+def history_rows(
+    version: str, flights: list[FlightInput], predicted: np.ndarray, features: list[Any]
+) -> list[dict[str, Any]]:
+    """Builds history rows as the prediction service does (with the features the model read)."""
     created_at = utcnow()
     request_id = uuid.uuid4().hex
     return [
@@ -114,27 +116,24 @@ def history_rows(version: str, flights: list[FlightInput], predicted: np.ndarray
             "input": flight.payload,
             "arr_delay": float(value),
             "latency_ms": 1.0,
+            "features": read,
         }
-        for flight, value in zip(flights, predicted.tolist(), strict=True)
+        for flight, value, read in zip(flights, predicted.tolist(), features, strict=True)
     ]
 
 
-def recorder(
-    db: Database, version: str, flights: list[FlightInput], predicted: np.ndarray
-) -> Callable[[], Any]:
+def recorder(db: Database, pipe: Pipeline) -> Callable[[], Any]:
     """Returns a call that records the flights in a transaction of their own (no group commit)."""
 
     def record() -> list[int]:
-        return insert_predictions(db, history_rows(version, flights, predicted))
+        return insert_predictions(db, pipe.history_rows())
 
     return record
 
 
-def served_recorder(
-    writer: HistoryWriter, version: str, flights: list[FlightInput], predicted: np.ndarray
-) -> Callable[[], Any]:
+def served_recorder(writer: HistoryWriter, pipe: Pipeline) -> Callable[[], Any]:
     """Returns a call that records the flights as the service does (its writer: group commit)."""
-    return lambda: LOOP.run_until_complete(writer.record(history_rows(version, flights, predicted)))
+    return lambda: LOOP.run_until_complete(writer.record(pipe.history_rows()))
 
 
 @dataclass
@@ -171,6 +170,15 @@ class Pipeline:
         """The booster's predictions for the flights, made once."""
         return self.model.predict_features(self.features)
 
+    @functools.cached_property
+    def recorded(self) -> list[Any]:
+        """The features as the history records them (made once, as scoring makes them)."""
+        return self.features.tolist()
+
+    def history_rows(self) -> list[dict[str, Any]]:
+        """The history rows of the flights, as the service writes them."""
+        return history_rows(self.active.version, self.flights, self.predicted, self.recorded)
+
     def answer(self) -> Any:
         """The answer the native route renders for these predictions."""
         predictions = [
@@ -184,17 +192,17 @@ class Pipeline:
         return checked_flights(*batch_items(native.parsed_json(self.body.encode())))
 
     def predict_path(self, with_lookup: bool = True) -> np.ndarray:
-        """Payload to prediction: validation, active model, field checks, context, encoding, booster."""
+        """Payload to prediction: validation, model, field checks, context, encoding, booster, features."""
         flights = self.validate()
         active = self.registry.active() if with_lookup else self.active
         missing_fields(active.model, flights)
-        return active.model.predict(context_of(self.context, [f.values for f in flights]))
+        return active.model.predict_recorded(context_of(self.context, [f.values for f in flights]))[0]
 
 
 def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) -> dict[str, float]:
     """Times each stage of one single-flight request in process (seconds per call)."""
     pipe = Pipeline.of(app, flight)
-    model, predicted, scored = pipe.model, pipe.predicted, pipe.answer()
+    model, scored = pipe.model, pipe.answer()
     writer = services_of(app).writer
     front = asgi_app(app)
     return best_interleaved(
@@ -210,9 +218,7 @@ def single_flight_stages(app: Flask, flight: dict[str, Any], row: np.ndarray) ->
                 pipe.context, [pipe.flights[0].values]
             ),
             "encoding (contract.encode_flights)": lambda: model.contract.encode_flights(pipe.values),
-            "history INSERT + COMMIT (FULL), through the writer": served_recorder(
-                writer, pipe.active.version, pipe.flights, predicted
-            ),
+            "history INSERT + COMMIT (FULL), through the writer": served_recorder(writer, pipe),
             "answer rendering (native.answer)": lambda: native.answer(scored),
             PREDICT_PATH: pipe.predict_path,
             "our predict path, active model not looked up": lambda: pipe.predict_path(with_lookup=False),
@@ -231,8 +237,7 @@ def history_write_by_mode(folder: Path, model_path: Path, flight: dict[str, Any]
     for mode in SYNCHRONOUS_MODES:
         app = make_app(folder / f"sync-{mode.lower()}", model_path, mode)
         pipe = Pipeline.of(app, flight)
-        record = recorder(services_of(app).db, pipe.active.version, pipe.flights, pipe.predicted)
-        timings[mode] = per_call(record)
+        timings[mode] = per_call(recorder(services_of(app).db, pipe))
     return timings
 
 
@@ -260,14 +265,13 @@ def concurrent_writes(
 ) -> dict[str, float]:
     """History writes per second: one transaction per request, then the writer's group commit."""
     pipe = Pipeline.of(app, flight)
-    version, flights, predicted = pipe.active.version, pipe.flights, pipe.predicted
     db, writer = services_of(app).db, services_of(app).writer
 
     async def alone() -> None:
-        await asyncio.to_thread(insert_predictions, db, history_rows(version, flights, predicted))
+        await asyncio.to_thread(insert_predictions, db, pipe.history_rows())
 
     async def grouped() -> None:
-        await writer.record(history_rows(version, flights, predicted))
+        await writer.record(pipe.history_rows())
 
     return {
         "1 request at a time: one transaction each": requests_per_second(alone, 1, seconds),
@@ -283,7 +287,7 @@ def concurrent_writes(
 def batch_stages(app: Flask, flights: list[dict[str, Any]]) -> dict[str, float]:
     """Times each stage of one batch request in process (seconds per call, best of 3)."""
     pipe = Pipeline.of(app, {"flights": flights})
-    model, features, predicted, scored = pipe.model, pipe.features, pipe.predicted, pipe.answer()
+    model, features, scored = pipe.model, pipe.features, pipe.answer()
     db = services_of(app).db
     front = asgi_app(app)
     return {
@@ -292,9 +296,7 @@ def batch_stages(app: Flask, flights: list[dict[str, Any]]) -> dict[str, float]:
         "encoding (contract.encode_flights)": per_call(
             lambda: model.contract.encode_flights(pipe.values), repeat=3
         ),
-        "history INSERT + COMMIT (FULL)": per_call(
-            recorder(db, pipe.active.version, pipe.flights, predicted), repeat=3
-        ),
+        "history INSERT + COMMIT (FULL)": per_call(recorder(db, pipe), repeat=3),
         "field checks (missing_fields)": per_call(
             lambda: missing_fields(pipe.active.model, pipe.flights), repeat=3
         ),

@@ -1,10 +1,18 @@
 """The monitoring report on a large history: `python -m bench.monitoring [--rows N] [--database-url URL]`.
 
 Fills one database (a fresh SQLite file, or the given PostgreSQL database) with N predictions of real
-flights spread over the last 30 days, each with an actual, then times GET /model/monitoring/'s report
-in process: the first one (it rolls up every finished hour), then warm ones over all time and over the
-last 7 days. `make bench/monitoring` runs it on a SQLite file and on a throwaway PostgreSQL server
-(analyzed after the fill, as autovacuum would; SQLite gets no ANALYZE, as in service).
+flights spread over the last 30 days, each with its features as the model read them, its prediction
+and an actual, then times, in process:
+
+- the report before any roll-up (the history as imported, the job not run yet): it answers at once,
+  counting nothing it would have to read row by row, and says that the roll-ups lag;
+- the roll-up job's first pass over the 30 days (`flight-delay rollup`'s work), and a second pass
+  with nothing new (the job's steady cost per interval);
+- the first report after it, on a new connection pool (what GET /model/monitoring/ pays first), then
+  warm reports over all time, the last 7 days and the gauges' last 24 hours.
+
+`make bench/monitoring` runs it on a SQLite file and on a throwaway PostgreSQL server (analyzed after
+the fill, as autovacuum would; SQLite gets no ANALYZE, as in service).
 """
 
 from __future__ import annotations
@@ -24,13 +32,14 @@ from typing import Any
 
 from sqlalchemy import make_url, text
 
-from flight_delay.artifact import to_bundle
+from flight_delay.artifact import FlightDelayModel, to_bundle
 from flight_delay.data.nycflights import build_dataset
 from flight_delay.features import INPUT_FIELDS
 from flight_delay.history.database import Database, sqlite_file
 from flight_delay.history.migrate import upgrade
 from flight_delay.history.repository import WRITTEN_COLUMNS, stored_values
-from flight_delay.monitoring.report import MonitoringService
+from flight_delay.monitoring.report import MonitoringService, floor_hour
+from flight_delay.monitoring.rollup import Rollup
 from flight_delay.serving.registry import ModelRegistry
 from flight_delay.training.lightgbm_trainer import train_model
 
@@ -39,34 +48,37 @@ CHUNK = 50_000
 ACTUAL_COLUMNS = ("history_id", "model_version", "predicted_at", "predicted", "arr_delay", "recorded_at")
 
 
-def activate_model(db: Database, store: Path) -> str:
+def activate_model(db: Database, store: Path) -> tuple[str, FlightDelayModel]:
     """Trains a small model on real January-October flights and makes it the active one."""
     flights = build_dataset()
     late = flights["month"].isin((11, 12))
     model = train_model(flights[~late].sample(20_000, random_state=0), flights[late].sample(2_000), rounds=20)
     registry = ModelRegistry().configure(store, db)
-    return registry.activate_upload(to_bundle(model), "bench.lgbm.json").version
+    return registry.activate_upload(to_bundle(model), "bench.lgbm.json").version, model
 
 
-def real_inputs(count: int) -> list[dict[str, Any]]:
-    """Inputs of real flights of the whole year, as the API records them."""
+def scored_inputs(model: FlightDelayModel, count: int) -> list[tuple[dict[str, Any], list[Any], float]]:
+    """Real flights of the whole year as the API records them: input, features as read, prediction."""
     flights = build_dataset().sample(count, random_state=2, replace=True)
-    return json.loads(flights[list(INPUT_FIELDS)].to_json(orient="records"))
+    inputs = json.loads(flights[list(INPUT_FIELDS)].to_json(orient="records"))
+    features = model.contract.encode_flights(inputs)
+    predicted = model.predict_features(features)
+    return list(zip(inputs, features.tolist(), predicted.tolist(), strict=True))
 
 
-def rows(version: str, total: int, inputs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """History rows ending now, spread evenly over SPAN; the predicted delay varies with the flight."""
+def rows(version: str, total: int, scored: list[tuple[dict, list, float]]) -> Iterator[dict[str, Any]]:
+    """History rows ending now, spread evenly over SPAN."""
     start = datetime.now(UTC) - SPAN
     step = SPAN / total
-    for i, flight in zip(range(total), itertools.cycle(inputs), strict=False):
-        created_at = start + step * i
+    for i, (flight, features, predicted) in zip(range(total), itertools.cycle(scored), strict=False):
         yield {
-            "created_at": created_at,
+            "created_at": start + step * i,
             "request_id": f"bench-monitoring-{i}",
             "model_version": version,
             "input": flight,
-            "arr_delay": (flight["dep_delay"] or 0.0) * 0.9 + (i % 13),
+            "arr_delay": predicted,
             "latency_ms": 1.0,
+            "features": features,
         }
 
 
@@ -76,11 +88,11 @@ def actual_of(history_id: int, row: dict[str, Any]) -> tuple[Any, ...]:
     return history_id, row["model_version"], row["created_at"], row["arr_delay"], actual, row["created_at"]
 
 
-def fill(db: Database, version: str, total: int) -> float:
+def fill(db: Database, version: str, model: FlightDelayModel, total: int) -> float:
     """Writes `total` predictions and their actuals in bulk; returns the seconds it took."""
     started = time.perf_counter()
     dialect = db.bound_engine().dialect
-    source = rows(version, total, real_inputs(20_000))
+    source = rows(version, total, scored_inputs(model, 20_000))
     next_id = 1
     while chunk := list(itertools.islice(source, CHUNK)):
         history = stored_values(chunk, dialect)
@@ -101,10 +113,11 @@ def settle_postgres(db: Database) -> None:
 
 def write_sqlite(db: Database, first_id: int, history: list[tuple], actuals: list[tuple]) -> None:
     """Inserts a chunk into the SQLite file directly (bulk set-up, not what is measured)."""
+    marks = ", ".join("?" * (len(WRITTEN_COLUMNS) + 1))
     with sqlite3.connect(db.sqlite_path(), timeout=60) as connection:
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.executemany(
-            f"INSERT INTO predictions (id, {', '.join(WRITTEN_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT INTO predictions (id, {', '.join(WRITTEN_COLUMNS)}) VALUES ({marks})",  # noqa: S608
             [(first_id + i, *row) for i, row in enumerate(history)],
         )
         stamp = db.bound_engine().dialect  # actuals' times as the ORM stores them
@@ -146,31 +159,97 @@ def timed(call: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(samples), answer
 
 
-def measure(url: str, total: int, work: Path) -> dict[str, Any]:
-    """Fills the database, then times the first report and warm ones."""
-    upgrade(url)
+def fresh_service(url: str) -> tuple[Database, MonitoringService]:
+    """A monitoring service on a new connection pool, as a worker that never reported has."""
+    db = Database().bind(url)
+    return db, MonitoringService(db)
+
+
+def before_rollups(url: str) -> dict[str, Any]:
+    """The report on the history as imported: no roll-up yet."""
+    db, service = fresh_service(url)
+    try:
+        seconds, answer = timed(service.report, 1)
+    finally:
+        db.dispose()
+    return {"before_rollup_seconds": seconds, "before_rollup_lagging": answer["freshness"]["lagging"]}
+
+
+def rollup_passes(url: str) -> dict[str, Any]:
+    """The job's first pass over the whole history, then one with nothing new."""
     db = Database().bind(url)
     try:
-        version = activate_model(db, work / "models")
-        fill_s = fill(db, version, total)
-        service = MonitoringService(db)
+        job = Rollup(db)
+        first_s, first = timed(job.run_once, 1)
+        again_s, _ = timed(job.run_once, 1)
+    finally:
+        db.dispose()
+    return {
+        "rollup_seconds": first_s,
+        "rollup_chunks": sum(first.chunks.values()),
+        "idle_pass_seconds": again_s,
+    }
+
+
+def reports(url: str) -> dict[str, Any]:
+    """The first report after the roll-ups, on a new pool, then warm ones over three windows."""
+    db, service = fresh_service(url)
+    try:
         first_s, _ = timed(service.report, 1)
         all_time_s, report = timed(service.report, 5)
         week = datetime.now(UTC) - timedelta(days=7)
         week_s, _ = timed(lambda: service.report(since=week), 5)
+        day = floor_hour(datetime.now(UTC) - timedelta(days=1))
+        day_s, _ = timed(lambda: service.report(since=day), 5)
     finally:
         db.dispose()
     drifted = sorted(name for name, f in (report["drift"] or {}).items() if f["drifted"])
     return {
-        "backend": make_url(url).get_backend_name(),
         "rows": report["predictions"],
         "with_actual": report["live"]["count"],
-        "fill_seconds": fill_s,
         "first_report_seconds": first_s,
         "report_seconds": all_time_s,
         "last_7_days_seconds": week_s,
+        "last_24_hours_seconds": day_s,
+        "lag_seconds": report["freshness"]["lag_seconds"],
         "drifted": drifted,
     }
+
+
+def measure(url: str, total: int, work: Path) -> dict[str, Any]:
+    """Fills the database, then times the reports and the roll-up job."""
+    upgrade(url)
+    db = Database().bind(url)
+    try:
+        version, model = activate_model(db, work / "models")
+        fill_s = fill(db, version, model, total)
+    finally:
+        db.dispose()
+    return {
+        "backend": make_url(url).get_backend_name(),
+        "fill_seconds": fill_s,
+        **before_rollups(url),
+        **rollup_passes(url),
+        **reports(url),
+    }
+
+
+def printed(figures: dict[str, Any]) -> str:
+    """The figures as a few lines."""
+    return (
+        f"monitoring on {figures['backend']}: {figures['rows']:,} predictions "
+        f"({figures['with_actual']:,} with an actual; filled in {figures['fill_seconds']:.0f} s)\n"
+        f"  before any roll-up: report {figures['before_rollup_seconds']:.3f} s "
+        f"(lagging: {figures['before_rollup_lagging']})\n"
+        f"  roll-up job: first pass {figures['rollup_seconds']:.1f} s ({figures['rollup_chunks']} chunks), "
+        f"a pass with nothing new {figures['idle_pass_seconds']:.3f} s\n"
+        f"  first report after it {figures['first_report_seconds']:.3f} s (new connection pool); then\n"
+        f"    {figures['report_seconds']:.3f} s over all time, "
+        f"{figures['last_7_days_seconds']:.3f} s over 7 days, "
+        f"{figures['last_24_hours_seconds']:.3f} s over 24 hours "
+        f"(roll-ups {figures['lag_seconds']:.0f} s behind)\n"
+        f"  drifted: {', '.join(figures['drifted']) or 'none'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,15 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         figures = measure(url, args.rows, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(
-        f"monitoring on {figures['backend']}: {figures['rows']:,} predictions "
-        f"({figures['with_actual']:,} with an actual; filled in {figures['fill_seconds']:.0f} s)\n"
-        f"  first report {figures['first_report_seconds']:.2f} s (rolls up every finished hour)\n"
-        f"  then {figures['report_seconds']:.3f} s over all time, "
-        f"{figures['last_7_days_seconds']:.3f} s over the last 7 days\n"
-        f"  drifted: {', '.join(figures['drifted']) or 'none'}",
-        flush=True,
-    )
+    print(printed(figures), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 # Runs a command against a throwaway PostgreSQL server: scripts/with_postgres.sh CMD [ARG...]
 #
 # Starts a fresh cluster in a temporary folder, listening on 127.0.0.1 only (a free port; its unix
-# socket inside the folder), creates a role and a database, exports TEST_DATABASE_URL for CMD, runs
-# CMD, then stops the server and removes the folder, whatever happens. Exits with CMD's status.
+# socket inside the folder), creates a role and a database, exports TEST_DATABASE_URL for CMD (and
+# TEST_PGDATA, TEST_PG_BINDIR, TEST_PG_OWNER to restart the server), runs CMD, then stops the server
+# and removes the folder, whatever happens. Exits with CMD's status.
 # Uses Debian's PostgreSQL (/usr/lib/postgresql/*/bin, or PG_BINDIR); installs it with apt-get when
 # it is missing and we are root. PostgreSQL refuses to run as root, so as root the server runs as
 # the `postgres` system user that Debian's package creates; CMD still runs as the caller.
@@ -137,6 +138,9 @@ CREATE DATABASE $DATABASE OWNER $ROLE;
 SQL
 
 export TEST_DATABASE_URL="postgresql+psycopg://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DATABASE"
+# For commands that restart the server (bench/soak.py): `pg_ctl restart -D "$TEST_PGDATA"`, run as
+# TEST_PG_OWNER from the cluster's folder, reuses the options it was started with.
+export TEST_PGDATA="$PGDATA" TEST_PG_BINDIR="$BINDIR" TEST_PG_OWNER="$(if [ "$(id -u)" -eq 0 ]; then echo postgres; fi)"
 log "PostgreSQL $("$BINDIR/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (data in $WORKDIR)"
 
 set +e

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from flight_delay.artifact import FlightDelayModel
-from flight_delay.features import DATASET_COLUMNS, REFERENCE_FLIGHT
+from flight_delay.features import DATASET_COLUMNS, REFERENCE_FLIGHT, FeatureContract
 from flight_delay.training.lightgbm_trainer import train_model
 
 CARRIERS = ("UA", "AA", "DL", "B6", "EV")
@@ -68,6 +68,26 @@ def tiny_model(seed: int = 0, rows: int = 400) -> FlightDelayModel:
         seed=seed,
         rounds=15,
         params={"num_leaves": 7, "min_data_in_leaf": 5, "num_threads": 1},
+    )
+
+
+def basis_matrices(contract: FeatureContract, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The flights' features as each basis reads them: departed flights; every flight, dep_delay hidden."""
+    return {basis: contract.encode(rows) for basis, rows in basis_frames(frame).items()}
+
+
+def basis_frames(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The flights as each basis reads them, without context (what training's questions hold)."""
+    return {
+        "at_departure": frame[frame["dep_delay"].notna()],
+        "before_departure": frame.assign(dep_delay=np.nan),
+    }
+
+
+def based_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Both bases' rows in one frame with a `basis` column, as pipeline/context.with_context gives them."""
+    return pd.concat(
+        [rows.assign(basis=basis) for basis, rows in basis_frames(frame).items()], ignore_index=True
     )
 
 

@@ -20,6 +20,7 @@ from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN
 
 HOST_WRITER_MODULE = "flight_delay.history.host_writer"
 SANDBOX_MODULE = "flight_delay.serving.sandbox_server"
+ROLLUP_JOB_MODULE = "flight_delay.monitoring.rollup_job"
 
 
 def free_port() -> int:
@@ -43,7 +44,7 @@ class RunningServer:
 
     def worker_pids(self) -> set[int]:
         """Lists the gunicorn workers: the master's children (of the process started) but its helpers."""
-        return child_pids(self.process.pid) - self.writer_pids() - self.sandbox_pids()
+        return child_pids(self.process.pid) - self.writer_pids() - self.sandbox_pids() - self.rollup_pids()
 
     def writer_pids(self) -> set[int]:
         """Lists the host's history writer: the master's child running host_writer."""
@@ -52,6 +53,10 @@ class RunningServer:
     def sandbox_pids(self) -> set[int]:
         """Lists the model sandbox process: the master's child running sandbox_server."""
         return {pid for pid in child_pids(self.process.pid) if SANDBOX_MODULE in command_line(pid)}
+
+    def rollup_pids(self) -> set[int]:
+        """Lists monitoring's roll-up job: the master's child running rollup_job."""
+        return {pid for pid in child_pids(self.process.pid) if ROLLUP_JOB_MODULE in command_line(pid)}
 
 
 def command_line(pid: int) -> str:

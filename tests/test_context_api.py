@@ -141,6 +141,22 @@ def test_a_prediction_reads_the_context_known_at_its_as_of(
     assert any(c["weather"] for c in used)
 
 
+def test_drift_compares_the_context_features_over_the_flights_scored_with_context(
+    loaded_client: FlaskClient, posted: tuple
+) -> None:
+    _, _, questions = posted
+    batch = [asked(flight, as_of) for flight, as_of in questions]
+    nothing = [asked(flight, as_of, origin="BOS") for flight, as_of in questions]  # no context there
+    for flights in (batch, nothing):
+        assert loaded_client.post("/model/predict/", json={"flights": flights}).status_code == 200
+
+    body = loaded_client.get("/model/monitoring/").get_json()
+
+    assert body["drift_unavailable"] is None
+    assert set(CONTEXT_FEATURES) <= set(body["drift"])
+    assert body["predictions"] == 2 * len(batch)
+
+
 def test_without_context_the_answer_says_why_and_the_boosters_without_context_answer(
     loaded_client: FlaskClient, model_files: Callable[[int], Path]
 ) -> None:

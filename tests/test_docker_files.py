@@ -65,6 +65,24 @@ def test_the_image_installs_the_pinned_serving_dependencies_only() -> None:
         assert heavy not in pins
 
 
+def test_the_runtime_venv_is_slimmed_then_gets_back_the_bytecode_serving_imports() -> None:
+    dockerfile = read("Dockerfile")
+    builder = dockerfile[dockerfile.index("AS builder") : dockerfile.index("AS app")]
+    slimmed, compiled = (
+        builder.index("sh /build/slim_venv.sh /opt/venv"),
+        builder.index("python /build/precompile.py"),
+    )
+    assert slimmed < compiled  # every .pyc deleted first, then those of what serving imports written back
+    assert "--no-compile" in builder
+    script = read("docker/slim_venv.sh")
+    assert "-name tests -o -name test" in script
+    assert "pip uninstall --yes --quiet setuptools wheel pip" in script
+    assert "-name __pycache__ -exec rm -rf" in script
+    assert "strip --strip-debug" in script
+    assert "--strip-unneeded" not in script  # breaks the wheels' patched libraries (numpy.libs)
+    assert "UNCHECKED_HASH" in read("docker/precompile.py")
+
+
 def test_the_service_runs_as_a_user_with_a_health_check_and_an_exec_entrypoint() -> None:
     dockerfile = read("Dockerfile")
     app = dockerfile[dockerfile.index("AS app") : dockerfile.index("AS test")]

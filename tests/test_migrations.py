@@ -20,6 +20,7 @@ TABLES = {
     "actuals",
     "monitoring_counts",
     "monitoring_rollups",
+    "monitoring_live",
     "context_revisions",
     "context_flights",
     "context_weather",
@@ -64,7 +65,7 @@ def test_heartbeat_revision_down_and_up(database_url: str) -> None:
     engine = create_engine(database_url)
 
     downgrade(database_url, "0001")
-    monitoring = {"actuals", "monitoring_counts", "monitoring_rollups"}
+    monitoring = {"actuals", "monitoring_counts", "monitoring_rollups", "monitoring_live"}
     assert set(inspect(engine).get_table_names()) == TABLES - {
         "heartbeat",
         "model_artifacts",
@@ -99,7 +100,7 @@ def test_context_revision_down_and_up(database_url: str) -> None:
     engine = create_engine(database_url)
 
     downgrade(database_url, "0005")
-    assert set(inspect(engine).get_table_names()) == TABLES - CONTEXT
+    assert set(inspect(engine).get_table_names()) == TABLES - CONTEXT - {"monitoring_live"}
 
     upgrade(database_url)
     with engine.connect() as connection:

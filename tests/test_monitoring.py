@@ -1,4 +1,4 @@
-"""GET /model/monitoring/: live accuracy from recorded actuals, PSI drift against the training profile."""
+"""GET /model/monitoring/: live accuracy from recorded actuals, PSI drift of the features and prediction."""
 
 from __future__ import annotations
 
@@ -8,23 +8,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 
-from flight_delay.api.services import services_of
 from flight_delay.data.nycflights import build_dataset
-from flight_delay.history.models import InputCount
-from flight_delay.history.repository import insert_predictions
-from flight_delay.monitoring.report import PSI_EPSILON, psi, split_window
+from flight_delay.features import CONTEXT_NAMES, CONTRACT_VERSIONS, CURRENT_CONTRACT_VERSION
+from flight_delay.monitoring.report import PSI_EPSILON, psi
 from flight_delay.training.lightgbm_trainer import train_model
 from tests.conftest import upload
-from tests.factories import minimal_flight, synthetic_flights, write_pickle
+from tests.factories import minimal_flight, synthetic_flights, tiny_model, write_pickle
 from tests.monitoring_helpers import flights_of, post_actuals, report, serve
 
 V1_BUNDLE = Path(__file__).parent / "data" / "contract_v1.lgbm.json"
+CONTRACT = CONTRACT_VERSIONS[CURRENT_CONTRACT_VERSION]
+# Compared when nothing is posted: the flight's features (the context ones only over flights with context).
+FEATURES = tuple(name for name in CONTRACT.feature_names if name not in CONTEXT_NAMES)
+CONTEXT_LEFT_OUT = "no prediction in the window was scored with context; not compared: " + ", ".join(
+    name for name in CONTRACT.feature_names if name in CONTEXT_NAMES
+)
 
 
 def test_live_figures_are_exact(loaded_client: FlaskClient) -> None:
@@ -53,14 +56,26 @@ def test_without_actuals_the_live_figures_are_null(loaded_client: FlaskClient) -
     assert body["live"] == {"count": 0, "mae": None, "rmse": None, "mean_error": None}
 
 
-def test_flights_like_training_do_not_drift(loaded_client: FlaskClient) -> None:
+def test_drift_is_of_the_features_and_the_prediction(loaded_client: FlaskClient) -> None:
     serve(loaded_client, flights_of(synthetic_flights(1_000, seed=0)))
 
     body = report(loaded_client)
 
     assert body["predictions"] == 1_000
-    assert body["drift_unavailable"] is None
+    assert body["drift_unavailable"] == CONTEXT_LEFT_OUT  # nothing posted: no flight had context
+    assert list(body["drift"]) == [*FEATURES, "prediction"]
+    assert {name: f["of"] for name, f in body["drift"].items()} == {
+        **dict.fromkeys(FEATURES, "feature"),
+        "prediction": "prediction",
+    }
     assert not any(field["drifted"] for field in body["drift"].values()), body["drift"]
+    assert body["reference"] == {
+        "of": "features",
+        "flights": 322,
+        "first_flight": "2013-01-01",
+        "last_flight": "2013-10-28",
+        "at_departure_share": 1.0,
+    }
 
 
 def test_a_shifted_window_is_flagged(loaded_client: FlaskClient) -> None:
@@ -73,8 +88,25 @@ def test_a_shifted_window_is_flagged(loaded_client: FlaskClient) -> None:
     assert drift["dep_delay"]["drifted"]
     assert drift["dep_delay"]["psi"] >= 0.2
     assert drift["carrier"]["drifted"]
+    assert drift["prediction"]["drifted"]  # three hours late: so are the predictions
     assert not drift["distance"]["drifted"]
     assert not drift["origin"]["drifted"]
+
+
+def test_asking_before_departure_is_not_drift(loaded_client: FlaskClient) -> None:
+    flights = flights_of(synthetic_flights(1_000, seed=0))
+    for flight in flights[::2]:
+        flight["dep_delay"] = None  # half the clients ask before the flight leaves
+
+    serve(loaded_client, flights)
+
+    body = report(loaded_client)
+
+    assert body["reference"]["at_departure_share"] == 0.5
+    assert not body["drift"]["dep_delay"]["drifted"], body["drift"]
+    assert not any(body["drift"][name]["drifted"] for name in FEATURES), body["drift"]
+    # The prediction is compared as served: with nothing posted, the answers before departure come from
+    # the boosters without context, whose shares the training profile (of the model with context) lacks.
 
 
 @pytest.fixture(scope="module")
@@ -89,20 +121,29 @@ def real_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     return path, flights[late & flights["arr_delay"].notna()].sample(3_000, random_state=1)
 
 
-STABLE_FIELDS = ("year", "day", "sched_dep_time", "sched_arr_time", "distance", "carrier", "origin", "dest")
+STABLE_FEATURES = (
+    "day_of_week",
+    "sched_dep_minute",
+    "sched_arr_minute",
+    "distance",
+    "carrier",
+    "origin",
+    "dest",
+)
 
 
-def test_real_november_december_flights_do_not_drift_on_stable_fields(
-    client: FlaskClient, real_model: tuple[Path, Any]
-) -> None:
+def test_month_never_drifts_on_november_december(client: FlaskClient, real_model: tuple[Path, Any]) -> None:
     path, november_december = real_model
     assert upload(client, path).status_code == 201
     serve(client, flights_of(november_december))
 
-    drift = report(client)["drift"]
+    body = report(client)
 
-    assert {name for name in STABLE_FIELDS if drift[name]["drifted"]} == set(), drift
-    assert drift["month"]["drifted"]  # months never seen in training: drift, rightly
+    assert "month" not in body["drift"]  # the model does not read it: never compared, never drifted
+    assert list(body["drift"]) == [*FEATURES, "prediction"]
+    assert {name for name in STABLE_FEATURES if body["drift"][name]["drifted"]} == set(), body["drift"]
+    assert body["reference"]["last_flight"] < "2013-11-01"  # the reference is January-October
+    assert body["predictions"] == 3_000
 
 
 def test_the_window_and_the_model_version(
@@ -147,73 +188,55 @@ def test_a_model_without_a_profile_has_no_drift(client: FlaskClient) -> None:
 
     assert body["predictions"] == 1
     assert body["drift"] is None
+    assert body["reference"] is None
     assert "no training profile" in body["drift_unavailable"]
 
 
-def past_rows(version: str, flights: list[dict[str, Any]], start: datetime) -> list[dict[str, Any]]:
-    """History rows of the flights, one every 7 minutes from `start`."""
-    return [
-        {
-            "created_at": start + timedelta(minutes=7 * i),
-            "request_id": f"past-{i}",
-            "model_version": version,
-            "input": flight,
-            "arr_delay": 1.0,
-            "latency_ms": 1.0,
-        }
-        for i, flight in enumerate(flights)
-    ]
+def test_a_bare_booster_reports_what_it_can(client: FlaskClient, tmp_path: Path) -> None:
+    frame = synthetic_flights(300, seed=2)
+    names = ["dep_delay", "distance"]
+    booster = lgb.train({"verbosity": -1}, lgb.Dataset(frame[names], frame["arr_delay"]), num_boost_round=5)
+    assert upload(client, write_pickle(booster, tmp_path / "bare.pkl")).status_code == 201
+    served = serve(client, [minimal_flight()] * 4)
+    post_actuals(client, [{"history_id": p["history_id"], "arr_delay": 1.0} for p in served])
+
+    body = report(client)
+
+    assert (body["predictions"], body["live"]["count"]) == (4, 4)
+    assert body["drift"] is None
+    assert body["drift_unavailable"] == "the model's artifact carries no training profile (no contract)"
 
 
-def test_rolled_up_hours_and_the_history_agree(app: Flask, loaded_client: FlaskClient) -> None:
-    version = loaded_client.get("/model/").get_json()["version"]
-    start = datetime(2026, 3, 1, 10, 41, tzinfo=UTC)
-    shifted = synthetic_flights(300, seed=3)
-    shifted.loc[::2, "dep_delay"] = np.nan
-    db, monitoring = services_of(app).db, services_of(app).monitoring
-    insert_predictions(db, past_rows(version, flights_of(shifted), start))
-    window = {"since": "2026-03-01T13:17:00+00:00", "until": "2026-03-02T09:05:30+01:00"}
-    monitoring.grace = timedelta(days=10_000)  # nothing is rolled up: every count from the history
-    try:
-        from_history = report(loaded_client, **window)
-    finally:
-        monitoring.grace = timedelta(minutes=5)
+def test_an_older_profile_compares_only_what_the_model_reads_as_sent(
+    client: FlaskClient, tmp_path: Path
+) -> None:
+    model = tiny_model(0)
+    frame = synthetic_flights(400, seed=0)
+    model.profile = {  # as artifacts wrote it before feature profiles: every input field as sent
+        "version": 1,
+        "rows": 400,
+        "fields": {
+            "month": {"kind": "number", "edges": [6.0], "shares": [0.0, 0.5, 0.5]},
+            "distance": {"kind": "number", "edges": [1400.0], "shares": [0.0, 0.5, 0.5]},
+            "carrier": {
+                "kind": "category",
+                "categories": sorted(set(frame["carrier"])),
+                "shares": [0.2] * 5 + [0.0],
+            },
+        },
+    }
+    assert upload(client, write_pickle(model, tmp_path / "older.pkl")).status_code == 201
+    serve(client, flights_of(frame.assign(month=12)))
 
-    rolled = report(loaded_client, **window)
-    again = report(loaded_client, **window)
+    body = report(client)
 
-    with db.transaction() as session:
-        assert session.scalar(select(func.count()).select_from(InputCount)) > 0
-    assert rolled == from_history == again
-    assert 0 < rolled["predictions"] < 300
+    assert list(body["drift"]) == ["distance", "carrier"]  # month is an input, not a feature, in version 2
+    assert not any(f["drifted"] for f in body["drift"].values())
+    assert body["reference"]["of"] == "input fields"
+    assert "day_of_week" in body["drift_unavailable"]
+    assert "prediction" in body["drift_unavailable"]
 
 
 def test_psi_reads_empty_bins_as_epsilon() -> None:
     assert psi([0.5, 0.5], [0.5, 0.5]) == 0
     assert psi([1.0, 0.0], [0.0, 1.0]) == pytest.approx(2 * (1 - PSI_EPSILON) * math.log(1 / PSI_EPSILON))
-
-
-def test_split_window_counts_whole_rolled_hours_only() -> None:
-    at = lambda h, m=0: datetime(2026, 3, 1, h, m, tzinfo=UTC)  # noqa: E731
-
-    assert split_window((at(1, 30), at(5, 10)), at(4)) == (
-        (at(2), at(4)),
-        [(at(1, 30), at(2)), (at(4), at(5, 10))],
-    )
-    assert split_window((at(2), at(3)), at(4)) == ((at(2), at(3)), [])
-    assert split_window((at(4, 5), None), at(4)) == (None, [(at(4, 5), None)])
-
-
-def test_a_rollup_is_stored_once_whoever_counts_it(app: Flask, loaded_client: FlaskClient) -> None:
-    from flight_delay.monitoring.queries import advance_mark
-
-    version = loaded_client.get("/model/").get_json()["version"]
-    hour = datetime(2026, 3, 1, 10, tzinfo=UTC)
-    db = services_of(app).db
-    with db.transaction() as session:
-        assert advance_mark(session, version, None, hour)
-    with db.transaction() as session:
-        assert not advance_mark(session, version, None, hour + timedelta(hours=1))
-        assert advance_mark(session, version, hour, hour + timedelta(hours=2))
-    with db.transaction() as session:
-        assert not advance_mark(session, version, hour, hour + timedelta(hours=3))

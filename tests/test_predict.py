@@ -211,7 +211,7 @@ def test_a_model_that_raises_is_a_422_not_a_500(
     def explode(self: ProjectModel, flights: list) -> None:
         raise ValueError("cannot handle this flight")
 
-    monkeypatch.setattr(ProjectModel, "predict", explode)
+    monkeypatch.setattr(ProjectModel, "predict_recorded", explode)
     response = loaded_client.post("/model/predict/", json=minimal_flight())
 
     assert response.status_code == 422
@@ -224,7 +224,7 @@ def test_a_model_that_raises_is_a_422_not_a_500(
 def test_a_non_finite_prediction_is_a_422_naming_the_flight(
     loaded_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ProjectModel, "predict", lambda self, flights: [1.0, float("nan")])
+    monkeypatch.setattr(ProjectModel, "predict_recorded", lambda self, flights: ([1.0, float("nan")], None))
     response = loaded_client.post("/model/predict/", json={"flights": [minimal_flight()] * 2})
 
     assert response.status_code == 422

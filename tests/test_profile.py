@@ -1,4 +1,4 @@
-"""The training profile: bins and shares per input field, carried by every artifact, optional in old ones."""
+"""The training profile: the features as encoded and the prediction, per basis, carried by every artifact."""
 
 from __future__ import annotations
 
@@ -6,35 +6,63 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from flight_delay.artifact import from_bundle, to_bundle
-from flight_delay.features import INPUT_FIELDS
-from flight_delay.monitoring.profile import TrainingProfile, number_bin_counts, profile_frame
-from tests.factories import synthetic_flights, tiny_model
+from flight_delay.features import FeatureContract
+from flight_delay.model_metadata import InvalidMetadata
+from flight_delay.monitoring.profile import (
+    AT_DEPARTURE,
+    BEFORE_DEPARTURE,
+    PREDICTION,
+    FeatureProfile,
+    InputProfile,
+    number_bin_counts,
+    profile_features,
+    read_profile,
+)
+from tests.factories import basis_matrices, synthetic_flights, tiny_model
 
 V1_BUNDLE = Path(__file__).parent / "data" / "contract_v1.lgbm.json"
+LEGACY = {
+    "version": 1,
+    "rows": 10,
+    "fields": {
+        "dep_delay": {"kind": "number", "edges": [0.0, 10.0], "shares": [0.1, 0.2, 0.3, 0.4]},
+        "carrier": {"kind": "category", "categories": ["AA", "UA"], "shares": [0.5, 0.5, 0.0]},
+    },
+}
 
 
-def test_every_input_field_is_profiled() -> None:
-    frame = synthetic_flights(400)
-    frame.loc[:99, "dep_delay"] = np.nan
+def test_every_feature_and_the_prediction_are_profiled_per_basis() -> None:
+    model = tiny_model(0)
 
-    profile = profile_frame(frame, INPUT_FIELDS)
+    profile = read_profile(model.profile)
 
-    assert profile.rows == 400
-    assert set(profile.fields) == set(INPUT_FIELDS)
-    dep_delay = profile.fields["dep_delay"]
-    assert dep_delay.shares[0] == pytest.approx(0.25)  # the nulls' own bin
-    assert len(dep_delay.shares) == len(dep_delay.edges) + 2
-    assert profile.fields["year"].edges == (2013.0,)  # one value: below it (empty), at or above it
-    assert profile.fields["year"].shares == (0.0, 0.0, 1.0)
-    carrier = profile.fields["carrier"]
-    assert carrier.categories == ("AA", "B6", "DL", "EV", "UA")
+    assert isinstance(profile, FeatureProfile)
+    assert profile.rows == 322  # the Jan-Oct flights of the 400
+    assert (profile.first_flight, profile.last_flight) == ("2013-01-01", "2013-10-28")
+    for basis in (AT_DEPARTURE, BEFORE_DEPARTURE):
+        fields = profile.fields(basis)
+        assert list(fields) == [*model.contract.feature_names, PREDICTION]
+        assert "month" not in fields  # contract version 2 does not read it
+        for field in fields.values():
+            assert sum(field.shares) == pytest.approx(1.0)
+    carrier = profile.fields()["carrier"]
+    assert carrier.categories == model.contract.categories["carrier"]  # bins by code, in the contract's order
     assert carrier.shares[-1] == 0.0  # no unseen carrier in training
-    for field in profile.fields.values():
-        assert sum(field.shares) == pytest.approx(1.0)
+    assert profile.fields(BEFORE_DEPARTURE)["dep_delay"].shares[0] == 1.0  # hidden: all null
+    assert profile.fields(AT_DEPARTURE)["dep_delay"].shares[0] == 0.0
+
+
+def test_the_prediction_bins_are_shared_by_both_bases() -> None:
+    fields = {
+        basis: read_profile(tiny_model(0).profile).fields(basis)[PREDICTION]
+        for basis in (AT_DEPARTURE, BEFORE_DEPARTURE)
+    }
+
+    assert fields[AT_DEPARTURE].edges == fields[BEFORE_DEPARTURE].edges
+    assert fields[AT_DEPARTURE].shares != fields[BEFORE_DEPARTURE].shares
 
 
 def test_number_bins_close_on_the_left() -> None:
@@ -49,7 +77,7 @@ def test_the_profile_travels_in_the_bundle() -> None:
     read = from_bundle(to_bundle(model))
 
     assert read.profile == model.profile
-    assert TrainingProfile.from_dict(read.profile).to_dict() == model.profile
+    assert read_profile(read.profile).to_dict() == model.profile
     assert "profile" in read.describe()
 
 
@@ -63,29 +91,80 @@ def test_a_bundle_without_a_profile_loads_and_is_written_as_before() -> None:
     assert json.loads(to_bundle(model)) == json.loads(stored)
 
 
+def test_an_older_profile_of_input_fields_still_reads() -> None:
+    profile = read_profile(LEGACY)
+
+    assert isinstance(profile, InputProfile)
+    assert profile.fields["carrier"].shares == (0.5, 0.5, 0.0)
+    assert profile.to_dict() == LEGACY
+
+
+def changed(path: tuple[str, ...], value: object) -> dict:
+    """The tiny model's profile with one entry (by its path of keys) replaced."""
+    profile = json.loads(json.dumps(tiny_model(0).profile))
+    place = profile
+    for key in path[:-1]:
+        place = place[key]
+    place[path[-1]] = value
+    return profile
+
+
 @pytest.mark.parametrize(
-    "change",
+    ("path", "value"),
     [
-        {"version": 2},
-        {"fields": {}},
-        {"rows": -1},
-        {"fields": {"dep_delay": {"kind": "number", "edges": [2.0, 1.0], "shares": [0, 0, 0.5, 0.5]}}},
-        {"fields": {"dep_delay": {"kind": "number", "edges": [1.0], "shares": [1.0]}}},
-        {"fields": {"carrier": {"kind": "category", "categories": [1], "shares": [1.0, 0.0]}}},
-        {"fields": {"carrier": {"kind": "colour", "shares": []}}},
+        (("version",), 3),
+        (("bases",), {}),
+        (("flights", "rows"), -1),
+        (("flights", "first"), "yesterday"),
+        (("bins", "dep_delay"), {"kind": "number", "edges": [2.0, 1.0]}),
+        (("bins", "carrier"), {"kind": "category", "categories": [1]}),
+        (("bins", "carrier"), {"kind": "colour"}),
+        (("bases", "at_departure", "shares", "dep_delay"), [1.0]),
+        (("bases", "at_departure", "shares", "carrier"), [2.0, 0, 0, 0, 0, 0]),
+        (("bases", "before_departure", "rows"), "many"),
     ],
 )
-def test_a_malformed_profile_is_refused(change: dict) -> None:
-    stored = {**tiny_model(0).profile, **change}
-
+def test_a_malformed_profile_is_refused(path: tuple[str, ...], value: object) -> None:
     with pytest.raises(ValueError, match="profile"):
-        TrainingProfile.from_dict(stored)
+        read_profile(changed(path, value))
 
 
-def test_category_values_not_in_training_fall_in_the_last_bin() -> None:
-    frame = pd.DataFrame({"carrier": ["UA", "UA", "AA", None]})
+def test_unseen_categories_fall_in_the_last_bin() -> None:
+    contract = FeatureContract.fit(synthetic_flights(200, seed=1))
+    frame = synthetic_flights(100, seed=2)
+    frame.loc[:24, "carrier"] = "ZZ"
+    matrices = basis_matrices(contract, frame)
+    profile = profile_features(
+        contract.feature_names, matrices, contract.categories, lambda m: m[:, 3], (None, None)
+    )
 
-    profile = profile_frame(frame, ["carrier"])
+    assert profile.fields()["carrier"].shares[-1] == pytest.approx(0.25)
 
-    assert profile.fields["carrier"].categories == ("AA", "UA")
-    assert profile.fields["carrier"].shares == (0.25, 0.5, 0.25)
+
+@pytest.mark.parametrize(
+    ("path", "value", "says"),
+    [
+        (("bins", "carrier", "categories"), ["AA", "UA", "ZZ", "B6", "EV"], "vocabulary"),
+        (("bins", "day_of_week"), {"kind": "category", "categories": ["Mon"]}, "as a category"),
+    ],
+)
+def test_a_model_whose_profile_does_not_fit_its_contract_is_refused(
+    path: tuple[str, ...], value: object, says: str
+) -> None:
+    model = tiny_model(0)
+    profile = changed(path, value)
+    if path[1] == "day_of_week":  # one bin and its unseen one, in each basis
+        for basis in ("at_departure", "before_departure"):
+            profile["bases"][basis]["shares"]["day_of_week"] = [1.0, 0.0]
+    bundle = json.loads(to_bundle(model))
+
+    with pytest.raises(InvalidMetadata, match=says):
+        from_bundle(json.dumps({**bundle, "profile": profile}).encode())
+
+
+def test_an_older_profile_of_a_field_the_model_does_not_read_is_refused() -> None:
+    bundle = json.loads(to_bundle(tiny_model(0)))
+    older = {**LEGACY, "fields": {**LEGACY["fields"], "tailnum": LEGACY["fields"]["carrier"]}}
+
+    with pytest.raises(InvalidMetadata, match="tailnum"):
+        from_bundle(json.dumps({**bundle, "profile": older}).encode())

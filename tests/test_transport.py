@@ -235,7 +235,8 @@ def test_no_model_is_a_503(bare_front: Front) -> None:
 
 
 def test_an_unscorable_flight_is_a_422(front: Front, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ProjectModel, "predict", lambda self, flights: [float("nan")] * len(flights))
+    unscorable = lambda self, flights: ([float("nan")] * len(flights), None)  # noqa: E731
+    monkeypatch.setattr(ProjectModel, "predict_recorded", unscorable)
 
     answer = front.ask(request("POST", PREDICT, minimal_flight()))
 

@@ -167,8 +167,19 @@ def test_live_accuracy_and_drift_are_charted(page: WebDriver, server: RunningSer
     assert page.find_elements(By.CSS_SELECTOR, "#accuracy-chart svg line.reference")
     bars = page.find_elements(By.CSS_SELECTOR, "#drift-chart svg rect.bar")
     model = requests.get(f"{server.url}/model/", timeout=30).json()
-    assert len(bars) == len(model["input_fields"])
+    assert len(bars) == len(model["contract"]["feature_names"]) + 1  # the features, and the prediction
+    labels = page.execute_script(
+        "return [...document.querySelectorAll('#drift-chart svg text')].map((t) => t.textContent)"
+    )
+    assert "month" not in labels
+    assert "prediction" in labels
     assert page.find_elements(By.CSS_SELECTOR, "#drift-chart svg line.threshold")
+    compared = page.find_element(By.ID, "drift-compared").text
+    assert compared.startswith("Compares all 7 days: ")
+    assert (
+        "with the model's training profile of its features (322 flights from 2013-01-01 to 2013-10-28"
+        in compared
+    )
     table = page.find_element(By.ID, "accuracy-table").get_attribute("textContent")
     assert "45" in table  # today's predictions
     assert "23" in table  # of which with an actual

@@ -5,11 +5,14 @@
 A model trained on a sample of the real January-October flights serves 2,100 real November-December
 flights through a real server (SQLite in a temporary folder); their history rows are then moved back
 over the last 7 days (the API stamps predictions with the time they are served), and 80% get their
-real arrival delay as an actual. Needs scripts/ensure_chromium.sh.
+real arrival delay as an actual. The history rewritten, it is rolled up as an imported one would be
+(`flight-delay rollup`; the server's own job is off). Needs scripts/ensure_chromium.sh.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import tempfile
 from datetime import timedelta
@@ -64,6 +67,12 @@ def fill(url: str, flights: list[dict], actual_delays: list[float], database_url
         f"{url}/model/actuals/", json={"actuals": actuals}, headers=ADMIN_HEADERS, timeout=60
     )
     assert posted.status_code == 200, posted.text
+    rolled = subprocess.run(
+        [str(Path(sys.executable).parent / "flight-delay"), "rollup"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        check=False,
+    )
+    assert rolled.returncode == 0
 
 
 def main(out: Path) -> None:
@@ -77,7 +86,10 @@ def main(out: Path) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         database_url = f"sqlite:///{root / 'data' / 'flight_delay.db'}"
-        with serve_with_model(root / "data", database_url, write_pickle(model, root / "model.pkl")) as server:
+        model_path = write_pickle(model, root / "model.pkl")
+        with serve_with_model(
+            root / "data", database_url, model_path, MONITORING_ROLLUP_INTERVAL_S="0"
+        ) as server:
             fill(server.url, flights_of(served), served["arr_delay"].astype(float).tolist(), database_url)
             with chromium(1280, 1000) as driver:
                 open_page(driver, f"{server.url}/ui/?page_size=20")

@@ -205,7 +205,7 @@ def checked_model(model: FlightDelayModel) -> FlightDelayModel:
         without_context=plain,
     )
     # What GET /model/, its card and monitoring read, against their schemas (InvalidMetadata names it).
-    check_metadata(checked.metrics, checked.training, checked.profile, contract.input_fields)
+    check_metadata(checked.metrics, checked.training, checked.profile, contract)
     return checked
 
 

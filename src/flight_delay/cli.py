@@ -276,8 +276,7 @@ def monitor(since: datetime | None, until: datetime | None, model_version: str |
 
     config = load_config()
     db = Database().bind(config["DATABASE_URL"], **engine_options(config))
-    service = MonitoringService(db)
-    service.psi_threshold = config["MONITORING_PSI_THRESHOLD"]
+    service = MonitoringService(db).configure(config)
     try:
         report = service.report(model_version, since, until)
     except FlightDelayError as exc:
@@ -337,3 +336,20 @@ def feed(
         raise click.ClickException(str(exc)) from exc
     monitoring = client.session.get(f"{client.url}/model/monitoring/", timeout=60)
     click.echo(summary(tally, monitoring.json() if monitoring.ok else None))
+
+
+@main.command()
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    help="keep running, a pass every this many seconds, until SIGTERM or Ctrl-C (default: one pass)",
+)
+def rollup(every: float | None) -> None:
+    """Rolls up monitoring's counts over DATABASE_URL's history (what `flight-delay serve` runs itself).
+
+    For an operator's cron, or with MONITORING_ROLLUP_INTERVAL_S=0. Safe beside running servers and other
+    jobs: each chunk is stored once.
+    """
+    from flight_delay.monitoring.rollup_job import job
+
+    job(load_config(), every)

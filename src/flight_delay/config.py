@@ -139,6 +139,11 @@ def _monitoring_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "MONITORING_PSI_THRESHOLD": _float(env, "MONITORING_PSI_THRESHOLD", 0.2),
         "MONITORING_REFRESH_S": _int(env, "MONITORING_REFRESH_S", 60),
         "MONITORING_WINDOW_S": _int(env, "MONITORING_WINDOW_S", 86400),
+        # How often `flight-delay serve`'s roll-up job runs (0: it is not started; a cron runs
+        # `flight-delay rollup` instead), and how far behind now its roll-ups may be before a report
+        # stops counting at them rather than count the history after them itself.
+        "MONITORING_ROLLUP_INTERVAL_S": _int(env, "MONITORING_ROLLUP_INTERVAL_S", 30),
+        "MONITORING_MAX_LAG_S": _int(env, "MONITORING_MAX_LAG_S", 900),
     }
 
 
@@ -173,12 +178,14 @@ def _check(config: Mapping[str, Any]) -> None:
         raise ValueError("SQLITE_COMMIT_INTERVAL_MS must be 0 or more")
     if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
-    for name in ("MONITORING_REFRESH_S", "MONITORING_WINDOW_S"):
+    for name in ("MONITORING_REFRESH_S", "MONITORING_WINDOW_S", "MONITORING_ROLLUP_INTERVAL_S"):
         if config[name] < 0:
             raise ValueError(f"{name} must be 0 or more")
     for name in ("HISTORY_WRITE_TIMEOUT_S", "HEALTH_TIMEOUT_S"):
         if not config[name] > 0:
             raise ValueError(f"{name} must be above 0")
+    if config["MONITORING_MAX_LAG_S"] < 1:
+        raise ValueError("MONITORING_MAX_LAG_S must be 1 or more")
     if not config["MONITORING_PSI_THRESHOLD"] > 0:
         raise ValueError("MONITORING_PSI_THRESHOLD must be above 0")
     for name in (

@@ -14,8 +14,8 @@ from typing import Any
 
 import marshmallow as ma
 
-from flight_delay.features import FIELDS_BY_NAME
-from flight_delay.monitoring.profile import TrainingProfile, field_kind
+from flight_delay.features import FIELDS_BY_NAME, FeatureContract
+from flight_delay.monitoring.profile import PREDICTION, FeatureProfile, InputProfile, read_profile
 
 
 class InvalidMetadata(ValueError):
@@ -144,7 +144,7 @@ TRAINING = TrainingSchema()
 
 
 def check_metadata(
-    metrics: Mapping[str, Any], training: Mapping[str, Any], profile: Any, input_fields: Sequence[str]
+    metrics: Mapping[str, Any], training: Mapping[str, Any], profile: Any, contract: FeatureContract
 ) -> None:
     """Validates metrics, training record and profile; raises InvalidMetadata naming each bad field."""
     errors: dict[str, Any] = {}
@@ -154,24 +154,47 @@ def check_metadata(
         except ma.ValidationError as exc:
             errors[name] = exc.messages
     if profile is not None:
-        problem = _profile_problem(profile, input_fields)
+        problem = _profile_problem(profile, contract)
         if problem:
             errors["profile"] = [problem]
     if errors:
         raise InvalidMetadata(errors)
 
 
-def _profile_problem(profile: Any, input_fields: Sequence[str]) -> str | None:
+def _profile_problem(profile: Any, contract: FeatureContract) -> str | None:
     """What is wrong with a training profile (monitoring reads it to bin served flights), if anything."""
     try:
-        read = TrainingProfile.from_dict(profile)
+        read = read_profile(profile)
     except (ValueError, TypeError) as exc:
         return str(exc)
+    if isinstance(read, InputProfile):
+        return _input_profile_problem(read, contract.input_fields)
+    return _feature_profile_problem(read, contract)
+
+
+def _input_profile_problem(read: InputProfile, input_fields: Sequence[str]) -> str | None:
+    """An older artifact's profile of its input fields: each one of them, of its kind."""
     for name, field in read.fields.items():
         if name not in input_fields or name not in FIELDS_BY_NAME:
             return f"it profiles {name!r}, which is not one of the model's input fields"
-        if field.kind != field_kind(name):
+        kind = "category" if FIELDS_BY_NAME[name].kind == "str" else "number"
+        if field.kind != kind:
             return f"it profiles {name!r} as a {field.kind}, which the field is not"
+    return None
+
+
+def _feature_profile_problem(read: FeatureProfile, contract: FeatureContract) -> str | None:
+    """A profile of the features: exactly the contract's, a category binned by its vocabulary's codes."""
+    fields = read.fields()
+    names = sorted(name for name in fields if name != PREDICTION)
+    if names != sorted(contract.feature_names):
+        return f"it profiles the features {names}, not the contract's {sorted(contract.feature_names)}"
+    for name in names:
+        vocabulary = contract.categories.get(name) if name in contract.categorical_features else None
+        if (fields[name].kind == "category") != (vocabulary is not None):
+            return f"it profiles {name!r} as a {fields[name].kind}, which the feature is not"
+        if vocabulary is not None and fields[name].categories != tuple(vocabulary):
+            return f"its categories of {name!r} are not the contract's vocabulary (codes would not match)"
     return None
 
 

@@ -18,6 +18,7 @@ from flight_delay.errors import DatabaseNotMigrated
 from flight_delay.history.database import Database, engine_options, sqlite_file
 from flight_delay.history.host_writer import HostWriterProcess
 from flight_delay.history.migrate import pending_revision, startup_lock, upgrade
+from flight_delay.monitoring.rollup_job import RollupProcess
 from flight_delay.serving.registry import ModelRegistry, sandbox_of
 from flight_delay.serving.sandbox import SandboxProcess
 
@@ -49,10 +50,12 @@ class GunicornServer(BaseApplication):
         config: dict[str, Any],
         history_writer: HostWriterProcess | None = None,
         sandbox: SandboxProcess | None = None,
+        rollup_job: RollupProcess | None = None,
     ) -> None:
         self.app_config = config
         self.history_writer = history_writer
         self.sandbox = sandbox
+        self.rollup_job = rollup_job
         super().__init__()
 
     def run(self) -> None:
@@ -60,11 +63,10 @@ class GunicornServer(BaseApplication):
         run_arbiter(self)
 
     def arbiter_turn(self) -> None:
-        """Restarts the history writer and the model sandbox if they died (the arbiter reaps its children)."""
-        if self.history_writer is not None:
-            self.history_writer.ensure_running()
-        if self.sandbox is not None:
-            self.sandbox.ensure_running()
+        """Restarts the history writer, the model sandbox or the roll-up job if one died."""
+        for child in (self.history_writer, self.sandbox, self.rollup_job):
+            if child is not None:
+                child.ensure_running()
 
     def load_config(self) -> None:
         """Applies bind address, workers, worker class and timeouts from our configuration."""
@@ -142,21 +144,33 @@ def start_history_writer(config: dict[str, Any]) -> HostWriterProcess | None:
     return history_writer
 
 
+def start_rollup_job(config: dict[str, Any]) -> RollupProcess | None:
+    """Starts monitoring's roll-up job, unless MONITORING_ROLLUP_INTERVAL_S is 0 (a cron runs it)."""
+    if not config["MONITORING_ROLLUP_INTERVAL_S"]:
+        return None
+    job = RollupProcess(config)
+    job.start()
+    return job
+
+
 def serve(config: dict[str, Any]) -> None:
     """Starts the model sandbox, prepares the database and model once, then runs gunicorn's workers."""
     check_upload_policy(config)
     sandbox = SandboxProcess(config["LOG_LEVEL"])
     sandbox.start()  # it warms up while the database is prepared; the workers check uploads through it
     config = {**config, "MODEL_SANDBOX_SOCKET": sandbox.socket_path}
-    history_writer = None
+    history_writer = rollup_job = None
     try:
         version = prepare(config)
         log.info("active model at start: %s", version or "none (load one with POST /model/load/)")
         history_writer = start_history_writer(config)
         if history_writer is not None:
             config = {**config, "HISTORY_WRITER_SOCKET": history_writer.socket_path}
-        GunicornServer(config, history_writer, sandbox).run()
+        rollup_job = start_rollup_job(config)
+        GunicornServer(config, history_writer, sandbox, rollup_job).run()
     finally:
+        if rollup_job is not None:
+            rollup_job.stop()
         if history_writer is not None:
             history_writer.stop()
         sandbox.stop()

@@ -140,9 +140,9 @@ def test_trained_artifact_carries_metrics_and_serves(
     assert set(model.contract.ranges) == {"dep_delay", "distance"}
     assert model.training["data"]["rows"] == 598
     assert model.training["data"]["file"] == "synthetic"
-    assert set(model.profile["fields"]) == set(model.input_fields)
+    assert list(model.profile["bins"]) == [*model.contract.feature_names, "prediction"]
     training = model.training  # the profile covers the whole training window: boosted and validation months
-    assert model.profile["rows"] == training["train_rows"] + training["validation_rows"]
+    assert model.profile["flights"]["rows"] == training["train_rows"] + training["validation_rows"]
     assert pickle.loads(path.read_bytes()).contract == model.contract
     assert upload(client, path).status_code == 201
     response = client.post("/model/predict/", json=minimal_flight())

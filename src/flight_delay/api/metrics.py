@@ -21,8 +21,9 @@ class Metrics(MethodView):
     def get(self) -> Response:
         """Requests and latency per endpoint and status, predictions per model, loads, history failures.
 
-        Also the active model's live MAE and drift PSI, renewed at most every MONITORING_REFRESH_S.
+        Also the active model's live MAE, drift PSI and roll-up lag, renewed at most every
+        MONITORING_REFRESH_S (and at once when the active model changes).
         """
         services().gauges.refresh_if_stale()
-        body, content_type = exposition(request.headers.get("Accept"))
+        body, content_type = exposition(request.headers.get("Accept"), services().gauges)
         return Response(body, content_type=content_type)

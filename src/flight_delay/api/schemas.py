@@ -351,14 +351,61 @@ class LiveAccuracySchema(ma.Schema):
 
 
 class DriftFieldSchema(ma.Schema):
-    """One input field's drift."""
+    """The drift of one feature the model reads, or of its prediction."""
 
     psi = ma.fields.Float(required=True, metadata={"description": "population stability index"})
     drifted = ma.fields.Boolean(required=True, metadata={"description": "psi >= psi_threshold"})
+    of = ma.fields.String(
+        required=True,
+        validate=ma.validate.OneOf(("feature", "prediction")),
+        metadata={"description": "a feature as the model read it, or the model's prediction"},
+    )
+
+
+class ReferenceSchema(ma.Schema):
+    """What drift is measured against: the model's training profile."""
+
+    of = ma.fields.String(
+        required=True,
+        metadata={"description": "features (as encoded) or input fields (an artifact trained before)"},
+    )
+    flights = ma.fields.Integer(required=True, metadata={"description": "training flights profiled"})
+    first_flight = ma.fields.String(
+        allow_none=True, required=True, metadata={"description": "ISO date of the first training flight"}
+    )
+    last_flight = ma.fields.String(
+        allow_none=True, required=True, metadata={"description": "ISO date of the last training flight"}
+    )
+    at_departure_share = ma.fields.Float(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "the window's share of predictions at departure, with which the training "
+            "profile's two bases (at and before departure) are mixed"
+        },
+    )
+
+
+class FreshnessSchema(ma.Schema):
+    """How current the figures are: the roll-ups they come from may lag."""
+
+    counted_until = ma.fields.DateTime(
+        required=True, metadata={"description": "the figures count the predictions made before this"}
+    )
+    rolled_up_until = ma.fields.DateTime(
+        allow_none=True, required=True, metadata={"description": "the roll-up job's mark for the model"}
+    )
+    lag_seconds = ma.fields.Float(required=True, metadata={"description": "how far the roll-ups lag now"})
+    lagging = ma.fields.Boolean(
+        required=True,
+        metadata={
+            "description": "lag_seconds over MONITORING_MAX_LAG_S: nothing after rolled_up_until is counted"
+        },
+    )
 
 
 class MonitoringReportSchema(ma.Schema):
-    """A model's live accuracy and input drift over a window of its predictions."""
+    """A model's live accuracy and drift over a window of its predictions, against its training profile."""
 
     model_version = ma.fields.String(required=True)
     window = ma.fields.Nested(WindowSchema, required=True)
@@ -369,7 +416,14 @@ class MonitoringReportSchema(ma.Schema):
         values=ma.fields.Nested(DriftFieldSchema),
         allow_none=True,
         required=True,
-        metadata={"description": "per input field; null when unavailable (see drift_unavailable)"},
+        metadata={
+            "description": "per feature the model reads, and its prediction (under `prediction`); "
+            "null when unavailable (see drift_unavailable)"
+        },
     )
-    drift_unavailable = ma.fields.String(allow_none=True, required=True)
+    drift_unavailable = ma.fields.String(
+        allow_none=True, required=True, metadata={"description": "what of drift is not reported, and why"}
+    )
+    reference = ma.fields.Nested(ReferenceSchema, allow_none=True, required=True)
+    freshness = ma.fields.Nested(FreshnessSchema, required=True)
     psi_threshold = ma.fields.Float(required=True, metadata={"description": "MONITORING_PSI_THRESHOLD"})

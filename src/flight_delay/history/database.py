@@ -19,11 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite database URL; None for an in-memory database or another backend."""
+    """The file of a SQLite database URL; None for an in-memory database or another backend.
+
+    A URI filename (`sqlite:///file:/path/db?mode=ro&uri=true`, e.g. a read-only replica) names its path.
+    """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        return Path(parsed.database)
-    return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("uri") == "true" and parsed.database.startswith("file:"):
+        return Path(parsed.database.removeprefix("file:").split("?", 1)[0])
+    return Path(parsed.database)
 
 
 def prepare_sqlite_path(url: str) -> None:

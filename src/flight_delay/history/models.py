@@ -112,6 +112,9 @@ class Prediction(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     # How it came: native (POST /model/predict/), v2 (Open Inference Protocol) or mlflow (/invocations).
     protocol: Mapped[str] = mapped_column(String(16), server_default="native")
+    # The features the model read, as encoded (its contract's feature_names, in order; a category as its
+    # code, null when unseen): what drift is measured on. Null for models without a contract.
+    features: Mapped[list[float | None] | None] = mapped_column(Json, nullable=True)
 
 
 class Heartbeat(Base):
@@ -136,6 +139,8 @@ class Actual(Base):
         Index(
             "ix_actuals_model_version_predicted_at", "model_version", "predicted_at", "predicted", "arr_delay"
         ),
+        # Which hours' live accuracy changed since the roll-ups: actuals recorded after a mark.
+        Index("ix_actuals_model_version_recorded_at", "model_version", "recorded_at"),
     )
 
     history_id: Mapped[int] = mapped_column(
@@ -149,9 +154,11 @@ class Actual(Base):
 
 
 class InputCount(Base):
-    """How many of a model's predictions of one hour fell in one bin of one input field (drift's rollup).
+    """How many of a model's predictions of one hour fell in one bin of one field (drift's rollup).
 
-    `field` "*" counts every prediction of the hour (bin 0), profile or not.
+    `field` "*" counts every prediction of the hour, by basis (bin 0: at departure or unknown, 1: before
+    departure); "prediction" bins the model's own output; the others are features (or, for an older
+    artifact's profile, input fields).
     """
 
     __tablename__ = "monitoring_counts"
@@ -163,8 +170,27 @@ class InputCount(Base):
     rows: Mapped[int] = mapped_column(BigInteger)
 
 
+class LiveCount(Base):
+    """The errors of a model's predictions of one hour that have an actual (live accuracy's rollup).
+
+    Recomputed whole whenever an actual of the hour is recorded (actuals replace one another).
+    """
+
+    __tablename__ = "monitoring_live"
+
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    abs_error: Mapped[float] = mapped_column(Float)
+    squared_error: Mapped[float] = mapped_column(Float)
+    error: Mapped[float] = mapped_column(Float)
+
+
 class RollupMark(Base):
-    """Up to when a model's predictions are counted in monitoring_counts (every hour before is)."""
+    """Up to when a model's predictions and actuals are rolled up (the predictions of every instant before).
+
+    Any instant, not only a whole hour: the hour it falls in is counted up to it.
+    """
 
     __tablename__ = "monitoring_rollups"
 

@@ -55,6 +55,7 @@ WRITTEN_COLUMNS = (
     "arr_delay",
     "latency_ms",
     "protocol",
+    "features",
 )
 PREDICTIONS = Prediction.__table__
 INSERT_RETURNING_IDS = insert(PREDICTIONS).returning(PREDICTIONS.c.id, sort_by_parameter_order=True)
@@ -70,7 +71,8 @@ SQLITE_NEXT_ID = f"SELECT coalesce(max(id), 0) + 1 FROM {PREDICTIONS.name}"  # n
 POSTGRES_INSERT = (
     f"INSERT INTO {PREDICTIONS.name} ({', '.join(WRITTEN_COLUMNS)}) "  # noqa: S608
     f"SELECT {', '.join(WRITTEN_COLUMNS)} FROM unnest("
-    "%s::timestamptz[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::float8[], %s::float8[], %s::varchar[]"
+    "%s::timestamptz[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::float8[], %s::float8[], "
+    "%s::varchar[], %s::jsonb[]"
     f") WITH ORDINALITY AS written({', '.join(WRITTEN_COLUMNS)}, position) ORDER BY position RETURNING id"
 )
 
@@ -106,9 +108,15 @@ def stored_values(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[t
                 float(row["arr_delay"]),
                 float(row["latency_ms"]),
                 row.get("protocol", "native"),
+                _features_text(row.get("features"), convert_input),
             )
         )
     return parameters
+
+
+def _features_text(features: Any, convert: Callable[[Any], Any]) -> Any:
+    """The recorded features as JSON text (NaN, an unseen category's code, as null), or NULL without any."""
+    return None if features is None else convert(features)
 
 
 def postgres_columns(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[list[Any]]:

@@ -1,16 +1,20 @@
-"""Monitoring's SQL: actuals written and aggregated, the history's inputs counted per bin, on both backends.
+"""Monitoring's SQL on both backends: actuals written and aggregated, the roll-ups read and written under
+their marks, and a range of the history streamed to be counted (monitoring/binning.py).
 
-Every figure is an aggregate the database computes; Python only adds up bins and hours.
+Live accuracy is an aggregate the database computes over an index; counting the bins of a range reads
+its rows once, a batch at a time (the roll-up job: a chunk; a report: its partial hours and the rows
+after the mark).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, select, true, update
+from sqlalchemy import ColumnElement, Text, and_, cast, func, literal_column, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,14 +22,16 @@ from sqlalchemy.orm import Session
 from flight_delay.history.models import (
     Actual,
     InputCount,
+    LiveCount,
     ModelActivation,
     ModelVersion,
     Prediction,
     RollupMark,
 )
-from flight_delay.monitoring.profile import FieldProfile
+from flight_delay.monitoring.binning import Counted, batch_of, count_batch, reads_input
+from flight_delay.monitoring.measures import ModelMeasures
 
-ALL_ROWS = "*"  # the pseudo-field counting every prediction (one bin, 0)
+SCAN_BATCH = 10_000  # rows read at a time when counting a range: bounds the memory a count takes
 ID_CHUNK = 1_000  # history ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 Range = tuple[datetime | None, datetime | None]  # [since, until); None: unbounded
 
@@ -72,6 +78,17 @@ def upsert_actuals(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     session.execute(statement, list(rows))
 
 
+def model_versions(session: Session) -> list[str]:
+    """Every model version ever loaded here."""
+    return list(session.execute(select(ModelVersion.version).order_by(ModelVersion.created_at)).scalars())
+
+
+def first_prediction_at(session: Session, version: str) -> datetime | None:
+    """When a model's first recorded prediction was made (its index finds it at once); None: none yet."""
+    first = select(Prediction.created_at).where(Prediction.model_version == version)
+    return session.execute(first.order_by(Prediction.id).limit(1)).scalar()
+
+
 def _dialect_insert(session: Session, table: Any) -> Any:
     """An INSERT with ON CONFLICT clauses, in the session's dialect."""
     if session.get_bind().dialect.name == "postgresql":
@@ -93,6 +110,86 @@ def live_figures(session: Session, version: str, window: Range) -> LiveFigures:
     return LiveFigures(int(row[0]), float(row[1]), float(row[2]), float(row[3]))
 
 
+def live_sums(statement: Any) -> list[Any]:
+    """The count and error sums an aggregate over actuals selects, beside its other columns."""
+    error = Actual.predicted - Actual.arr_delay
+    return [
+        *statement,
+        func.count().label("count"),
+        func.coalesce(func.sum(func.abs(error)), 0.0).label("abs_error"),
+        func.coalesce(func.sum(error * error), 0.0).label("squared_error"),
+        func.coalesce(func.sum(error), 0.0).label("error"),
+    ]
+
+
+def hourly_live(session: Session, version: str, predicted: Range) -> Iterator[tuple[datetime, LiveFigures]]:
+    """Live accuracy's sums per hour of prediction over a range, from actuals' covering index."""
+    hour = hour_text(session, Actual.predicted_at).label("hour")
+    statement = (
+        select(*live_sums([hour]))
+        .where(Actual.model_version == version, in_range(Actual.predicted_at, predicted))
+        .group_by("hour")
+    )
+    for row in session.execute(statement):
+        figures = LiveFigures(
+            int(row.count), float(row.abs_error), float(row.squared_error), float(row.error)
+        )
+        yield parse_hour(row.hour), figures
+
+
+def touched_hours(session: Session, version: str, recorded: Range) -> set[datetime]:
+    """The hours of prediction whose actuals were recorded (or replaced) within a range of recording time."""
+    hour = hour_text(session, Actual.predicted_at)
+    statement = select(hour).where(Actual.model_version == version, in_range(Actual.recorded_at, recorded))
+    return {parse_hour(text) for text in session.execute(statement.distinct()).scalars()}
+
+
+def rolled_live(
+    session: Session, version: str, hours: Range, only: Sequence[datetime] | None = None
+) -> LiveFigures:
+    """The rolled-up live sums of a model over whole hours (or over the `only` hours among them)."""
+    columns = (func.sum(LiveCount.count), func.sum(LiveCount.abs_error), func.sum(LiveCount.squared_error))
+    where = [LiveCount.model_version == version, in_range(LiveCount.hour, hours)]
+    if only is not None:
+        where.append(LiveCount.hour.in_(list(only)))
+    row = session.execute(select(*columns, func.sum(LiveCount.error)).where(*where)).one()
+    return LiveFigures(int(row[0] or 0), float(row[1] or 0.0), float(row[2] or 0.0), float(row[3] or 0.0))
+
+
+def replace_live(session: Session, version: str, hours: Iterable[tuple[datetime, LiveFigures]]) -> None:
+    """Stores hours' live sums, replacing what an hour held (it was recomputed whole)."""
+    rows = [
+        {
+            "model_version": version,
+            "hour": hour,
+            "count": f.count,
+            "abs_error": f.abs_error,
+            "squared_error": f.squared_error,
+            "error": f.error,
+        }
+        for hour, f in hours
+    ]
+    if not rows:
+        return
+    insert = _dialect_insert(session, LiveCount.__table__)
+    replaced = {name: insert.excluded[name] for name in ("count", "abs_error", "squared_error", "error")}
+    statement = insert.on_conflict_do_update(index_elements=["model_version", "hour"], set_=replaced)
+    session.connection().execute(statement, rows)
+
+
+def add_counts(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Adds counted rows per (model, hour, field, bin) to what the hour already holds."""
+    if not rows:
+        return
+    table = InputCount.__table__
+    insert = _dialect_insert(session, table)
+    statement = insert.on_conflict_do_update(
+        index_elements=["model_version", "hour", "field", "bin"],
+        set_={"rows": table.c.rows + insert.excluded.rows},
+    )
+    session.connection().execute(statement, list(rows))
+
+
 def in_range(column: Any, window: Range) -> ColumnElement[bool]:
     """`column` within [since, until), either end possibly open."""
     since, until = window
@@ -102,33 +199,11 @@ def in_range(column: Any, window: Range) -> ColumnElement[bool]:
     return and_(*conditions) if conditions else true()
 
 
-def bin_key(field: FieldProfile) -> ColumnElement[Any]:
-    """A flight's bin key for a field, read from its stored input: a number's bin, a category's value."""
-    if field.kind == "category":
-        return Prediction.input[field.name].as_string()
-    value = Prediction.input[field.name].as_float()
-    whens = [(value.is_(None), 0)]
-    whens += [(value < edge, index) for index, edge in enumerate(field.edges, start=1)]
-    return case(*whens, else_=len(field.edges) + 1)
-
-
-def bin_of(field: FieldProfile | None, key: Any) -> int:
-    """The bin a key of `bin_key` falls in (a category not trained on: the last bin)."""
-    if field is None:
-        return 0
-    if field.kind == "number":
-        return int(key)
-    try:
-        return field.categories.index(key)
-    except ValueError:
-        return len(field.categories)
-
-
-def hour_text(session: Session) -> ColumnElement[str]:
-    """The UTC hour of a prediction as text, 'YYYY-MM-DD HH', on either backend."""
+def hour_text(session: Session, column: Any = Prediction.created_at) -> ColumnElement[str]:
+    """The UTC hour of a time column as text, 'YYYY-MM-DD HH', on either backend."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", Prediction.created_at), "YYYY-MM-DD HH24")
-    return func.substr(Prediction.created_at, 1, 13)  # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    return func.substr(column, 1, 13)  # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC
 
 
 def parse_hour(text: str) -> datetime:
@@ -137,27 +212,28 @@ def parse_hour(text: str) -> datetime:
 
 
 def counted_bins(
-    session: Session,
-    version: str,
-    fields: Iterable[FieldProfile | None],
-    window: Range,
-    hourly: bool,
-) -> Iterator[tuple[str | None, str, int, int]]:
-    """Counts the predictions of `window` per bin of each field (None: every row), one GROUP BY each.
+    session: Session, version: str, model: ModelMeasures, window: Range, hourly: bool
+) -> Counted:
+    """Counts the predictions of `window` per bin of each of the model's measures, in one streamed scan.
 
-    Yields (hour text or None, field name, bin, rows).
+    Keys (hour text, or None when not hourly; measure; bin) -> rows.
     """
+    hour = hour_text(session) if hourly else literal_column("NULL")
+    columns = [hour, cast(Prediction.features, Text), Prediction.arr_delay]
+    with_inputs = reads_input(model.measures)
+    if with_inputs:
+        columns.append(cast(Prediction.input, Text))
     # `model_version || ''`: a condition no index answers, so that the time index reads the range (a
     # model's own index would read all its rows: SQLite, without statistics, would pick it).
     where = and_((Prediction.model_version + "") == version, in_range(Prediction.created_at, window))
-    hour = hour_text(session).label("hour") if hourly else literal_column("NULL").label("hour")
-    for field in fields:
-        key = (bin_key(field) if field is not None else literal_column("0")).label("key")
-        grouping = ["hour", "key"] if hourly else ["key"]
-        statement = select(hour, key, func.count().label("rows")).where(where).group_by(*grouping)
-        name = field.name if field is not None else ALL_ROWS
-        for row in session.execute(statement):
-            yield row.hour, name, bin_of(field, row.key), int(row.rows)
+    counted: Counted = Counter()
+    # Core, not the ORM's loading: nothing to build but plain rows, streamed a batch at a time.
+    result = (
+        session.connection().execution_options(yield_per=SCAN_BATCH).execute(select(*columns).where(where))
+    )
+    for rows in result.partitions():
+        count_batch(model.measures, batch_of(rows, model.width, with_inputs), counted)
+    return counted
 
 
 def rolled_bins(session: Session, version: str, hours: Range) -> Iterator[tuple[str, int, int]]:

@@ -24,16 +24,41 @@ def live_line(live: dict[str, Any]) -> str:
     )
 
 
+def reference_line(reference: dict[str, Any]) -> str:
+    """What drift is measured against."""
+    span = ""
+    if reference["first_flight"] is not None:
+        span = f" of {reference['first_flight']} .. {reference['last_flight']}"
+    mixed = ""
+    if reference["at_departure_share"] is not None:
+        share = reference["at_departure_share"] * 100
+        mixed = f", its bases mixed as the window's ({share:.0f}% at departure)"
+    flights = f"{reference['flights']} flights{span}"
+    return f"reference: the training profile of its {reference['of']}, {flights}{mixed}"
+
+
 def drift_lines(report: dict[str, Any]) -> list[str]:
-    """The drift table, one field a row, or why there is none."""
+    """The drift table, one feature a row and the prediction, and what of it is unavailable."""
+    note = [f"drift unavailable: {report['drift_unavailable']}"] if report["drift_unavailable"] else []
     if report["drift"] is None:
-        return [f"drift unavailable: {report['drift_unavailable']}"]
-    lines = [f"drift (PSI against the training profile; drifted at >= {report['psi_threshold']}):"]
-    lines.append(f"  {'field':<16}{'psi':>9}  drifted")
+        return note
+    lines = [reference_line(report["reference"])]
+    lines.append(f"drift (PSI; drifted at >= {report['psi_threshold']}):")
+    lines.append(f"  {'of':<11}{'name':<18}{'psi':>9}  drifted")
     for name, figures in report["drift"].items():
         flag = "DRIFTED" if figures["drifted"] else "-"
-        lines.append(f"  {name:<16}{figures['psi']:>9.4f}  {flag}")
-    return lines
+        lines.append(f"  {figures['of']:<11}{name:<18}{figures['psi']:>9.4f}  {flag}")
+    return [*lines, *note]
+
+
+def freshness_line(freshness: dict[str, Any]) -> str:
+    """How current the figures are."""
+    rolled = freshness["rolled_up_until"]
+    counted = instant(freshness["counted_until"], "now")
+    line = f"counted until {counted}; rolled up until {instant(rolled, 'never')}"
+    if freshness["lagging"]:
+        line += f" (LAGGING by {freshness['lag_seconds'] / 60:.0f} min: later predictions are not counted)"
+    return line
 
 
 def render(report: dict[str, Any]) -> str:
@@ -42,6 +67,7 @@ def render(report: dict[str, Any]) -> str:
     head = [
         f"model {report['model_version']}",
         f"window {instant(window['since'], 'the first prediction')} .. {instant(window['until'], 'now')}",
+        freshness_line(report["freshness"]),
         f"predictions {report['predictions']}",
         live_line(report["live"]),
     ]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -34,36 +34,31 @@ MODEL_LOADS = Counter("flight_delay_model_loads", "Model uploads by outcome", ["
 HISTORY_WRITE_FAILURES = Counter(
     "flight_delay_history_write_failures", "Predictions refused because the history could not be written"
 )
-# Monitoring's figures, set by whichever worker renewed them last (monitoring/gauges.py): every worker
-# computes the same report, so across workers' files the most recent value is the one to show.
-LIVE_MAE = Gauge(
-    "flight_delay_live_mae",
-    "MAE (minutes) of the predictions with an actual, over MONITORING_WINDOW_S",
-    ["model_version"],
-    multiprocess_mode="mostrecent",
-)
-LIVE_ACTUALS = Gauge(
-    "flight_delay_live_actuals",
-    "Predictions with an actual over MONITORING_WINDOW_S (what the live MAE rests on)",
-    ["model_version"],
-    multiprocess_mode="mostrecent",
-)
-DRIFT_PSI = Gauge(
-    "flight_delay_drift_psi",
-    "Population stability index of an input field over MONITORING_WINDOW_S against the training profile",
-    ["model_version", "field"],
-    multiprocess_mode="mostrecent",
-)
 
 
-def exposition(accept: str | None) -> tuple[bytes, str]:
-    """Renders every metric in the format the scraper accepts: all workers' in multiprocess mode."""
+class Collectors:
+    """Several collectors as one registry, for the encoders (which only call collect())."""
+
+    def __init__(self, *sources: Any) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[Any]:
+        """Every source's metric families, in order."""
+        for source in self.sources:
+            yield from source.collect()
+
+
+def exposition(accept: str | None, *computed: Any) -> tuple[bytes, str]:
+    """Renders every metric in the format the scraper accepts: all workers' in multiprocess mode.
+
+    `computed`: collectors of figures this process renders at scrape time (never in the metric files).
+    """
     encode, content_type = choose_encoder(accept or "")
     if multiprocess_enabled():
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        return encode(registry), content_type
-    return encode(REGISTRY), content_type
+        return encode(Collectors(registry, *computed)), content_type
+    return encode(Collectors(REGISTRY, *computed)), content_type
 
 
 def best_effort(update: Callable[[], object]) -> None:

@@ -24,10 +24,11 @@ from pyspark.sql import functions as F
 from flight_delay.artifact import BASES, FlightDelayModel
 from flight_delay.context.definitions import DEFAULT_LEAD_S
 from flight_delay.features import INPUT_FIELDS, TARGET, FeatureContract
+from flight_delay.monitoring.profile import FeatureProfile, prediction_fields
 from flight_delay.pipeline.context import BASIS, with_context
 from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.pipeline.locations import Location, local_path, location_name, spark_location
-from flight_delay.pipeline.profile import profile_flights
+from flight_delay.pipeline.profile import profile_features
 from flight_delay.progress import Progress
 from flight_delay.training.evaluation import holdout_metrics
 from flight_delay.training.lightgbm_trainer import (
@@ -218,6 +219,18 @@ def reference_rows(arrays: dict[str, dict[str, Rows]]) -> Rows:
     return {key: np.concatenate([rows[key] for rows in before]) for key in ("features", "label")}
 
 
+def training_profile(
+    model: FlightDelayModel, asked: DataFrame, arrays: dict[str, dict[str, Rows]]
+) -> FeatureProfile:
+    """What the model read in the training window: features in Spark, predictions on the driver's rows."""
+    window = asked.where(~F.col("month").isin(*TEST_MONTHS))
+    matrices = {
+        basis: np.concatenate([arrays[split][basis]["features"] for split in ("train", "valid")])
+        for basis in BASES
+    }
+    return profile_features(window, model.contract, prediction_fields(matrices, model.predict_features))
+
+
 def train_on_flights(
     flights: DataFrame,
     weather: DataFrame,
@@ -241,8 +254,7 @@ def train_on_flights(
             contract = fit_contract(fitted_on)
             arrays, reports = split_arrays(asked, contract, cap, seed)
         model = boosted(progress, arrays, contract, seed=seed, rounds=rounds, params=params)
-        window = usable.where(~F.col("month").isin(*TEST_MONTHS))  # the whole training window
-        model.profile = profile_flights(window, contract.input_fields).to_dict()
+        model.profile = training_profile(model, asked, arrays).to_dict()
         with progress.stage("metrics"):
             model.metrics = holdout_metrics(model, reference_rows(arrays), arrays["test"])
         with progress.stage("fingerprint"):

@@ -35,6 +35,10 @@ class ServingModel:
         """Predicts the arrival delay (minutes) of each flight."""
         raise NotImplementedError
 
+    def predict_recorded(self, flights: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[Any] | None]:
+        """Predicts, and says per flight what the model read (its features) for the history; None: unknown."""
+        return self.predict(flights), None
+
     def describe(self) -> dict[str, Any]:
         """Returns what the model carries about itself (metrics, training, contract)."""
         return {}
@@ -67,7 +71,15 @@ class ProjectModel(ServingModel):
 
     def predict(self, flights: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encodes the flights through the contract and runs each basis' booster (one-row API for one)."""
+        return self._predict_features(self.model.contract.encode_flights(flights))
+
+    def predict_recorded(self, flights: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[Any] | None]:
+        """Predicts, and returns the encoded features beside (one list per flight; NaN is stored as null)."""
         features = self.model.contract.encode_flights(flights)
+        return self._predict_features(features), features.tolist()
+
+    def _predict_features(self, features: np.ndarray) -> np.ndarray:
+        """Runs each basis' booster on its rows of the encoded features."""
         return self.model.predict_with(
             features, lambda booster, rows: self.runners[id(booster)].predict(rows)
         )

@@ -142,7 +142,7 @@ class PredictionService:
         warnings = self._unseen(active, values, single)
         created_at = utcnow()  # also the prediction time of a flight without as_of
         found = self._in_context(active, values, created_at)
-        predicted = _predicted(active.model, found.values if found else values)
+        predicted, features = _predicted(active.model, found.values if found else values)
         latency_ms = (time.perf_counter() - started) * 1000.0
         rows = [
             {
@@ -153,8 +153,11 @@ class PredictionService:
                 "arr_delay": value,
                 "latency_ms": latency_ms,
                 "protocol": protocol,
+                "features": read,
             }
-            for flight, value in zip(flights, predicted.tolist(), strict=True)
+            for flight, value, read in zip(
+                flights, predicted.tolist(), features or _none(flights), strict=True
+            )
         ]
         return UnrecordedPredictions(
             active.version,
@@ -201,10 +204,18 @@ class PredictionService:
         return unrecorded.served(ids)
 
 
-def _predicted(model: ServingModel, values: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """Runs the model on the flights' values; refuses its failure, a wrong count, a non-finite prediction."""
+def _none(flights: Sequence[Any]) -> list[None]:
+    """No features recorded, one None per flight (a model without a contract)."""
+    return [None] * len(flights)
+
+
+def _predicted(
+    model: ServingModel, values: Sequence[Mapping[str, Any]]
+) -> tuple[np.ndarray, list[Any] | None]:
+    """Runs the model (and says what it read); refuses a failure, a wrong count, a non-finite value."""
     try:
-        predicted = np.asarray(model.predict(values), dtype=np.float64)
+        predicted, features = model.predict_recorded(values)
+        predicted = np.asarray(predicted, dtype=np.float64)
     except Exception as exc:  # the model's own code: report, never crash the worker
         raise UnscorableFlight(f"The model could not score the flights: {type(exc).__name__}: {exc}") from exc
     if predicted.shape != (len(values),):
@@ -215,7 +226,7 @@ def _predicted(model: ServingModel, values: Sequence[Mapping[str, Any]]) -> np.n
             "The model returned a non-finite prediction.",
             {"flights": {int(i): ["Prediction is not a finite number."] for i in bad[:100]}},
         )
-    return predicted
+    return predicted, features
 
 
 @contextmanager

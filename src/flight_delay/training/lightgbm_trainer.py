@@ -36,7 +36,7 @@ from flight_delay.context.definitions import (
 from flight_delay.context.index import ContextIndex
 from flight_delay.data.nycflights import frame_records
 from flight_delay.features import TARGET, FeatureContract
-from flight_delay.monitoring.profile import profile_frame
+from flight_delay.monitoring.profile import FeatureProfile, flight_span, profile_features
 from flight_delay.progress import Advance, boosting_callback
 from flight_delay.training.evaluation import holdout_metrics
 
@@ -260,6 +260,19 @@ def split_validation(train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | 
     return train[~valid], train[valid]
 
 
+def training_profile(
+    model: FlightDelayModel, rows: Mapping[str, Mapping[str, Rows]], window: pd.DataFrame
+) -> FeatureProfile:
+    """The profile of what the model read over the training window: each basis' features and predictions."""
+    parts = [rows[name] for name in ("train", "valid") if name in rows]
+    matrices = {basis: np.concatenate([part[basis]["features"] for part in parts]) for basis in BASES}
+    contract = model.contract
+    dates = flight_span(*(window[name].to_numpy() for name in ("year", "month", "day")))
+    return profile_features(
+        contract.feature_names, matrices, contract.categories, model.predict_features, dates
+    )
+
+
 def train_model(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -293,7 +306,7 @@ def train_model(
         rounds=rounds,
         params=params,
     )
-    model.profile = profile_frame(train, contract.input_fields).to_dict()  # the whole training window
+    model.profile = training_profile(model, rows, train).to_dict()  # the whole training window
     reference = {"features": contract.encode(train), "label": train[TARGET].to_numpy(dtype=np.float64)}
     model.metrics = holdout_metrics(model, reference, rows["test"])
     model.training = training_record(parts, seed=seed, rounds=rounds, lead_s=lead_s, **(training_info or {}))

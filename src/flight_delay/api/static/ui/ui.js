@@ -153,7 +153,7 @@ function renderCard(model) {
   }
   if (model.contract) fact(list, "Feature contract", `version ${model.contract.version}`);
   fact(list, "First uploaded", `${utcText(model.created_at)} UTC`);
-  fact(list, "Watch", "Live MAE against the test MAE, and the fields whose PSI crosses the threshold (below).");
+  fact(list, "Watch", "Live MAE against the test MAE, and the features (or the prediction) whose PSI crosses the threshold (below).");
 }
 
 // ---- the history ----
@@ -400,24 +400,51 @@ function drawSelectedDrift() {
   const note = $("drift-note");
   note.hidden = !chosen.report.drift_unavailable;
   note.textContent = chosen.report.drift_unavailable || "";
+  $("drift-compared").textContent = comparedText(chosen.window, label, chosen.report);
+  const freshness = $("drift-freshness");
+  freshness.hidden = !chosen.report.freshness.lagging;
+  freshness.textContent = lagText(chosen.report.freshness);
   drawDrift(chosen.report.drift || {}, chosen.report.psi_threshold, chosen.report.predictions);
 }
 
+// Which window is compared with which reference: the report's own words, as the API gives them.
+function comparedText(window, label, r) {
+  const until = new Date(r.freshness.counted_until) < window.until ? ` (counted until ${timeText(r.freshness.counted_until)})` : "";
+  const compared = `Compares ${label}: ${dayText(window.since)} to ${dayText(new Date(window.until - 1))} UTC${until}, ${r.predictions} predictions`;
+  const ref = r.reference;
+  if (!ref) return `${compared}.`;
+  const span = ref.first_flight ? ` from ${ref.first_flight} to ${ref.last_flight}` : "";
+  const mixed = ref.at_departure_share === null ? "" : `, its at-departure and before-departure bases weighted ${number(ref.at_departure_share * 100, 0)}% / ${number(100 - ref.at_departure_share * 100, 0)}% as this window's predictions`;
+  return `${compared}, with the model's training profile of its ${ref.of} (${ref.flights} flights${span}${mixed}).`;
+}
+
+function lagText(freshness) {
+  const since = freshness.rolled_up_until ? `rolled up until ${timeText(freshness.rolled_up_until)}` : "never rolled up";
+  return `The roll-ups lag by ${number(freshness.lag_seconds / 60, 0)} minutes (${since}): later predictions are not counted yet.`;
+}
+
+function timeText(iso) {
+  return new Date(iso).toISOString().slice(0, 16).replace("T", " ");
+}
+
 function drawDrift(drift, threshold, predictions) {
-  const fields = Object.entries(drift);
+  // Features first, then the prediction, set apart by a gap and a rule.
+  const fields = [...Object.entries(drift).filter(([, f]) => f.of !== "prediction"), ...Object.entries(drift).filter(([, f]) => f.of === "prediction")];
   const [left, right, top, row] = [110, 490, 8, 22];
-  const height = top + row * Math.max(fields.length, 1) + 30;
-  const svg = newSvg(560, height, `PSI per input field; threshold ${threshold}`);
+  const rowY = (i, f) => top + i * row + (f.of === "prediction" ? 10 : 0);
+  const height = top + row * Math.max(fields.length, 1) + 40;
+  const svg = newSvg(560, height, `PSI per feature the model reads, and of its prediction; threshold ${threshold}`);
   const max = Math.max(threshold * 1.5, ...fields.map(([, f]) => f.psi));
   const x = (v) => left + ((right - left) * Math.min(v, max)) / max;
   fields.forEach(([name, figures], i) => {
-    const y = top + i * row;
-    svg.append(svgElement("text", { x: left - 6, y: y + 14, "text-anchor": "end" }, name));
+    const y = rowY(i, figures);
+    if (figures.of === "prediction") svg.append(svgElement("line", { x1: 4, x2: right, y1: y - 3, y2: y - 3, class: "grid" }));
+    svg.append(svgElement("text", { x: left - 6, y: y + 14, "text-anchor": "end", class: figures.of === "prediction" ? "emphasis" : "" }, name));
     const bar = svgElement("rect", { x: left, y: y + 3, width: Math.max(x(figures.psi) - left, 1), height: row - 6, class: figures.drifted ? "bar drifted" : "bar" });
     bar.append(svgElement("title", {}, `${name}: PSI ${number(figures.psi, 3)}${figures.drifted ? " (drifted)" : ""}`));
     svg.append(bar, svgElement("text", { x: x(figures.psi) + 4, y: y + 14 }, number(figures.psi, 3)));
   });
-  const bottom = top + row * Math.max(fields.length, 1);
+  const bottom = top + row * Math.max(fields.length, 1) + 10;
   svg.append(svgElement("line", { x1: x(threshold), x2: x(threshold), y1: top, y2: bottom, class: "threshold" }));
   svg.append(svgElement("text", { x: x(threshold), y: bottom + 14, "text-anchor": "middle" }, `threshold ${threshold}`));
   if (!predictions) svg.append(svgElement("text", { x: left, y: top + 14, class: "muted" }, "No prediction in this window."));
