@@ -19,8 +19,12 @@ TABLES = {
     "actuals",
     "monitoring_counts",
     "monitoring_rollups",
+    "model_traffic",
+    "model_audit",
+    "replay_jobs",
     "alembic_version",
 }
+LIFECYCLE = {"model_traffic", "model_audit", "replay_jobs"}
 
 
 def schema(url: str) -> dict[str, set[str]]:
@@ -60,7 +64,7 @@ def test_heartbeat_revision_down_and_up(database_url: str) -> None:
 
     downgrade(database_url, "0001")
     monitoring = {"actuals", "monitoring_counts", "monitoring_rollups"}
-    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat", "model_artifacts", *monitoring}
+    assert set(inspect(engine).get_table_names()) == TABLES - {"heartbeat", "model_artifacts", *monitoring, *LIFECYCLE}
 
     upgrade(database_url)
     with engine.connect() as connection:
