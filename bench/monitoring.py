@@ -104,7 +104,8 @@ def write_sqlite(db: Database, first_id: int, history: list[tuple], actuals: lis
     with sqlite3.connect(db.sqlite_path(), timeout=60) as connection:
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.executemany(
-            f"INSERT INTO predictions (id, {', '.join(WRITTEN_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT INTO predictions (id, {', '.join(WRITTEN_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' * (len(WRITTEN_COLUMNS) + 1))})",
             [(first_id + i, *row) for i, row in enumerate(history)],
         )
         stamp = db.bound_engine().dialect  # actuals' times as the ORM stores them

@@ -23,7 +23,13 @@ from flight_delay.monitoring.report import MonitoringService
 from flight_delay.serving.dataplane import DataPlane
 from flight_delay.serving.health import HealthChecks
 from flight_delay.serving.predictions import PredictionService
+<<<<<<< HEAD
 from flight_delay.serving.registry import ModelRegistry, sandbox_of
+=======
+from flight_delay.serving.registry import ModelRegistry
+from flight_delay.serving.replay import Replays
+from flight_delay.serving.shadow import ShadowScorer
+>>>>>>> 32813f1 (The registry owns stages and the traffic split (serving/lifecycle.py): candidates, activation and rollback as a stack, canary and shadow read with the active model every MODEL_REFRESH_MS; the data plane serves the canary by a stable hash of X-Request-ID and hands the shadow its flights after the answer (serving/shadow.py: bounded queue per loop, dropped work counted); replay jobs (serving/replay.py); shadow rows through the one history writer (predictions.shadow_of))
 
 EXTENSION = "flight_delay"
 
@@ -41,6 +47,7 @@ class Services:
     health: HealthChecks
     monitoring: MonitoringService
     gauges: MonitoringGauges
+    replays: Replays
 
 
 def build_services(config: Mapping[str, Any]) -> Services:
@@ -51,7 +58,8 @@ def build_services(config: Mapping[str, Any]) -> Services:
     )
     writer = history_writer(config, db)
     scorer = PredictionService(config["ML_API_STRICT_INPUTS"])
-    dataplane = DataPlane(registry, scorer, writer, config["HISTORY_WRITE_TIMEOUT_S"])
+    shadows = ShadowScorer(writer, config["SHADOW_QUEUE_FLIGHTS"])
+    dataplane = DataPlane(registry, scorer, writer, config["HISTORY_WRITE_TIMEOUT_S"], shadows)
     history = HistoryService(db)
     monitoring = MonitoringService(db)
     return Services(
@@ -64,6 +72,7 @@ def build_services(config: Mapping[str, Any]) -> Services:
         health=HealthChecks(registry, history, config["HEALTH_TIMEOUT_S"]),
         monitoring=monitoring,
         gauges=MonitoringGauges(monitoring),
+        replays=Replays(registry, config["REPLAY_WAIT_FLIGHTS"]),
     )
 
 

@@ -55,6 +55,7 @@ WRITTEN_COLUMNS = (
     "arr_delay",
     "latency_ms",
     "protocol",
+    "shadow_of",
 )
 PREDICTIONS = Prediction.__table__
 INSERT_RETURNING_IDS = insert(PREDICTIONS).returning(PREDICTIONS.c.id, sort_by_parameter_order=True)
@@ -70,7 +71,8 @@ SQLITE_NEXT_ID = f"SELECT coalesce(max(id), 0) + 1 FROM {PREDICTIONS.name}"  # n
 POSTGRES_INSERT = (
     f"INSERT INTO {PREDICTIONS.name} ({', '.join(WRITTEN_COLUMNS)}) "  # noqa: S608
     f"SELECT {', '.join(WRITTEN_COLUMNS)} FROM unnest("
-    "%s::timestamptz[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::float8[], %s::float8[], %s::varchar[]"
+    "%s::timestamptz[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::float8[], %s::float8[], "
+    "%s::varchar[], %s::int8[]"
     f") WITH ORDINALITY AS written({', '.join(WRITTEN_COLUMNS)}, position) ORDER BY position RETURNING id"
 )
 
@@ -106,6 +108,7 @@ def stored_values(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[t
                 float(row["arr_delay"]),
                 float(row["latency_ms"]),
                 row.get("protocol", "native"),
+                row.get("shadow_of"),  # a shadow version's row: the served prediction it shadows
             )
         )
     return parameters
