@@ -23,13 +23,9 @@ from flight_delay.monitoring.report import MonitoringService
 from flight_delay.serving.dataplane import DataPlane
 from flight_delay.serving.health import HealthChecks
 from flight_delay.serving.predictions import PredictionService
-<<<<<<< HEAD
 from flight_delay.serving.registry import ModelRegistry, sandbox_of
-=======
-from flight_delay.serving.registry import ModelRegistry
 from flight_delay.serving.replay import Replays
 from flight_delay.serving.shadow import ShadowScorer
->>>>>>> 32813f1 (The registry owns stages and the traffic split (serving/lifecycle.py): candidates, activation and rollback as a stack, canary and shadow read with the active model every MODEL_REFRESH_MS; the data plane serves the canary by a stable hash of X-Request-ID and hands the shadow its flights after the answer (serving/shadow.py: bounded queue per loop, dropped work counted); replay jobs (serving/replay.py); shadow rows through the one history writer (predictions.shadow_of))
 
 EXTENSION = "flight_delay"
 

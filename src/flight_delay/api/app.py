@@ -13,6 +13,7 @@ from flight_delay.api import body_limit, docs, errors, security, ui
 from flight_delay.api.auth import check_admin_request, check_upload_policy
 from flight_delay.api.docs import FlightDelayApi
 from flight_delay.api.health import blp as health_blp
+from flight_delay.api.lifecycle import blp as lifecycle_blp
 from flight_delay.api.metrics import blp as metrics_blp
 from flight_delay.api.model import blp as model_blp
 from flight_delay.api.monitoring import blp as monitoring_blp
@@ -67,6 +68,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
     api.register_blueprint(monitoring_blp)
+    api.register_blueprint(lifecycle_blp)
     api.register_blueprint(metrics_blp)
     docs.init_app(app, api)
     app.register_blueprint(ui.blp)

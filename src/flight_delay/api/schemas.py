@@ -197,6 +197,13 @@ class HistoryItemSchema(ma.Schema):
     protocol = ma.fields.String(
         required=True, metadata={"description": "how it came: native, v2 (Open Inference Protocol) or mlflow"}
     )
+    shadow_of = ma.fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "a shadow version's prediction (never answered): the id of the one it shadows"
+        },
+    )
 
 
 class HistoryPageSchema(ma.Schema):
