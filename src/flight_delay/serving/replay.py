@@ -296,9 +296,10 @@ def job_body(job: ReplayJob, now: datetime) -> dict[str, Any]:
             "message": "The worker running this replay stopped; start it again.",
         }
     body: dict[str, Any] = {"id": job.id, "status": state, "status_url": status_path(job.id)}
+    window = {"since": job.since, "until": job.until}  # as times (the stored result has them as text)
     if state == DONE:
-        return {**body, **job.result}
-    body.update(version=job.version, window={"since": job.since, "until": job.until})
+        return {**body, **job.result, "window": window}
+    body.update(version=job.version, window=window)
     if state == FAILED:
         return {**body, "error": error}
     return {**body, "flights": job.flights, "read": job.scored}

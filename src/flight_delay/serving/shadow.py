@@ -83,9 +83,10 @@ class ShadowScorer:
         if queue.drainer is None:
             queue.drainer = asyncio.get_running_loop().create_task(self._drain(queue))
 
-    def pending(self) -> int:
-        """Flights queued on the running loop, not yet scored."""
-        return self._queue().flights
+    def idle(self) -> bool:
+        """Whether the running loop has no shadow work queued or under way (nothing lost on a stop)."""
+        queue = self._queue()
+        return not queue.jobs and queue.drainer is None
 
     def _queue(self) -> ShadowQueue:
         """The running loop's queue, made on first use; those of closed loops are let go."""
