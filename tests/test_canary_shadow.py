@@ -243,12 +243,11 @@ def test_a_full_shadow_queue_drops_and_counts(split: Split) -> None:
     flights = checked_flights([minimal_flight(), minimal_flight()], False)
     before = dropped("queue_full")
 
-    async def run() -> None:
-        for number in range(4):
+    async def run() -> bool:
+        for number in range(4):  # in a row: nothing is taken from the queue meanwhile
             scorer.submit(ShadowJob(model, flights, f"full-{number}", "native", [1, 2]))
-            await asyncio.sleep(0.01)
+        return scorer.idle()
 
-    asyncio.run(run())
-
-    # The first job is taken by the drainer (its commit never ends); one more fits; two are dropped.
-    assert dropped("queue_full") - before == 4
+    assert asyncio.run(run()) is False
+    # The first job's 2 flights fit in 3; the three after it do not: 6 flights dropped.
+    assert dropped("queue_full") - before == 6

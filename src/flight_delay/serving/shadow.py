@@ -2,12 +2,13 @@
 
 The data plane hands each answered request's flights here (`submit`: nothing awaited, so nothing of
 the answer waits). Per event loop, a bounded queue and one drainer task, started on demand: it first
-yields, so the answer that queued the work goes out before any of it is done, then takes what is
-queued (up to BATCH_FLIGHTS), scores it with the shadow version in one call (in a thread beyond
-LOOP_FLIGHTS, so the loop keeps serving), and records the rows through the history writer, in one
-group commit with whatever else waits. What does not fit in the queue (SHADOW_QUEUE_FLIGHTS) is dropped
-and counted, as is what the shadow cannot score or the history cannot take
-(`flight_delay_shadow_dropped_total{reason}`): a shadow never slows, holds or fails the served path.
+waits PAUSE_S, so the answer that queued the work goes out before any of it is done and the requests
+answered meanwhile join it, then takes what is queued (up to BATCH_FLIGHTS), scores it with the shadow
+version in one call (in a thread beyond LOOP_FLIGHTS, so the loop keeps serving), and records the
+rows through the history writer, in one group commit with whatever else waits. What does not fit in
+the queue (SHADOW_QUEUE_FLIGHTS) is dropped and counted, as is what the shadow cannot score or the
+history cannot take (`flight_delay_shadow_dropped_total{reason}`): a shadow never holds or fails the
+served path, and its work is batched so that it costs the answers little (bench/shadow.py).
 
 A shadow row is a history row of the shadow version whose `shadow_of` names the served prediction it
 shadows; `latency_ms` is the shadow's own scoring time. Work still queued when a worker stops is lost.
@@ -36,7 +37,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_FLIGHTS = 10_000
 BATCH_FLIGHTS = 1_000  # scored in one call of the model, recorded in one commit
-LOOP_FLIGHTS = 16  # more than this is scored in a thread
+LOOP_FLIGHTS = 256  # more than this is scored in a thread
+# Between batches the drainer waits this long: the flights answered meanwhile are scored together, in
+# one call of the model and one record, which costs far less per flight than one request at a time.
+PAUSE_S = 0.05
+# Rows recorded per call, one call after the other: each joins one group commit beside the served
+# rows, small enough that SQLite's shared commit through the host writer takes them (sqlite_writer.py).
+RECORD_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,11 @@ class ShadowQueue:
         self.jobs: deque[ShadowJob] = deque()
         self.flights = 0
         self.drainer: asyncio.Task[None] | None = None
+
+
+def counted(version: str, rows: int) -> None:
+    """Counts shadow predictions recorded."""
+    best_effort(lambda: labelled(SHADOW_PREDICTIONS, version).inc(rows))
 
 
 def dropped(reason: str, flights: int) -> None:
@@ -102,7 +114,7 @@ class ShadowScorer:
         """Scores and records the queue, batch after batch, until it is empty (yielding first)."""
         try:
             while queue.jobs:
-                await asyncio.sleep(0)  # whoever queued the work sends its answer first
+                await asyncio.sleep(PAUSE_S)  # whoever queued the work answers first; others join the batch
                 batch = take_batch(queue)
                 await self._score_and_record(batch)
         finally:
@@ -123,16 +135,16 @@ class ShadowScorer:
         await self._record(rows, batch[0].model.version)
 
     async def _record(self, rows: list[dict[str, Any]], version: str) -> None:
-        """Records the shadow rows; a history that refuses them drops them (counted)."""
-        if not rows:
-            return
-        try:
-            await self.writer.record(rows)
-        except Exception as exc:  # HistoryUnavailable above all: the served rows were recorded already
-            log.warning("shadow predictions not recorded: %s", exc)
-            dropped("unrecorded", len(rows))
-            return
-        best_effort(lambda: labelled(SHADOW_PREDICTIONS, version).inc(len(rows)))
+        """Records the shadow rows, RECORD_ROWS at a time; what the history refuses is dropped (counted)."""
+        for start in range(0, len(rows), RECORD_ROWS):
+            chunk = rows[start : start + RECORD_ROWS]
+            try:
+                await self.writer.record(chunk)
+            except Exception as exc:  # HistoryUnavailable above all: the served rows were recorded already
+                log.warning("shadow predictions not recorded: %s", exc)
+                dropped("unrecorded", len(rows) - start)
+                return
+            counted(version, len(chunk))
 
 
 def take_batch(queue: ShadowQueue) -> list[ShadowJob]:
