@@ -14,6 +14,7 @@ unwind the activations one by one.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,11 @@ class Actor:
 
     by: str
     reason: str | None = None
+
+
+def cli_actor(reason: str | None) -> Actor:
+    """Who changes the models from the command line (DATABASE_URL directly): `cli:<the system's user>`."""
+    return Actor(f"cli:{getpass.getuser()}"[:64], reason)
 
 
 @dataclass(frozen=True)
