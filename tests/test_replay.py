@@ -240,3 +240,16 @@ def test_a_bare_booster_replays_too(recorded: Recorded, tmp_path: Path) -> None:
 
     model = adapt(cloudpickle.loads(bare.read_bytes()))
     assert_same_figures(answer, recorded.direct(model, list(range(WITH_ACTUAL))))
+
+
+def test_the_newest_replays_are_listed_newest_first(recorded: Recorded, model_files: Callable) -> None:
+    candidate = upload_file(recorded.client, model_files(1), activate=False)
+    first = recorded.replay(recorded.active).get_json()
+    second = recorded.replay(candidate).get_json()
+
+    listed = recorded.client.get("/model/replays/?limit=5").get_json()["replays"]
+
+    assert [entry["id"] for entry in listed] == [second["id"], first["id"]]
+    assert listed[0]["candidate"] == second["candidate"]
+    assert (listed[0]["by"], listed[0]["status"]) == ("admin", "done")
+    assert recorded.client.get("/model/replays/?limit=0").status_code == 422

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import marshmallow as ma
 from flask import request
 from flask.views import MethodView
 
@@ -21,6 +22,8 @@ from flight_delay.api.lifecycle_schemas import (
     ReasonSchema,
     ReplayRequestSchema,
     ReplaySchema,
+    ReplaysQuerySchema,
+    ReplaysSchema,
     TrafficChangeSchema,
     TrafficSchema,
     VersionsSchema,
@@ -171,6 +174,18 @@ class Replay(MethodView):
         window = (body.get("since"), body.get("until"))
         done, answer = services().replays.start(checked_version(version), window, admin_caller().name)
         return answer if done else (answer, 202)
+
+
+@blp.route("/replays/")
+class Replays(MethodView):
+    """The newest replays."""
+
+    @blp.arguments(ReplaysQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.response(200, ReplaysSchema)
+    @blp.error_responses({422: "Invalid limit", 503: "The database is unavailable", **INTERNAL_ERROR})
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Lists the newest replays (at most `limit`), newest first, each as its status URL answers."""
+        return {"replays": services().replays.recent(query["limit"])}
 
 
 @blp.route("/replays/<replay_id>")

@@ -206,3 +206,22 @@ class ReplaySchema(ma.Schema):
     candidate = ma.fields.Nested(CandidateFiguresSchema)
     served = ma.fields.Nested(FiguresSchema, metadata={"description": "what clients were answered"})
     error = ma.fields.Nested(ReplayErrorSchema)
+
+
+class ReplaysQuerySchema(ma.Schema):
+    """How many of the newest replays to list."""
+
+    limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class ListedReplaySchema(ReplaySchema):
+    """A replay as listed: its status, when it started and who started it."""
+
+    started_at = ma.fields.DateTime(required=True)
+    by = ma.fields.String(required=True, metadata={"description": "the admin token's name"})
+
+
+class ReplaysSchema(ma.Schema):
+    """The newest replays, newest first."""
+
+    replays = ma.fields.List(ma.fields.Nested(ListedReplaySchema), required=True)

@@ -277,6 +277,13 @@ class Replays:
                 .values(state=state, result=stored, error=error, updated_at=utcnow())
             )
 
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest replays' statuses, newest first."""
+        with self.db.transaction() as session:
+            jobs = list(session.scalars(select(ReplayJob).order_by(ReplayJob.created_at.desc()).limit(limit)))
+        now = utcnow()
+        return [{**job_body(job, now), "started_at": job.created_at, "by": job.by} for job in jobs]
+
     def status(self, job_id: str) -> dict[str, Any]:
         """A job's status: its comparison once done, its progress while running, why if it failed."""
         with self.db.transaction() as session:
