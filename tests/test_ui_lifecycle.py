@@ -17,6 +17,7 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from flight_delay.serving.lifecycle import canary_bucket, canary_share
 from tests.browser import chromium, open_page, problems
 from tests.factories import ADMIN_HEADERS, minimal_flight
 from tests.servers import RunningServer, serve_with_model
@@ -58,8 +59,20 @@ def lifecycle(
             json={"canary": {"version": candidate, "percent": 20}, "shadow": candidate},
         )
         time.sleep(0.5)  # past MODEL_REFRESH_MS: the next prediction is shadowed
-        call("POST", f"{url}/model/predict/", json=minimal_flight())
+        outside = next(f"ui-{i}" for i in range(1000) if canary_bucket(f"ui-{i}") >= canary_share(20))
+        requests.post(
+            f"{url}/model/predict/", json=minimal_flight(), headers={"X-Request-ID": outside}, timeout=30
+        )
+        wait_for_shadow_row(url, candidate)
         yield server, {"candidate": candidate, "replay": replay}
+
+
+def wait_for_shadow_row(url: str, version: str) -> None:
+    """Waits until the shadow's prediction is in the history (it is recorded after the answer)."""
+    deadline = time.monotonic() + 30
+    while not requests.get(f"{url}/model/history/?model_version={version}", timeout=30).json()["items"]:
+        assert time.monotonic() < deadline, "the shadow recorded nothing"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
