@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from swagger_ui_bundle import swagger_ui_path
 
 from flight_delay.api import errors
+from flight_delay.api.lifecycle_schemas import CanarySchema
 from flight_delay.api.schemas import ErrorSchema, PredictRequestSchema
 from flight_delay.api.services import services
 from flight_delay.errors import FlightDelayError
@@ -63,6 +64,7 @@ def document_components(spec: APISpec) -> None:
     # date check is said in JSON Schema beside its fields' (its required fields when served: below).
     spec.components.schema("Flight", FLIGHT_DOC, schema=FlightSchema)
     spec.components.schema("PredictRequest", schema=PredictRequestSchema)
+    spec.components.schema("Canary", schema=CanarySchema)  # PUT /model/traffic's, or null
     spec.components.security_scheme(
         "adminToken",
         {

@@ -106,10 +106,37 @@ class CanarySchema(ma.Schema):
         unknown = ma.RAISE
 
 
+class NullableCanary(ma.fields.Field):
+    """A canary, or null (which clears it), documented as the Canary schema or null.
+
+    A Nested field with allow_none is documented by apispec as "any object, or the schema" under
+    OpenAPI 3.0, which would call {} valid: this field says exactly "Canary or null".
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"allOf": [{"$ref": "#/components/schemas/Canary"}], "nullable": True}
+        super().__init__(metadata=metadata, **kwargs)
+
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        """Null is allowed (it clears the canary); not through allow_none, which apispec would misword."""
+        if value is None:
+            return None
+        return super().deserialize(value, attr, data, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        """Loads the canary with CanarySchema (its errors under this field)."""
+        if not isinstance(value, dict):
+            raise ma.ValidationError('Must be {"version", "percent"}, or null.')
+        return CANARY.load(value)
+
+
+CANARY = CanarySchema()
+
+
 class TrafficChangeSchema(ma.Schema):
     """The parts of the split to set; null clears a part, and a part not given stays as it is."""
 
-    canary = ma.fields.Nested(CanarySchema, allow_none=True)
+    canary = NullableCanary()
     shadow = model_version_field(
         allow_none=True, metadata={"description": "scores every prediction after its answer"}
     )
