@@ -204,10 +204,12 @@ class FiguresSchema(ma.Schema):
     rmse = ma.fields.Float(allow_none=True, required=True)
 
 
-class CandidateFiguresSchema(FiguresSchema):
-    """The replayed version's figures."""
+class CandidateFiguresSchema(ma.Schema):
+    """The replayed version's figures (null when no flight was replayed)."""
 
     version = ma.fields.String(required=True)
+    mae = ma.fields.Float(allow_none=True, required=True)
+    rmse = ma.fields.Float(allow_none=True, required=True)
 
 
 class ReplayErrorSchema(ma.Schema):
