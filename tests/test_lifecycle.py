@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,11 @@ from flight_delay.api import create_app
 from flight_delay.history.migrate import downgrade, upgrade
 from flight_delay.history.models import ModelActivation, Prediction
 from flight_delay.services import Services
+from flight_delay.transport.asgi import asgi_app
+from tests.asgi import request
 from tests.conftest import upload
 from tests.factories import ADMIN_HEADERS, minimal_flight
+from tests.test_cost_before_work import Sent
 
 ALICE = {"Authorization": "Bearer alice-token-0123456789"}
 BOB = {"Authorization": "Bearer bob-token-0123456789abc"}
@@ -220,6 +224,31 @@ def test_every_change_needs_an_admin_token(
     assert response.get_json()["code"] == "unauthorized"
     assert "not-a-token-of-ours" not in response.get_data(as_text=True)
     assert events(named) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/model/rollback"),
+        ("PUT", "/model/traffic"),
+        ("POST", f"/model/versions/{'0' * 64}/activate"),
+        ("POST", f"/model/versions/{'0' * 64}/replay"),
+    ],
+)
+def test_the_workers_gate_refuses_a_change_without_a_named_token_before_its_body(
+    named_app: Flask, method: str, path: str
+) -> None:
+    wrong = {"Authorization": "Bearer bob-token-guessed-wrong"}
+    declared = {
+        **request(method, path, b"", content_type="application/json", **wrong),
+        "content_length": 1 << 20,
+    }
+    sent = Sent(declared, b"x")
+
+    asyncio.run(asgi_app(named_app)(sent.scope, sent.receive, sent.send))
+
+    assert sent.answer().status == 401, sent.answer().body
+    assert not sent.asked, "the body was not asked for"
 
 
 def test_the_token_is_checked_before_the_body_is_read(named: FlaskClient) -> None:

@@ -114,6 +114,9 @@ def front_answers(path: str, operations: dict[str, Any]) -> dict[str, Any]:
     error = {"application/json": {"schema": error_schema_of(path)}}
     documented = {}
     for method, operation in operations.items():
+        if method == "parameters":  # the path's own parameters ({version}), not an operation
+            documented[method] = operation
+            continue
         responses = dict(operation["responses"])
         if not uncapped(path):
             responses["503"] = overloaded(responses.get("503"), error)
