@@ -251,3 +251,35 @@ def test_a_full_shadow_queue_drops_and_counts(split: Split) -> None:
     assert asyncio.run(run()) is False
     # The first job's 2 flights fit in 3; the three after it do not: 6 flights dropped.
     assert dropped("queue_full") - before == 6
+
+
+def test_monitoring_puts_the_split_side_by_side_over_one_window(split: Split, model_files: Callable) -> None:
+    with model_files(2).open("rb") as handle:
+        third = split.client.post(
+            "/model/load/?activate=false", data={"file": (handle, "m2.pkl")}, headers=ADMIN_HEADERS
+        ).get_json()["version"]
+    split.set(canary={"version": split.candidate, "percent": 30}, shadow=third)
+    sent = [request("POST", PREDICT, FLIGHTS[i % 2], **{"X-Request-ID": f"side-{i}"}) for i in range(40)]
+    answers = split.ask(*sent)
+    served = {a.json()["predictions"][0]["history_id"]: a.json()["model_version"] for a in answers}
+    actual = {history_id: float(i % 7) for i, history_id in enumerate(served)}
+    posted = [{"history_id": i, "arr_delay": a} for i, a in actual.items()]
+    assert (
+        split.client.post("/model/actuals/", json={"actuals": posted}, headers=ADMIN_HEADERS).status_code
+        == 200
+    )
+
+    report = split.client.get("/model/monitoring/").get_json()
+
+    rows = {row.id: row for row in split.rows()}
+    expected = {"active": split.active, "canary": split.candidate, "shadow": third}
+    for entry in report["versions"]:
+        assert entry["version"] == expected[entry["role"]]
+        if entry["role"] == "shadow":
+            errors = [r.arr_delay - actual[r.shadow_of] for r in rows.values() if r.model_version == third]
+        else:
+            errors = [rows[i].arr_delay - actual[i] for i, v in served.items() if v == entry["version"]]
+        assert entry["live"]["count"] == len(errors)
+        assert entry["live"]["mae"] == pytest.approx(sum(abs(e) for e in errors) / len(errors), rel=1e-9)
+    assert [e["role"] for e in report["versions"]] == ["active", "canary", "shadow"]
+    assert report["versions"][2]["live"]["count"] == 40

@@ -359,6 +359,18 @@ class DriftFieldSchema(ma.Schema):
     drifted = ma.fields.Boolean(required=True, metadata={"description": "psi >= psi_threshold"})
 
 
+class SplitVersionSchema(ma.Schema):
+    """A version of the traffic split and its live accuracy over the report's window."""
+
+    version = ma.fields.String(required=True)
+    role = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(("active", "canary", "shadow")),
+        metadata={"description": "a shadow's figures: its predictions against the shadowed ones' actuals"},
+    )
+    live = ma.fields.Nested(LiveAccuracySchema, required=True)
+
+
 class MonitoringReportSchema(ma.Schema):
     """A model's live accuracy and input drift over a window of its predictions."""
 
@@ -375,3 +387,8 @@ class MonitoringReportSchema(ma.Schema):
     )
     drift_unavailable = ma.fields.String(allow_none=True, required=True)
     psi_threshold = ma.fields.Float(required=True, metadata={"description": "MONITORING_PSI_THRESHOLD"})
+    versions = ma.fields.List(
+        ma.fields.Nested(SplitVersionSchema),
+        required=True,
+        metadata={"description": "the traffic split's versions now, their live figures over the same window"},
+    )

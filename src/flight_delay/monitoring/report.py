@@ -23,6 +23,7 @@ from flight_delay.history.models import InputCount, utcnow
 from flight_delay.monitoring import queries
 from flight_delay.monitoring.profile import FieldProfile, TrainingProfile
 from flight_delay.monitoring.queries import ALL_ROWS, LiveFigures, Range
+from flight_delay.monitoring.versions import split_versions
 
 PSI_EPSILON = 1e-4  # stands in for an empty bin's share, so that PSI stays finite
 DEFAULT_PSI_THRESHOLD = 0.2
@@ -135,6 +136,7 @@ class MonitoringService:
         with self.db.transaction() as session:
             counts = window_counts(session, version, fields, window, rolled_until)
             live = queries.live_figures(session, version, window)
+            side_by_side = split_versions(session, window, live_section)
         predictions = counts[ALL_ROWS][0]
         if profile is not None and predictions == 0:
             profile, unavailable = None, "no predictions in the window"
@@ -146,6 +148,7 @@ class MonitoringService:
             "drift": drift_section(profile, counts, self.psi_threshold) if profile else None,
             "drift_unavailable": unavailable,
             "psi_threshold": self.psi_threshold,
+            "versions": side_by_side,
         }
 
     def _version(self, model_version: str | None) -> tuple[str, dict[str, Any]]:
