@@ -3,9 +3,10 @@
 Serves the dummy model (seed 0) as `make bench` does (production settings, 2 workers, the history on
 SQLite with fsync, or on a throwaway durable PostgreSQL), stores the dummy of seed 1 as a candidate,
 and drives single-flight predictions with wrk (16 connections): alternately without a shadow and with
-the candidate shadowing every prediction (PUT /model/traffic), OFF, ON, OFF, ON, so that a busy
-machine's drift falls on both sides. Prints each run's rate and latencies, the p99 with the shadow over
-the p99 without, and how many shadow predictions were recorded and dropped per answered one.
+the candidate shadowing every prediction (PUT /model/traffic), OFF, ON, OFF, ON, ... (--pairs), so
+that a busy machine's drift falls on both sides. Prints each run's rate, latencies and CPU per request,
+the p99 with the shadow over the p99 without (of the means, and the median of each pair's ratio), and
+how many shadow predictions were recorded and dropped per answered one.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def one_run(url: str, pgid: int, database_url: str, script: Path, duration: floa
     }
 
 
-def measure(backend: str, work: Path, models: tuple[Path, Path], duration: float) -> dict[str, Any]:
+def measure(
+    backend: str, work: Path, models: tuple[Path, Path], duration: float, pairs: int
+) -> dict[str, list[dict[str, Any]]]:
     """Serves ours on a backend and alternates runs without and with a shadow."""
     token = secrets.token_hex(32)
     script = loadgen.write_post_script(json.dumps(payloads.FLIGHT), work / "predict.lua")
@@ -111,7 +114,7 @@ def measure(backend: str, work: Path, models: tuple[Path, Path], duration: float
         candidate = upload_candidate(server.url, token, models[1])
         loadgen.run_wrk(f"{server.url}/model/predict/", script, CONNECTIONS, 5)  # warm-up
         runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-        for shadow in ("off", "on", "off", "on"):
+        for shadow in ("off", "on") * pairs:
             set_shadow(server.url, token, candidate if shadow == "on" else None)
             runs[shadow].append(one_run(server.url, server.process.pid, database_url, script, duration))
             print(f"  {backend}, shadow {shadow}: {format_run(runs[shadow][-1])}", flush=True)
@@ -134,10 +137,15 @@ def summary(backend: str, runs: dict[str, list[dict[str, Any]]]) -> str:
     ratio = mean["on"]["p99_ms"] / mean["off"]["p99_ms"]
     covered = sum(r["shadow_rows"] for r in runs["on"]) / max(sum(r["served_rows"] for r in runs["on"]), 1)
     rate = mean["on"]["rps"] / mean["off"]["rps"]
+    paired = statistics.median(
+        on["p99_ms"] / off["p99_ms"] for off, on in zip(runs["off"], runs["on"], strict=True)
+    )
+    cpu = mean["on"]["cpu_ms"] / mean["off"]["cpu_ms"]
     return (
         f"{backend}: without a shadow {mean['off']['rps']:.0f} req/s, p99 {mean['off']['p99_ms']:.2f} ms; "
         f"with one {mean['on']['rps']:.0f} req/s, p99 {mean['on']['p99_ms']:.2f} ms\n"
-        f"  p99 with / without: {ratio:.2f}x (goal: < 1.20x); rate {rate:.2f}x; "
+        f"  p99 with / without: {ratio:.2f}x of the means, {paired:.2f}x the median pair (goal: < 1.20x); "
+        f"rate {rate:.2f}x; CPU per request {cpu:.2f}x; "
         f"shadow rows per served row {covered:.3f}, dropped {sum(r['dropped'] for r in runs['on']):.0f}"
     )
 
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.shadow", description=__doc__)
     parser.add_argument("--backends", default="sqlite,postgres", help="sqlite, postgres or both (default)")
     parser.add_argument("--duration", type=float, default=20, help="seconds per measured run (default 20)")
+    parser.add_argument("--pairs", type=int, default=3, help="runs without, then with, a shadow (default 3)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="flight-delay-bench-shadow-"))
     try:
@@ -158,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"shadow on {backend}: load {CONNECTIONS} connections, {args.duration:.0f} s a run",
                 flush=True,
             )
-            lines.append(summary(backend, measure(backend, work, models, args.duration)))
+            lines.append(summary(backend, measure(backend, work, models, args.duration, args.pairs)))
         print("\n".join(lines), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
