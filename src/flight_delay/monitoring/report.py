@@ -136,7 +136,7 @@ class MonitoringService:
         with self.db.transaction() as session:
             counts = window_counts(session, version, fields, window, rolled_until)
             live = queries.live_figures(session, version, window)
-            side_by_side = split_versions(session, window, live_section)
+            side_by_side = split_versions(session, window, live_section, (version, live))
         predictions = counts[ALL_ROWS][0]
         if profile is not None and predictions == 0:
             profile, unavailable = None, "no predictions in the window"

@@ -35,20 +35,32 @@ def shadow_live_figures(session: Session, version: str, window: Range) -> LiveFi
     return LiveFigures(int(row[0]), float(row[1]), float(row[2]), float(row[3]))
 
 
-def split_versions(session: Session, window: Range, live_section: Any) -> list[dict[str, Any]]:
-    """Each version of the split now (active, canary, shadow) with its live figures over the window."""
+def split_versions(
+    session: Session, window: Range, live_section: Any, known: tuple[str, LiveFigures]
+) -> list[dict[str, Any]]:
+    """Each version of the split now (active, canary, shadow) with its live figures over the window.
+
+    `known`: a served version's figures the report has already (not counted twice).
+    """
     traffic = read_traffic(session)
     roles = (("active", traffic.active), ("canary", traffic.canary), ("shadow", traffic.shadow))
     return [
         {
             "version": version,
             "role": role,
-            "live": live_section(
-                shadow_live_figures(session, version, window)
-                if role == "shadow"
-                else live_figures(session, version, window)
-            ),
+            "live": live_section(figures(session, role, version, window, known)),
         }
         for role, version in roles
         if version is not None
     ]
+
+
+def figures(
+    session: Session, role: str, version: str, window: Range, known: tuple[str, LiveFigures]
+) -> LiveFigures:
+    """A version's live figures in its role: a shadow's through what it shadowed."""
+    if role == "shadow":
+        return shadow_live_figures(session, version, window)
+    if version == known[0]:
+        return known[1]
+    return live_figures(session, version, window)
