@@ -370,7 +370,7 @@ def test_activations_made_before_the_migration_can_be_rolled_back(
     client = app.test_client()
     first, second = (upload(client, model_files(seed)).get_json()["version"] for seed in (0, 1))
     app.extensions["flight_delay"].db.dispose()
-    downgrade(url, "0005")
+    downgrade(url, "0007")
     engine = create_engine(url)
     with engine.begin() as connection:  # the same version twice in a row, as an upload repeated did
         connection.execute(

@@ -1,7 +1,7 @@
 """A model's life: candidates, the traffic split (canary, shadow), rollbacks, the audit, replay jobs.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-08
 
 Adds tables and nullable columns only: neither the predictions nor the activations are rewritten,
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
