@@ -58,7 +58,7 @@ def test_retrain_trains_on_both_stores_a_candidate_replays_it_and_activates_it_w
     version = artifact_version(bundle_path(out).read_bytes())
     assert report["candidate"]["version"] == version
     assert (report["recorded_flights"], report["flights"], report["activated"]) == (RECORDED, RECORDED, True)
-    training = read_model(out.read_bytes())[0].describe()["training"]
+    training = read_model(bundle_path(out).read_bytes()).describe()["training"]
     assert training["train_rows"] + training["test_rows"] == 400 + RECORDED
     client = create_app(app_config).test_client()
     assert client.get("/model/").get_json()["version"] == version
