@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,3 +91,12 @@ def test_the_traffic_command_refuses_what_cannot_be(
     assert too_much.exit_code == 2
     assert "invalid_traffic" in of_active.output
     assert "canary:      none" in run("traffic").stdout
+
+
+def test_the_command_line_imports_no_metrics_before_serve_sets_them_up() -> None:
+    """`flight-delay serve` chooses the workers' shared metrics folder before prometheus_client loads."""
+    script = "import sys, flight_delay.cli; print('prometheus_client' in sys.modules)"
+
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+
+    assert found.stdout.strip() == "False"

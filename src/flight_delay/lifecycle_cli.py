@@ -12,14 +12,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flight_delay.config import load_config
 from flight_delay.errors import DatabaseNotMigrated, FlightDelayError
 from flight_delay.serving.lifecycle import TrafficChange, cli_actor
-from flight_delay.serving.registry import ModelRegistry
+
+if TYPE_CHECKING:  # imported by the commands only: `flight-delay serve` must set up metrics first
+    from flight_delay.serving.registry import ModelRegistry
 
 SHORT = 12  # characters of a version shown in tables
 
