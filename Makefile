@@ -20,7 +20,7 @@ SOAK_MINUTES ?= 10
 
 .PHONY: install run test test-sqlite test-postgres lint format model_dummy migrate clean dataset answers train \
 	notebook bench bench/install bench/refresh bench/monitoring bench/hostile bench/uploads bench/history bench/context \
-	soak
+	bench/replay bench/shadow soak
 
 install: $(STAMP)
 
@@ -117,6 +117,15 @@ bench/uploads: $(STAMP)
 bench/history: $(STAMP)
 	$(BIN)/python -m bench.history
 	bash scripts/with_postgres.sh sh -c '$(BIN)/python -m bench.history --database-url "$$TEST_DATABASE_URL"'
+
+## bench/replay: 1,000,000 recorded flights replayed with a candidate, SQLite then PostgreSQL (~6 min)
+bench/replay: $(STAMP)
+	$(BIN)/python -m bench.replay
+	bash scripts/with_postgres.sh sh -c '$(BIN)/python -m bench.replay --database-url "$$TEST_DATABASE_URL"'
+
+## bench/shadow: single-flight load without and with a shadow version, SQLite then PostgreSQL (~5 min)
+bench/shadow: bench/install
+	$(BIN)/python -m bench.shadow
 
 ## bench/refresh: how a worker learns the active model (per-call cost, propagation), SQLite then PostgreSQL
 bench/refresh: $(STAMP)

@@ -108,7 +108,12 @@ def wait_ready(server: Server, path: str, timeout: float = 120) -> None:
 
 @contextmanager
 def our_service(
-    bin_dir: Path, data_dir: Path, model_path: Path, workdir: Path, database_url: str | None = None
+    bin_dir: Path,
+    data_dir: Path,
+    model_path: Path,
+    workdir: Path,
+    database_url: str | None = None,
+    admin_token: str | None = None,
 ) -> Iterator[Server]:
     """Runs `flight-delay serve` with production settings, its history in database_url or SQLite (FULL)."""
     port = free_port()
@@ -116,7 +121,8 @@ def our_service(
     env = {
         **os.environ,
         "FLIGHT_DELAY_ENV": "production",
-        "ML_API_ADMIN_TOKEN": token,
+        # Production refuses to start without one; a run that changes the traffic split passes its own.
+        "ML_API_ADMIN_TOKEN": admin_token or secrets.token_hex(32),
         "DATA_DIR": str(data_dir),
         "DEFAULT_MODEL_PATH": str(model_path),
         "ML_API_HOST": HOST,

@@ -15,7 +15,11 @@ and a request valid by it may still be refused, rightly (the document says each 
   air_time), an observation off the hour in UTC, or local fields other than time_hour's in New York.
 - POST /model/actuals/: a history_id that no recorded prediction has (422 `unknown_prediction`), and
   GET /model/monitoring/: a model_version never loaded (404 `unknown_model_version`): what exists is
-  the database's to say.
+  the database's to say. So too a model's life: a version never loaded (404, activating, replaying,
+  in the traffic split), a replay id never made (404 `unknown_replay`), a rollback with no previous
+  version (409), a canary or shadow of the active version (422 `invalid_traffic`); and POST
+  .../replay's window as the history's, and a traffic change that sets neither part (one of two
+  fields required: OpenAPI 3.0 has no word for it).
 - The Open Inference Protocol's infer and MLflow's /invocations: the protocol's generic request is
   documented (tensors, DataFrames), not each flight field's rule over a tensor's data or a row, nor
   that every tensor's data fills its shape: such a request is the protocol's 400.
@@ -47,7 +51,14 @@ CONTEXT_RULES = {
 UNKNOWN_RECORDS = {
     ("/model/actuals/", 422, "unknown_prediction"),
     ("/model/monitoring/", 404, "unknown_model_version"),
+    ("/model/versions/{version}/activate", 404, "unknown_model_version"),
+    ("/model/versions/{version}/replay", 404, "unknown_model_version"),
+    ("/model/traffic", 404, "unknown_model_version"),
+    ("/model/traffic", 422, "invalid_traffic"),
+    ("/model/rollback", 409, "no_previous_version"),
+    ("/model/replays/{replay_id}", 404, "unknown_replay"),
 }
+REPLAY = "/model/versions/{version}/replay"
 
 
 @schemathesis.hook
@@ -76,6 +87,10 @@ def is_inexpressible_refusal(case: Case, response: Response) -> bool:
         return refuses_only_context_rules(case.path, body)
     if case.path == "/model/predict/" and response.status_code == 422:
         return refuses_only_as_of_range(case.body, body.get("errors") or {})
+    if case.path == REPLAY and response.status_code == 422 and isinstance(case.body, dict):
+        return refuses_only_the_window(case.body, body.get("errors") or {})
+    if case.path == "/model/traffic" and response.status_code == 422 and body.get("code") == "invalid_input":
+        return sets_nothing(case.body, body.get("errors") or {})
     return (case.path, response.status_code, body.get("code")) in UNKNOWN_RECORDS
 
 
@@ -102,6 +117,16 @@ def refuses_only_as_of_range(sent: Any, errors: dict[str, Any]) -> bool:
         if in_utc_range(instant(flight.get("as_of"))):
             return False
     return True
+
+
+def sets_nothing(sent: Any, errors: dict[str, Any]) -> bool:
+    """True when a traffic change names neither canary nor shadow, and that alone is refused."""
+    return (
+        isinstance(sent, dict)
+        and "canary" not in sent
+        and "shadow" not in sent
+        and set(errors) == {"_schema"}
+    )
 
 
 def refuses_only_the_window(query: dict[str, Any], errors: dict[str, Any]) -> bool:

@@ -63,6 +63,7 @@ def test_multipart_upload_is_stored_and_activated(
     [cached] = app_config["MODEL_STORE_DIR"].iterdir()
     assert cached.name == hashlib.sha256(cached.read_bytes()).hexdigest() != version
     assert json.loads(cached.read_bytes())["format"] == BUNDLE_FORMAT
+    assert info.pop("stage") == "active"
     assert client.get("/model/").get_json() == info
 
 

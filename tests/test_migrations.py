@@ -24,9 +24,13 @@ TABLES = {
     "context_revisions",
     "context_flights",
     "context_weather",
+    "model_traffic",
+    "model_audit",
+    "replay_jobs",
     "alembic_version",
 }
 CONTEXT = {"context_revisions", "context_flights", "context_weather"}
+LIFECYCLE = {"model_traffic", "model_audit", "replay_jobs"}
 
 
 def schema(url: str) -> dict[str, set[str]]:
@@ -66,12 +70,8 @@ def test_heartbeat_revision_down_and_up(database_url: str) -> None:
 
     downgrade(database_url, "0001")
     monitoring = {"actuals", "monitoring_counts", "monitoring_rollups", "monitoring_live"}
-    assert set(inspect(engine).get_table_names()) == TABLES - {
-        "heartbeat",
-        "model_artifacts",
-        *monitoring,
-        *CONTEXT,
-    }
+    later = {"heartbeat", "model_artifacts", *monitoring, *CONTEXT, *LIFECYCLE}
+    assert set(inspect(engine).get_table_names()) == TABLES - later
 
     upgrade(database_url)
     with engine.connect() as connection:
@@ -100,7 +100,7 @@ def test_context_revision_down_and_up(database_url: str) -> None:
     engine = create_engine(database_url)
 
     downgrade(database_url, "0005")
-    assert set(inspect(engine).get_table_names()) == TABLES - CONTEXT - {"monitoring_live"}
+    assert set(inspect(engine).get_table_names()) == TABLES - CONTEXT - LIFECYCLE - {"monitoring_live"}
 
     upgrade(database_url)
     with engine.connect() as connection:

@@ -311,14 +311,14 @@ def test_a_health_check_reads_no_body_and_closes_the_connection_after(front: Fro
 
 def test_a_model_to_load_is_loaded_off_the_event_loop(front: Front, monkeypatch: pytest.MonkeyPatch) -> None:
     threads = []
-    active = ModelRegistry.active
+    routing = ModelRegistry.routing
 
     def watched(registry: ModelRegistry) -> Any:
         threads.append(threading.current_thread())
-        return active(registry)
+        return routing(registry)
 
-    monkeypatch.setattr(ModelRegistry, "current", lambda registry: None)  # as after a new activation
-    monkeypatch.setattr(ModelRegistry, "active", watched)
+    monkeypatch.setattr(ModelRegistry, "current_routing", lambda registry: None)  # as after an activation
+    monkeypatch.setattr(ModelRegistry, "routing", watched)
 
     assert front.ask(request("POST", PREDICT, minimal_flight())).status == 200
     assert threads
@@ -329,7 +329,7 @@ def test_requests_arriving_during_a_model_load_share_it(
     front: Front, model_files: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert upload(front.app.test_client(), model_files(1)).status_code == 201
-    monkeypatch.setattr(services_of(front.app).registry, "_active", None)  # not looked up yet here
+    services_of(front.app).registry.forget()  # not looked up yet here
     lookups = []
     read_active = ModelRegistry._refresh
 

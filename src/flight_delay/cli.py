@@ -13,6 +13,7 @@ import click
 from flight_delay import __version__
 from flight_delay.config import load_config
 from flight_delay.errors import DatabaseNotMigrated, FlightDelayError, UnsafeConfiguration
+from flight_delay.lifecycle_cli import COMMANDS as LIFECYCLE_COMMANDS
 from flight_delay.pipeline.locations import local_path, scheme
 
 
@@ -168,9 +169,12 @@ def train(
 
 @main.command()
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def load(artifact: Path) -> None:
+@click.option("--candidate", is_flag=True, help="store it without serving it (activate it later)")
+@click.option("--reason", help="recorded in the audit")
+def load(artifact: Path, candidate: bool, reason: str | None) -> None:
     """Checks a model file and makes it the active model (as POST /model/load/ does), for operators."""
     from flight_delay.server import open_registry
+    from flight_delay.serving.lifecycle import cli_actor
 
     config = load_config()
     if artifact.stat().st_size > config["MAX_MODEL_BYTES"]:
@@ -179,12 +183,16 @@ def load(artifact: Path) -> None:
         )
     try:
         with open_registry(config) as registry:
-            active = registry.activate_upload(artifact.read_bytes(), artifact.name)
+            data, actor = artifact.read_bytes(), cli_actor(reason)
+            if candidate:
+                info = registry.store_candidate(data, artifact.name, actor)
+            else:
+                info = registry.activate_upload(data, artifact.name, actor).info()
     except DatabaseNotMigrated as exc:
         raise click.ClickException(str(exc)) from exc
     except FlightDelayError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
-    click.echo(json.dumps({"version": active.version, "kind": active.model.kind}))
+    click.echo(json.dumps({"version": info["version"], "kind": info["kind"], "candidate": candidate}))
 
 
 @main.command()
@@ -353,3 +361,7 @@ def rollup(every: float | None) -> None:
     from flight_delay.monitoring.rollup_job import job
 
     job(load_config(), every)
+
+
+for command in LIFECYCLE_COMMANDS:  # versions, traffic, activate, rollback, retrain (lifecycle_cli.py)
+    main.add_command(command)

@@ -55,6 +55,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> d
         **_monitoring_settings(env),
         **_sandbox_settings(env),
         **_context_settings(env),
+        **_lifecycle_settings(env),
     }
     config.update(overrides)
     _check(config)
@@ -113,6 +114,7 @@ def _service_settings(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
         "ML_API_ADMIN_TOKEN": env.get("ML_API_ADMIN_TOKEN") or None,
+        "ML_API_ADMIN_TOKENS": env.get("ML_API_ADMIN_TOKENS") or None,  # name:token,... (tokens.py)
         "ML_API_ALLOW_UPLOAD": _bool(env, "ML_API_ALLOW_UPLOAD", True),
         "ML_API_STRICT_INPUTS": _bool(env, "ML_API_STRICT_INPUTS", False),
         "ML_API_MODEL_SIGNING_KEY": env.get("ML_API_MODEL_SIGNING_KEY") or None,
@@ -165,6 +167,14 @@ def _context_settings(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _lifecycle_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """How much shadow work a worker may queue, and which replays answer at once (200) or later (202)."""
+    return {
+        "SHADOW_QUEUE_FLIGHTS": _int(env, "SHADOW_QUEUE_FLIGHTS", 10_000),
+        "REPLAY_WAIT_FLIGHTS": _int(env, "REPLAY_WAIT_FLIGHTS", 20_000),
+    }
+
+
 def _check(config: Mapping[str, Any]) -> None:
     """Refuses values the service cannot run with, naming the variable (overrides included)."""
     if config["ENV"] not in ENVIRONMENTS:
@@ -178,7 +188,13 @@ def _check(config: Mapping[str, Any]) -> None:
         raise ValueError("SQLITE_COMMIT_INTERVAL_MS must be 0 or more")
     if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
-    for name in ("MONITORING_REFRESH_S", "MONITORING_WINDOW_S", "MONITORING_ROLLUP_INTERVAL_S"):
+    for name in (
+        "MONITORING_REFRESH_S",
+        "MONITORING_WINDOW_S",
+        "MONITORING_ROLLUP_INTERVAL_S",
+        "SHADOW_QUEUE_FLIGHTS",
+        "REPLAY_WAIT_FLIGHTS",
+    ):
         if config[name] < 0:
             raise ValueError(f"{name} must be 0 or more")
     for name in ("HISTORY_WRITE_TIMEOUT_S", "HEALTH_TIMEOUT_S"):

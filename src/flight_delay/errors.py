@@ -53,6 +53,27 @@ class UnknownModelVersion(FlightDelayError):
     code = "unknown_model_version"
 
 
+class UnknownReplay(FlightDelayError):
+    """A replay's status was asked for under an id no replay has."""
+
+    status = 404
+    code = "unknown_replay"
+
+
+class InvalidTraffic(FlightDelayError):
+    """A traffic split that cannot be: a canary or shadow of the version already serving everything."""
+
+    status = 422
+    code = "invalid_traffic"
+
+
+class NoPreviousVersion(FlightDelayError):
+    """A rollback was asked for, but no version was active before the active one."""
+
+    status = 409
+    code = "no_previous_version"
+
+
 class UnscorableFlight(FlightDelayError):
     """The active model could not produce a finite prediction for a flight."""
 

@@ -26,6 +26,8 @@ from flight_delay.serving.dataplane import DataPlane
 from flight_delay.serving.health import HealthChecks
 from flight_delay.serving.predictions import PredictionService
 from flight_delay.serving.registry import ModelRegistry, sandbox_of
+from flight_delay.serving.replay import Replays
+from flight_delay.serving.shadow import ShadowScorer
 
 EXTENSION = "flight_delay"
 
@@ -45,6 +47,7 @@ class Services:
     gauges: MonitoringGauges
     context: ContextState  # this worker's posted flights and weather, which predictions read
     context_posts: ContextPosts  # POST /flights/ and /weather/
+    replays: Replays
 
 
 def build_services(config: Mapping[str, Any]) -> Services:
@@ -56,7 +59,8 @@ def build_services(config: Mapping[str, Any]) -> Services:
     writer = history_writer(config, db)
     context = ContextState(db).configure(config)
     scorer = PredictionService(config["ML_API_STRICT_INPUTS"], context)
-    dataplane = DataPlane(registry, scorer, writer, config["HISTORY_WRITE_TIMEOUT_S"])
+    shadows = ShadowScorer(writer, config["SHADOW_QUEUE_FLIGHTS"], context)
+    dataplane = DataPlane(registry, scorer, writer, config["HISTORY_WRITE_TIMEOUT_S"], shadows)
     history = HistoryService(db)
     monitoring = MonitoringService(db)
     return Services(
@@ -71,6 +75,7 @@ def build_services(config: Mapping[str, Any]) -> Services:
         gauges=MonitoringGauges(monitoring),
         context=context,
         context_posts=ContextPosts(db),
+        replays=Replays(registry, config["REPLAY_WAIT_FLIGHTS"]),
     )
 
 

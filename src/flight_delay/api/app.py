@@ -14,6 +14,7 @@ from flight_delay.api import context as context_api
 from flight_delay.api.auth import check_admin_request, check_upload_policy
 from flight_delay.api.docs import FlightDelayApi
 from flight_delay.api.health import blp as health_blp
+from flight_delay.api.lifecycle import blp as lifecycle_blp
 from flight_delay.api.metrics import blp as metrics_blp
 from flight_delay.api.model import blp as model_blp
 from flight_delay.api.monitoring import blp as monitoring_blp
@@ -69,6 +70,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(health_blp)
     api.register_blueprint(model_blp)
     api.register_blueprint(monitoring_blp)
+    api.register_blueprint(lifecycle_blp)
     api.register_blueprint(metrics_blp)
     api.register_blueprint(context_api.blp)
     docs.init_app(app, api)

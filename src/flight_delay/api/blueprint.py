@@ -31,6 +31,8 @@ class JsonBodyParser(FlaskParser):
         """Parses the body as UTF-8 JSON (none: missing); another content type is a 415, bad JSON a 400."""
         # webargs' public hook for the "json" location, replacing its body in full: the default one
         # goes through two private methods (_raw_load_json, _handle_invalid_json_error).
+        if not req.mimetype and not req.get_data(cache=True):  # no body at all: no arguments (optional)
+            return core.missing
         if not is_json_request(req):
             raise UnsupportedMediaType(f"Send the body as application/json, not {req.mimetype or 'untyped'}.")
         try:

@@ -18,10 +18,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from swagger_ui_bundle import swagger_ui_path
 
 from flight_delay.api import errors
+from flight_delay.api.lifecycle_schemas import CanarySchema
 from flight_delay.api.schemas import ErrorSchema, PredictRequestSchema
 from flight_delay.api.services import services
 from flight_delay.errors import FlightDelayError
 from flight_delay.serving.registry import ActiveModel
+from flight_delay.tokens import TokenBook
 from flight_delay.transport.middleware import uncapped
 from flight_delay.transport.openapi import SCHEMAS as PROTOCOL_SCHEMAS
 from flight_delay.transport.openapi import error_schema_of, mlflow_paths, v2_paths
@@ -62,8 +64,14 @@ def document_components(spec: APISpec) -> None:
     # date check is said in JSON Schema beside its fields' (its required fields when served: below).
     spec.components.schema("Flight", FLIGHT_DOC, schema=FlightSchema)
     spec.components.schema("PredictRequest", schema=PredictRequestSchema)
+    spec.components.schema("Canary", schema=CanarySchema)  # PUT /model/traffic's, or null
     spec.components.security_scheme(
-        "adminToken", {"type": "http", "scheme": "bearer", "description": "ML_API_ADMIN_TOKEN"}
+        "adminToken",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an admin token (ML_API_ADMIN_TOKEN, ML_API_ADMIN_TOKENS)",
+        },
     )
     spec.components.response("NotFound", errors.error_response_doc("Unknown path"))
     allow = {"Allow": {"description": "the path's methods", "schema": {"type": "string"}}}
@@ -106,6 +114,9 @@ def front_answers(path: str, operations: dict[str, Any]) -> dict[str, Any]:
     error = {"application/json": {"schema": error_schema_of(path)}}
     documented = {}
     for method, operation in operations.items():
+        if method == "parameters":  # the path's own parameters ({version}), not an operation
+            documented[method] = operation
+            continue
         responses = dict(operation["responses"])
         if not uncapped(path):
             responses["503"] = overloaded(responses.get("503"), error)
@@ -145,7 +156,7 @@ def flight_schema(schema: dict[str, Any], model: ActiveModel | None) -> dict[str
 
 def load_operation(operation: dict[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     """POST /model/load/ needing the admin token only when one is configured (and upload is enabled)."""
-    if config["ML_API_ALLOW_UPLOAD"] and config["ML_API_ADMIN_TOKEN"] is not None:
+    if config["ML_API_ALLOW_UPLOAD"] and TokenBook.from_config(config).configured():
         return operation
     responses = {status: answer for status, answer in operation["responses"].items() if status != "401"}
     return {key: value for key, value in operation.items() if key != "security"} | {"responses": responses}

@@ -9,10 +9,11 @@ from flask import Response, current_app, g, request, url_for
 from flask.views import MethodView
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from flight_delay.api.auth import admin_only
+from flight_delay.api.auth import admin_caller, admin_only
 from flight_delay.api.blueprint import INTERNAL_ERROR, TOO_LARGE, ApiBlueprint
 from flight_delay.api.body_limit import MULTIPART_OVERHEAD_BYTES
 from flight_delay.api.errors import flask_reply
+from flight_delay.api.lifecycle_schemas import LoadQuerySchema, UploadedModelSchema
 from flight_delay.api.schemas import (
     HistoryPageSchema,
     HistoryQuerySchema,
@@ -24,6 +25,7 @@ from flight_delay.card import model_card
 from flight_delay.errors import InvalidInput, ModelTooLarge
 from flight_delay.features import INPUT_FIELDS, REFERENCE_FLIGHT
 from flight_delay.history.repository import HistoryQuery
+from flight_delay.serving.lifecycle import ACTIVE, CANDIDATE, Actor
 from flight_delay.serving.signing import verify
 from flight_delay.transport import native
 
@@ -134,7 +136,8 @@ class Load(MethodView):
 
     @admin_only("Loading a model", upload=True)
     @blp.doc(requestBody=UPLOAD_DOC, security=[{"adminToken": []}])
-    @blp.response(201, ModelInfoSchema)
+    @blp.arguments(LoadQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.response(201, UploadedModelSchema)
     @blp.error_responses(
         {
             400: "Not a model file, or it names what is not allowed",
@@ -147,19 +150,29 @@ class Load(MethodView):
             **INTERNAL_ERROR,
         }
     )
-    def post(self) -> dict[str, Any]:
-        """Checks an uploaded model file and makes it the model every worker serves.
+    def post(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Checks an uploaded model file and makes it the model every worker serves (or a candidate).
 
         Accepted: a pickle (.pkl) whose every global is on the allowlist, the pickle-free .lgbm.json
         bundle `flight-delay train` writes, or a LightGBM text model. Each is read and checked in a
         sandboxed child process (no files, no network, bounded memory, CPU and time). Needs the admin
         token when one is configured, and an X-Model-Signature when ML_API_MODEL_SIGNING_KEY is set.
+        With `?activate=false` it is stored as a candidate, serving nothing until activated. The upload
+        is in the audit, with the token's name and the X-Reason header.
         """
+        caller = admin_caller()
         data, filename = read_model_upload()
         signing_key = current_app.config["ML_API_MODEL_SIGNING_KEY"]
         if signing_key:
             verify(data, request.headers.get("X-Model-Signature"), signing_key)
-        return services().registry.activate_upload(data, filename).info()
+        actor = Actor(caller.name, request.headers.get("X-Reason") or None)
+        if not query["activate"]:
+            return {
+                **services().registry.store_candidate(data, filename, actor),
+                "stage": CANDIDATE,
+                "loaded_at": None,
+            }
+        return {**services().registry.activate_upload(data, filename, actor).info(), "stage": ACTIVE}
 
 
 @blp.route("/")

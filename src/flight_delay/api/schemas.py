@@ -202,6 +202,13 @@ class HistoryItemSchema(ma.Schema):
     protocol = ma.fields.String(
         required=True, metadata={"description": "how it came: native, v2 (Open Inference Protocol) or mlflow"}
     )
+    shadow_of = ma.fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "a shadow version's prediction (never answered): the id of the one it shadows"
+        },
+    )
 
 
 class HistoryPageSchema(ma.Schema):
@@ -404,6 +411,18 @@ class FreshnessSchema(ma.Schema):
     )
 
 
+class SplitVersionSchema(ma.Schema):
+    """A version of the traffic split and its live accuracy over the report's window."""
+
+    version = ma.fields.String(required=True)
+    role = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(("active", "canary", "shadow")),
+        metadata={"description": "a shadow's figures: its predictions against the shadowed ones' actuals"},
+    )
+    live = ma.fields.Nested(LiveAccuracySchema, required=True)
+
+
 class MonitoringReportSchema(ma.Schema):
     """A model's live accuracy and drift over a window of its predictions, against its training profile."""
 
@@ -427,3 +446,8 @@ class MonitoringReportSchema(ma.Schema):
     reference = ma.fields.Nested(ReferenceSchema, allow_none=True, required=True)
     freshness = ma.fields.Nested(FreshnessSchema, required=True)
     psi_threshold = ma.fields.Float(required=True, metadata={"description": "MONITORING_PSI_THRESHOLD"})
+    versions = ma.fields.List(
+        ma.fields.Nested(SplitVersionSchema),
+        required=True,
+        metadata={"description": "the traffic split's versions now, their live figures over the same window"},
+    )

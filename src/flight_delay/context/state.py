@@ -154,6 +154,22 @@ def recent_rows(session: Session, horizon: int | None) -> tuple[list[FlightFacts
     return _facts(session, flights, weather)
 
 
+def context_between(session: Session, start: int, end: int) -> ContextIndex:
+    """An index of the records a context between two instants reads (a replay's page): complete from start.
+
+    The flights whose times reach `start` and that were scheduled by `end`, and the weather hours in
+    between; a flight posted long after the fact is read too, `as_of` decides what a prediction sees.
+    """
+    flights = select(*PostedFlight.__table__.columns).where(
+        PostedFlight.relevant_until >= moment(start), PostedFlight.scheduled_at <= moment(end)
+    )
+    weather = select(*WeatherObservation.__table__.columns).where(
+        WeatherObservation.time_hour >= moment(start), WeatherObservation.time_hour <= moment(end)
+    )
+    found, observed = _facts(session, flights, weather)
+    return ContextIndex({f.key: f for f in found}, {(o.origin, o.hour): o for o in observed}, start)
+
+
 def changed_rows(session: Session, revision: int) -> tuple[list[FlightFacts], list[Observation]]:
     """The rows posted after a revision."""
     flights = select(*PostedFlight.__table__.columns).where(PostedFlight.revision > revision)

@@ -1,4 +1,5 @@
-"""Tables of the service: every prediction served, every model version and its bytes, every activation."""
+"""Tables of the service: every prediction served, every model version and its bytes, every activation,
+the traffic split between versions, the audit of every change to them, and replay jobs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
 # PostgreSQL enforces VARCHAR lengths (SQLite does not): longer upload names are cut to fit.
 FILENAME_LENGTH = 255
+REASON_LENGTH = 500  # an audit event's reason, cut to fit
 
 
 def utcnow() -> datetime:
@@ -80,13 +82,18 @@ class ModelArtifact(Base):
 
 
 class ModelActivation(Base):
-    """One switch of the serving model; the newest row names the active model for every worker."""
+    """One switch of the serving model; the newest row names the active model for every worker.
+
+    `previous_id` is the activation a rollback returns to (null: none), so that rollbacks unwind the
+    activations one by one: a rollback's own row points where the activation it undid pointed.
+    """
 
     __tablename__ = "model_activations"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
     activated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    previous_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class Prediction(Base):
@@ -115,6 +122,9 @@ class Prediction(Base):
     # The features the model read, as encoded (its contract's feature_names, in order; a category as its
     # code, null when unseen): what drift is measured on. Null for models without a contract.
     features: Mapped[list[float | None] | None] = mapped_column(Json, nullable=True)
+    # A shadow version's prediction: the id of the served prediction it shadows (never answered); null
+    # for what clients were answered. No foreign key: the history is only ever appended to, by us.
+    shadow_of: Mapped[int | None] = mapped_column(BigId)
 
 
 class Heartbeat(Base):
@@ -196,3 +206,59 @@ class RollupMark(Base):
 
     model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"), primary_key=True)
     rolled_until: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ModelTraffic(Base):
+    """The one row saying which requests a canary serves and which version shadows every prediction.
+
+    Every change bumps `revision` first: that write serializes concurrent changes on both backends.
+    """
+
+    __tablename__ = "model_traffic"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    canary_version: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version"))
+    canary_percent: Mapped[float] = mapped_column(Float, server_default="0")
+    shadow_version: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version"))
+    revision: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    """One change to the models served: an upload, activation, rollback, canary or shadow change.
+
+    Appended, never updated: nothing in the API changes or removes an event.
+    """
+
+    __tablename__ = "model_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    action: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str | None] = mapped_column(String(64))
+    previous: Mapped[str | None] = mapped_column(String(64))
+    percent: Mapped[float | None] = mapped_column(Float)  # a canary's share of requests
+    by: Mapped[str] = mapped_column(String(64))  # the admin token's name (never the token)
+    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
+
+
+class ReplayJob(Base):
+    """A replay of recorded traffic with one version: running, done (its result) or failed (why).
+
+    `updated_at` moves with every page scored, so a job whose worker died is seen to have stopped.
+    """
+
+    __tablename__ = "replay_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String(16))
+    flights: Mapped[int] = mapped_column(BigInteger)  # recorded flights with an actual in the window
+    scored: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    result: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    error: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

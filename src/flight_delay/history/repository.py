@@ -56,6 +56,7 @@ WRITTEN_COLUMNS = (
     "latency_ms",
     "protocol",
     "features",
+    "shadow_of",
 )
 PREDICTIONS = Prediction.__table__
 INSERT_RETURNING_IDS = insert(PREDICTIONS).returning(PREDICTIONS.c.id, sort_by_parameter_order=True)
@@ -72,7 +73,7 @@ POSTGRES_INSERT = (
     f"INSERT INTO {PREDICTIONS.name} ({', '.join(WRITTEN_COLUMNS)}) "  # noqa: S608
     f"SELECT {', '.join(WRITTEN_COLUMNS)} FROM unnest("
     "%s::timestamptz[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::float8[], %s::float8[], "
-    "%s::varchar[], %s::jsonb[]"
+    "%s::varchar[], %s::jsonb[], %s::int8[]"
     f") WITH ORDINALITY AS written({', '.join(WRITTEN_COLUMNS)}, position) ORDER BY position RETURNING id"
 )
 
@@ -109,6 +110,7 @@ def stored_values(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[t
                 float(row["latency_ms"]),
                 row.get("protocol", "native"),
                 _features_text(row.get("features"), convert_input),
+                row.get("shadow_of"),  # a shadow version's row: the served prediction it shadows
             )
         )
     return parameters

@@ -34,6 +34,7 @@ from flight_delay.monitoring.measures import (
 )
 from flight_delay.monitoring.profile import AT_DEPARTURE, BEFORE_DEPARTURE, FeatureProfile, InputProfile
 from flight_delay.monitoring.queries import LiveFigures, Range
+from flight_delay.monitoring.versions import split_versions
 
 PSI_EPSILON = 1e-4  # stands in for an empty bin's share, so that PSI stays finite
 DEFAULT_PSI_THRESHOLD = 0.2
@@ -261,7 +262,10 @@ class MonitoringService:
             plan = count_plan((since, until), mark or ROLLUP_ORIGIN, lag <= self.max_lag)
             counts = window_counts(session, version, model, plan)
             live = window_live(session, version, (since, plan.end), mark, lag <= self.max_lag)
-        return self._body(version, (since, until), model, counts, live, self._freshness(plan, mark, lag, now))
+            side_by_side = split_versions(session, (since, plan.end), live_section, (version, live))
+        freshness = self._freshness(plan, mark, lag, now)
+        body = self._body(version, (since, until), model, counts, live, freshness)
+        return {**body, "versions": side_by_side}
 
     def _lag(self, session: Any, version: str, mark: datetime | None, now: datetime) -> timedelta:
         """How far behind now the roll-ups of a model are (from its first prediction if never rolled up)."""

@@ -34,6 +34,14 @@ MODEL_LOADS = Counter("flight_delay_model_loads", "Model uploads by outcome", ["
 HISTORY_WRITE_FAILURES = Counter(
     "flight_delay_history_write_failures", "Predictions refused because the history could not be written"
 )
+SHADOW_PREDICTIONS = Counter(
+    "flight_delay_shadow_predictions", "Flights a shadow version scored and recorded", ["model_version"]
+)
+SHADOW_DROPPED = Counter(
+    "flight_delay_shadow_dropped",
+    "Flights a shadow version did not score or record: queue_full, unscorable or unrecorded",
+    ["reason"],
+)
 
 
 class Collectors:

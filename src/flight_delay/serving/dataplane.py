@@ -9,6 +9,11 @@ in its own protocol). Nothing here knows HTTP: refusals are domain errors (fligh
 It runs on the worker's event loop: what could hold the loop (a large batch's checks and scoring,
 looking the active model up in the database, loading it) goes to a thread; the commit is awaited
 without holding one.
+
+Canary and shadow live here, so every protocol has them: the registry's routing picks the version
+serving a request (the canary when a stable hash of its X-Request-ID falls in the canary's share, the
+active version otherwise; the answer names it), and once the rows are recorded a shadow version, if
+any, is handed the flights to score after the answer (serving/shadow.py).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from flight_delay.errors import DatabaseUnavailable
 from flight_delay.history.writer import HistoryWriter
 from flight_delay.loop_lock import LoopLock
 from flight_delay.serving.predictions import PredictionService, ScoredFlights, counting_write_failures
-from flight_delay.serving.registry import ActiveModel, ModelRegistry
+from flight_delay.serving.registry import ActiveModel, ModelRegistry, Routing
+from flight_delay.serving.shadow import ShadowJob, ShadowScorer
 from flight_delay.validation import checked_flights
 
 T = TypeVar("T")
@@ -40,6 +46,7 @@ class PredictRequest:
     single: bool = False  # a bare flight: refusals are worded at its fields, not under flights.N
     protocol: str = "native"  # recorded with each prediction: native, v2 or mlflow
     large: bool = False  # a batch body: checked and scored in a thread, so the loop serves others
+    version: str | None = None  # a version the request names (V2's path): served if it is served now
 
 
 class DataPlane:
@@ -51,11 +58,13 @@ class DataPlane:
         scorer: PredictionService,
         writer: HistoryWriter,
         deadline_s: float | None = None,
+        shadows: ShadowScorer | None = None,
     ) -> None:
         self.registry = registry
         self.scorer = scorer
         self.writer = writer
         self.deadline_s = deadline_s  # HISTORY_WRITE_TIMEOUT_S: the database's time, per call
+        self.shadows = shadows or ShadowScorer(writer)
         self._lookup_lock = LoopLock()
         self._own_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
         self._own_loop_lock = threading.Lock()
@@ -63,12 +72,13 @@ class DataPlane:
     async def predict(self, request: PredictRequest) -> ScoredFlights:
         """The flights' predictions, once recorded; raises a domain error if they cannot be served."""
         flights = await run_off_loop_if(request.large, checked_flights, request.items, request.single)
-        active = await self.active_model()
+        routing = await self.routing()
+        served = routing.serving(request.request_id, request.version)
         await self._within_deadline(self.scorer.context_ready(), "read the posted flights and weather")
         unrecorded = await run_off_loop_if(
             request.large,
             self.scorer.score,
-            active,
+            served,
             flights,
             request.request_id,
             request.started,
@@ -77,6 +87,11 @@ class DataPlane:
         )
         with counting_write_failures():
             ids = await self._within_deadline(self.writer.record(unrecorded.rows), "record the prediction")
+        shadow = routing.shadowing(served)
+        if shadow is not None:
+            scored_at = unrecorded.rows[0]["created_at"]
+            job = ShadowJob(shadow, flights, request.request_id, request.protocol, ids, scored_at)
+            self.shadows.submit(job)
         return self.scorer.served(unrecorded, ids)
 
     def predict_blocking(self, request: PredictRequest) -> ScoredFlights:
@@ -85,8 +100,12 @@ class DataPlane:
 
     async def active_model(self) -> ActiveModel:
         """The model served now: from memory when checked lately, else looked up in a thread."""
-        return self.registry.current() or await self._within_deadline(
-            self._active_from_a_thread(), "tell which model is active"
+        return (await self.routing()).active
+
+    async def routing(self) -> Routing:
+        """The active model and the traffic split: from memory when checked lately, else in a thread."""
+        return self.registry.current_routing() or await self._within_deadline(
+            self._routing_from_a_thread(), "tell which model is active"
         )
 
     async def _within_deadline(self, waiting: Awaitable[T], what: str) -> T:
@@ -99,14 +118,14 @@ class DataPlane:
                 f"The database did not {what} within {self.deadline_s:g} s; nothing was served."
             ) from exc
 
-    async def _active_from_a_thread(self) -> ActiveModel:
-        """Looks the active model up in a thread: asking the database, loading it, would hold the loop.
+    async def _routing_from_a_thread(self) -> Routing:
+        """Looks the routing up in a thread: asking the database, loading models, would hold the loop.
 
         One lookup at a time per loop: the requests that arrive during a model's load wait for it
         rather than each loading the same model again in a thread of its own.
         """
         async with self._lookup_lock():
-            return self.registry.current() or await asyncio.to_thread(self.registry.active)
+            return self.registry.current_routing() or await asyncio.to_thread(self.registry.routing)
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         """This process's own event loop for blocking callers, started on first use (again after a fork)."""

@@ -27,6 +27,7 @@ from flight_delay.transport.http import LOOP_BODY_MAX_BYTES, HttpRequest
 from flight_delay.transport.native import parsed_json
 from flight_delay.transport.routes import Route
 
+MODEL_VERSION_HEADER = "X-Model-Version"  # the version that answered (the body has no room for it)
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 CONTENT_TYPES = ("text/csv", "application/json")
 UNSUPPORTED = "This predictor only supports the following content types:"
@@ -174,6 +175,7 @@ def cell_value(name: str, cell: str) -> Any:
 
 
 def predictions_reply(scored: ScoredFlights) -> Reply:
-    """MLflow's answer: {"predictions": [...]}, one delay per row, in order."""
+    """MLflow's answer: {"predictions": [...]}, one delay per row, in order; X-Model-Version says by whom."""
     delays = [float(prediction["arr_delay"]) for prediction in scored.predictions]
-    return json_reply(200, {"predictions": delays}, scored.request_id)
+    served_by = [(MODEL_VERSION_HEADER, scored.model_version)]
+    return json_reply(200, {"predictions": delays}, scored.request_id, served_by)

@@ -195,6 +195,12 @@ PREDICTIONS = {
     "properties": {"predictions": {"type": "array", "items": {"type": "number"}}},
 }
 MLFLOW_TAG = ["MLflow scoring protocol"]
+SERVED_BY = {
+    "X-Model-Version": {
+        "description": "the model version that answered (the active one, or a canary)",
+        "schema": {"type": "string"},
+    }
+}
 
 
 def mlflow_errors() -> dict[str, Any]:
@@ -221,7 +227,7 @@ def invocations() -> dict[str, Any]:
         "description": "JSON with exactly one input format, or text/csv with a header row; a row a flight.",
         "requestBody": {"required": True, "content": content},
         "responses": {
-            "200": json_answer("One prediction per row", PREDICTIONS),
+            "200": {**json_answer("One prediction per row", PREDICTIONS), "headers": SERVED_BY},
             **mlflow_errors(),
             "415": unsupported,
         },

@@ -66,7 +66,8 @@ async def server_metadata(request: HttpRequest, services: Services) -> Reply:
 async def model_metadata(request: HttpRequest, services: Services) -> Reply:
     """GET /v2/models/flight-delay[/versions/{v}]: one input per field the model reads, the outputs."""
     active = await served_model(request, services)
-    return json_reply(200, metadata(active), request.request_id)
+    routing = await services.dataplane.routing()
+    return json_reply(200, metadata(active, routing.versions()), request.request_id)
 
 
 async def model_ready(request: HttpRequest, services: Services) -> Reply:
@@ -77,11 +78,17 @@ async def model_ready(request: HttpRequest, services: Services) -> Reply:
 
 
 async def infer(request: HttpRequest, services: Services) -> Reply:
-    """POST /v2/models/flight-delay[/versions/{v}]/infer: a prediction per row of the input columns."""
+    """POST /v2/models/flight-delay[/versions/{v}]/infer: a prediction per row of the input columns.
+
+    Without a version, the canary answers its share of requests; a version in the path is served by it.
+    """
     await served_model(request, services)
     large = len(request.body) > LOOP_BODY_MAX_BYTES
     document, flights = await run_off_loop_if(large, read_request, request)
-    predict = PredictRequest(flights, request.request_id, request.started, protocol="v2", large=large)
+    pinned = request.params.get("version")
+    predict = PredictRequest(
+        flights, request.request_id, request.started, protocol="v2", large=large, version=pinned
+    )
     scored = await services.dataplane.predict(predict)
     return await run_off_loop_if(large, infer_reply, document, scored, request.request_id)
 
@@ -97,20 +104,20 @@ ROUTES = [
 
 
 async def served_model(request: HttpRequest, services: Services) -> ActiveModel:
-    """The active model, when the path names this model (and its version, if it names one)."""
+    """The active model, when the path names this model (and a version served now, if it names one)."""
     if request.params.get("model") != MODEL:
         raise UnknownModel(f"No model {request.params.get('model')!r} here; this server serves {MODEL!r}.")
-    active = await services.dataplane.active_model()
+    routing = await services.dataplane.routing()
     version = request.params.get("version")
-    if version is not None and version != active.version:
+    if version is not None and version not in routing.versions():
         raise UnknownModel(
-            f"Version {version!r} of {MODEL} is not served; the active one is {active.version}."
+            f"Version {version!r} of {MODEL} is not served; the active one is {routing.active.version}."
         )
-    return active
+    return routing.active
 
 
-def metadata(active: ActiveModel) -> dict[str, Any]:
-    """The model's metadata: one input per field it reads (shape [-1]), and its outputs."""
+def metadata(active: ActiveModel, versions: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The model's metadata: one input per field it reads (shape [-1]), its outputs, the versions served."""
     inputs = [
         {"name": name, "datatype": field_datatype(name), "shape": [-1]}
         for name in active.model.input_fields
@@ -124,7 +131,7 @@ def metadata(active: ActiveModel) -> dict[str, Any]:
     ]
     return {
         "name": MODEL,
-        "versions": [active.version],
+        "versions": list(versions or (active.version,)),
         "platform": active.model.kind,
         "inputs": inputs,
         "outputs": outputs,

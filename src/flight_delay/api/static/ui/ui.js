@@ -224,7 +224,8 @@ function historyRow(item) {
   cell(row, item.id, "num");
   cell(row, utcText(item.created_at));
   cell(row, item.request_id);
-  cell(row, item.model_version.slice(0, 12), "narrow-hide").title = item.model_version;
+  const model = item.shadow_of ? `${item.model_version.slice(0, 12)} (shadow)` : item.model_version.slice(0, 12);
+  cell(row, model, "narrow-hide").title = item.model_version;
   cell(row, flightText(item.input || {}));
   cell(row, number(item.arr_delay, 1), "num");
   cell(row, number(item.latency_ms, 1), "num narrow-hide");
@@ -451,6 +452,110 @@ function drawDrift(drift, threshold, predictions) {
   $("drift-chart").replaceChildren(svg);
 }
 
+// ---- versions, the traffic split, replays and the audit ----
+
+const short = (version) => (version ? version.slice(0, 12) : "–");
+
+function versionCell(row, version) {
+  const td = cell(row, short(version));
+  if (version) td.title = version;
+  return td;
+}
+
+async function loadVersions() {
+  try {
+    const [listed, traffic, audit, replays] = await Promise.all([
+      api("/model/versions/"),
+      api("/model/traffic"),
+      api("/model/audit/"),
+      api("/model/replays/", { limit: 10 }),
+    ]);
+    hideError($("versions-error"));
+    renderTraffic(traffic);
+    renderVersions(listed.versions);
+    renderReplays(replays.replays);
+    renderAudit(audit.events);
+  } catch (error) {
+    showError($("versions-error"), error);
+  }
+}
+
+function renderTraffic(traffic) {
+  const canary = traffic.canary;
+  const parts = [`Active ${short(traffic.active)} answers ${number(100 - (canary ? canary.percent : 0), 1)}% of requests`];
+  if (canary) parts.push(`canary ${short(canary.version)} answers ${number(canary.percent, 1)}% (by a hash of X-Request-ID)`);
+  parts.push(traffic.shadow ? `shadow ${short(traffic.shadow)} scores every prediction, unanswered` : "no shadow");
+  if (traffic.rollback_to) parts.push(`a rollback returns to ${short(traffic.rollback_to)}`);
+  $("traffic-text").textContent = `${parts.join("; ")}.`;
+  drawTraffic(traffic);
+}
+
+function drawTraffic(traffic) {
+  const [left, right] = [8, 552];
+  const svg = newSvg(560, 46, "Share of requests per version");
+  const canaryShare = traffic.canary ? traffic.canary.percent : 0;
+  const split = left + ((right - left) * (100 - canaryShare)) / 100;
+  const active = svgElement("rect", { x: left, y: 4, width: split - left, height: 20, class: "bar" });
+  active.append(svgElement("title", {}, `${short(traffic.active)}: ${number(100 - canaryShare, 1)}%`));
+  svg.append(active, svgElement("text", { x: left + 4, y: 40 }, `active ${short(traffic.active)} ${number(100 - canaryShare, 1)}%`));
+  if (traffic.canary) {
+    const canary = svgElement("rect", { x: split, y: 4, width: Math.max(right - split, 1), height: 20, class: "bar canary" });
+    canary.append(svgElement("title", {}, `${short(traffic.canary.version)}: ${number(canaryShare, 1)}%`));
+    svg.append(canary, svgElement("text", { x: right, y: 40, "text-anchor": "end" }, `canary ${short(traffic.canary.version)} ${number(canaryShare, 1)}%`));
+  }
+  $("traffic-chart").replaceChildren(svg);
+}
+
+function renderVersions(versions) {
+  const body = $("versions-table").tBodies[0];
+  body.replaceChildren();
+  for (const entry of versions) {
+    const row = body.insertRow();
+    row.dataset.version = entry.version;
+    versionCell(row, entry.version);
+    cell(row, entry.stage, `stage-${entry.stage}`);
+    cell(row, `${number(entry.traffic, 1)}%`, "num");
+    cell(row, entry.shadow ? "shadow" : "–");
+    cell(row, utcText(entry.uploaded_at), "narrow-hide");
+    cell(row, utcText(entry.activated_at), "narrow-hide");
+    cell(row, number(entry.test_mae), "num");
+  }
+}
+
+function renderReplays(replays) {
+  const body = $("replays-table").tBodies[0];
+  body.replaceChildren();
+  $("replays-empty").hidden = replays.length > 0;
+  for (const replay of replays) {
+    const row = body.insertRow();
+    row.dataset.replay = replay.id;
+    cell(row, utcText(replay.started_at));
+    versionCell(row, replay.version);
+    cell(row, `${utcText(replay.window.since)} → ${utcText(replay.window.until)}`, "narrow-hide");
+    cell(row, replay.flights ?? "–", "num");
+    cell(row, number(replay.candidate?.mae), "num");
+    cell(row, number(replay.served?.mae), "num");
+    cell(row, number(replay.candidate?.rmse), "num narrow-hide");
+    cell(row, number(replay.served?.rmse), "num narrow-hide");
+    cell(row, replay.error ? `${replay.status}: ${replay.error.message}` : replay.status);
+  }
+}
+
+function renderAudit(events) {
+  const body = $("audit-table").tBodies[0];
+  body.replaceChildren();
+  for (const event of [...events].reverse().slice(0, 50)) {
+    const row = body.insertRow();
+    cell(row, utcText(event.at));
+    const action = event.action === "canary" && event.version ? `canary ${number(event.percent, 1)}%` : event.action;
+    cell(row, event.version || event.action === "upload" ? action : `${action} cleared`);
+    versionCell(row, event.version);
+    versionCell(row, event.previous).classList.add("narrow-hide");
+    cell(row, event.by);
+    cell(row, event.reason || "–");
+  }
+}
+
 // ---- start ----
 
 async function start() {
@@ -461,9 +566,10 @@ async function start() {
   $("monitoring-days").addEventListener("change", loadMonitoring);
   $("drift-window").addEventListener("change", drawSelectedDrift);
   const historyLoaded = loadHistory();
+  const versionsLoaded = loadVersions();
   state.model = await loadModel();
   if (!state.model) showError($("monitoring-error"), { message: "Monitoring needs an active model.", code: "" });
-  await Promise.all([historyLoaded, loadMonitoring()]);
+  await Promise.all([historyLoaded, versionsLoaded, loadMonitoring()]);
   document.body.dataset.ready = "true";
 }
 
