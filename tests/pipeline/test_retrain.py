@@ -59,7 +59,7 @@ def test_retrain_trains_on_both_stores_a_candidate_replays_it_and_activates_it_w
     assert report["candidate"]["version"] == version
     assert (report["recorded_flights"], report["flights"], report["activated"]) == (RECORDED, RECORDED, True)
     training = read_model(bundle_path(out).read_bytes()).describe()["training"]
-    assert training["train_rows"] + training["test_rows"] == 400 + RECORDED
+    assert training["train_rows"] + training["validation_rows"] + training["test_rows"] == 400 + RECORDED
     client = create_app(app_config).test_client()
     assert client.get("/model/").get_json()["version"] == version
     audit = client.get("/model/audit/").get_json()["events"][-2:]

