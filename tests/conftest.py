@@ -22,6 +22,10 @@ from tests.factories import ADMIN_HEADERS, ADMIN_TOKEN, tiny_model, write_pickle
 # A marker naming one backend: its tests exercise that backend itself and run only on it.
 # The browser tests read the page, whose API behaves the same on both backends: they run once, on SQLite.
 BACKEND_MARKERS = {"sqlite_only": "sqlite", "postgresql_only": "postgresql", "browser": "sqlite"}
+# Every database a test can reach comes through this fixture (database_url and module_database_url
+# depend on it; tests/servers.py takes the URL they give). A test without it reads no database, so it
+# runs once, in the SQLite pass: on another backend it would repeat the same run.
+DATABASE_FIXTURE = "database_server"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -30,8 +34,13 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skips the tests marked for another backend than the one under test (they run in its own run)."""
+    """Skips the tests marked for another backend; off SQLite, leaves out those that read no database."""
     backend = backend_under_test()
+    if backend != "sqlite":
+        apart = [item for item in items if DATABASE_FIXTURE not in item.fixturenames]
+        if apart:
+            config.hook.pytest_deselected(items=apart)
+            items[:] = [item for item in items if DATABASE_FIXTURE in item.fixturenames]
     for item in items:
         for marker, only in BACKEND_MARKERS.items():
             if item.get_closest_marker(marker) and backend != only:

@@ -152,12 +152,12 @@ def test_metrics_are_json_where_r2_is_undefined() -> None:
 
 def test_the_gains_factors_and_shift_are_checked_when_a_model_is_read() -> None:
     model = tiny_model(0)
-    check_metadata(model.metrics, model.training, model.profile, model.input_fields)
+    check_metadata(model.metrics, model.training, model.profile, model.contract)
     bad_gain = copy.deepcopy(model.metrics)
     bad_gain["bases"]["at_departure"]["gain"]["mae"]["ci95"] = [1.0]
     bad_shift = {**model.metrics, "shift": {"test": {"rows": 1}}}
 
     for metrics, named in ((bad_gain, "ci95"), (bad_shift, "shift")):
         with pytest.raises(InvalidMetadata) as refused:
-            check_metadata(metrics, model.training, model.profile, model.input_fields)
+            check_metadata(metrics, model.training, model.profile, model.contract)
         assert named in str(refused.value)

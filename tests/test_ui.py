@@ -20,6 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from flight_delay.features import CONTEXT_NAMES
 from tests.browser import chromium, open_page, problems, wait_ready
 from tests.factories import ADMIN_HEADERS, minimal_flight
 from tests.servers import RunningServer, serve, serve_with_model
@@ -167,7 +168,12 @@ def test_live_accuracy_and_drift_are_charted(page: WebDriver, server: RunningSer
     assert page.find_elements(By.CSS_SELECTOR, "#accuracy-chart svg line.reference")
     bars = page.find_elements(By.CSS_SELECTOR, "#drift-chart svg rect.bar")
     model = requests.get(f"{server.url}/model/", timeout=30).json()
-    assert len(bars) == len(model["contract"]["feature_names"]) + 1  # the features, and the prediction
+    report = requests.get(f"{server.url}/model/monitoring/", timeout=30).json()
+    flight_features = [n for n in model["contract"]["feature_names"] if n not in CONTEXT_NAMES]
+    # Nothing posted: no prediction had context, so the flight's features and the prediction are compared.
+    assert list(report["drift"]) == [*flight_features, "prediction"]
+    assert len(bars) == len(flight_features) + 1
+    assert "scored with context" in page.find_element(By.ID, "drift-note").text  # and says why
     labels = page.execute_script(
         "return [...document.querySelectorAll('#drift-chart svg text')].map((t) => t.textContent)"
     )

@@ -175,46 +175,35 @@ def _lifecycle_settings(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+# The lowest value each numeric setting may take, and those that must be above 0.
+AT_LEAST = {
+    **dict.fromkeys(("MODEL_REFRESH_MS", "CONTEXT_REFRESH_MS", "SQLITE_COMMIT_INTERVAL_MS"), 0),
+    **dict.fromkeys(("MONITORING_REFRESH_S", "MONITORING_WINDOW_S", "MONITORING_ROLLUP_INTERVAL_S"), 0),
+    **dict.fromkeys(("SHADOW_QUEUE_FLIGHTS", "REPLAY_WAIT_FLIGHTS"), 0),
+    **dict.fromkeys(("CONTEXT_RETENTION_H", "MONITORING_MAX_LAG_S", "ML_API_BODY_TIMEOUT_S"), 1),
+    **dict.fromkeys(("ML_API_MAX_CONCURRENT", "ML_API_LARGE_CONCURRENT"), 1),
+    **dict.fromkeys(("MODEL_SANDBOX_MEMORY_MB", "MODEL_SANDBOX_CPU_S"), 1),
+}
+ABOVE_ZERO = (
+    "HISTORY_WRITE_TIMEOUT_S",
+    "HEALTH_TIMEOUT_S",
+    "MONITORING_PSI_THRESHOLD",
+    "MODEL_SANDBOX_TIMEOUT_S",
+)
+
+
 def _check(config: Mapping[str, Any]) -> None:
     """Refuses values the service cannot run with, naming the variable (overrides included)."""
     if config["ENV"] not in ENVIRONMENTS:
         raise ValueError(f"FLIGHT_DELAY_ENV must be one of {', '.join(ENVIRONMENTS)}")
-    for name in ("MODEL_REFRESH_MS", "CONTEXT_REFRESH_MS"):
-        if config[name] < 0:
-            raise ValueError(f"{name} must be 0 or more")
-    if config["CONTEXT_RETENTION_H"] < 1:
-        raise ValueError("CONTEXT_RETENTION_H must be 1 or more")
-    if config["SQLITE_COMMIT_INTERVAL_MS"] < 0:
-        raise ValueError("SQLITE_COMMIT_INTERVAL_MS must be 0 or more")
-    if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-        raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
-    for name in (
-        "MONITORING_REFRESH_S",
-        "MONITORING_WINDOW_S",
-        "MONITORING_ROLLUP_INTERVAL_S",
-        "SHADOW_QUEUE_FLIGHTS",
-        "REPLAY_WAIT_FLIGHTS",
-    ):
-        if config[name] < 0:
-            raise ValueError(f"{name} must be 0 or more")
-    for name in ("HISTORY_WRITE_TIMEOUT_S", "HEALTH_TIMEOUT_S"):
+    for name, lowest in AT_LEAST.items():
+        if config[name] < lowest:
+            raise ValueError(f"{name} must be {lowest} or more")
+    for name in ABOVE_ZERO:
         if not config[name] > 0:
             raise ValueError(f"{name} must be above 0")
-    if config["MONITORING_MAX_LAG_S"] < 1:
-        raise ValueError("MONITORING_MAX_LAG_S must be 1 or more")
-    if not config["MONITORING_PSI_THRESHOLD"] > 0:
-        raise ValueError("MONITORING_PSI_THRESHOLD must be above 0")
-    for name in (
-        "ML_API_BODY_TIMEOUT_S",
-        "ML_API_MAX_CONCURRENT",
-        "ML_API_LARGE_CONCURRENT",
-        "MODEL_SANDBOX_MEMORY_MB",
-        "MODEL_SANDBOX_CPU_S",
-    ):
-        if config[name] < 1:
-            raise ValueError(f"{name} must be 1 or more")
-    if not config["MODEL_SANDBOX_TIMEOUT_S"] > 0:
-        raise ValueError("MODEL_SANDBOX_TIMEOUT_S must be above 0")
+    if config["SQLITE_SYNCHRONOUS"] not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
     largest = max(config.get("MAX_CONTENT_LENGTH") or 0, config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES)
     if config["ML_API_BODY_BUDGET_BYTES"] < largest:
         raise ValueError(f"ML_API_BODY_BUDGET_BYTES must hold the largest body allowed ({largest} bytes)")

