@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import create_engine, text
 
 from bench import payloads, postgres, procs
 
@@ -129,28 +125,6 @@ def hostile_bodies(work: Path, model: Path) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def stopped(database_url: str) -> Iterator[None]:
-    """SIGSTOPs the PostgreSQL server (its main process and backends) until the block ends."""
-    engine = create_engine(database_url)
-    with engine.connect() as connection:
-        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar()
-    engine.dispose()
-    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    frozen = [postmaster] + [
-        int(stat.parent.name)
-        for stat in Path("/proc").glob("[0-9]*/stat")
-        if stat.read_text().rsplit(")", 1)[1].split()[1] == str(postmaster)
-    ]
-    for pid in frozen:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-
-
 def predicting(url: str, answers: list[tuple[float, float, int]], running: threading.Event) -> None:
     """Predicts in a loop while `running`: (start, seconds taken, status) of each answer."""
     while running.is_set():
@@ -175,7 +149,7 @@ def hung_database(work: Path, model: Path, stopped_s: float = 20.0) -> dict[str,
         for client in clients:
             client.start()
         time.sleep(2)
-        with stopped(url):
+        with postgres.stopped(url):
             start = time.monotonic()
             time.sleep(2)
             health_s, health_status = timed_get(f"{server.url}/health/")

@@ -10,6 +10,7 @@ history fsyncs every commit, so that neither backend's figures are flattered.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -73,3 +74,49 @@ def settings(url: str) -> dict[str, Any]:
             return {name: connection.scalar(text(f"SHOW {name}")) for name in SETTINGS}
     finally:
         engine.dispose()
+
+
+def postmaster_of(database_url: str) -> int:
+    """The PostgreSQL server's main process: the parent of the backend serving one connection of ours."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            backend = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    finally:
+        engine.dispose()
+    return parent_of(int(backend))
+
+
+def parent_of(pid: int) -> int:
+    """A process's parent, from /proc (Linux)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def children_of(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (those that end while listed are left out)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, IndexError, ValueError):
+            if parent_of(int(stat.parent.name)) == parent:
+                children.append(int(stat.parent.name))
+    return children
+
+
+@contextmanager
+def stopped(database_url: str) -> Iterator[None]:
+    """SIGSTOPs the whole PostgreSQL server (its main process and backends) until the block ends.
+
+    Whatever happens, what was stopped is continued: a server left stopped hangs everything after.
+    """
+    postmaster = postmaster_of(database_url)
+    frozen: list[int] = []
+    try:
+        for pid in [postmaster, *children_of(postmaster)]:
+            with suppress(ProcessLookupError):  # a backend that ended since it was listed
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+        yield
+    finally:
+        for pid in frozen:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

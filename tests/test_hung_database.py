@@ -7,20 +7,17 @@ nothing answered 200 is missing from the history.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from bench.postgres import stopped
 
 from tests.factories import minimal_flight
-from tests.servers import child_pids, serve_with_model
+from tests.servers import serve_with_model
 from tests.test_database_faults import recorded_request_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql_only]
@@ -28,31 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgresql_only]
 STOPPED_S = 8.0
 # A refusal takes HISTORY_WRITE_TIMEOUT_S (5 s) at most, plus the machine's own delays.
 ANSWERED_WITHIN_S = 10.0
-
-
-def postmaster_of(database_url: str) -> int:
-    """The PostgreSQL server's main process: the parent of a backend serving one of our connections."""
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            backend = connection.execute(text("SELECT pg_backend_pid()")).scalar()
-    finally:
-        engine.dispose()
-    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-@contextmanager
-def stopped(database_url: str) -> Iterator[None]:
-    """Stops the whole PostgreSQL server (its main process and every backend) until the block ends."""
-    postmaster = postmaster_of(database_url)
-    frozen = [postmaster, *child_pids(postmaster)]
-    for pid in frozen:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
 
 
 class Load:
