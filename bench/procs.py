@@ -117,12 +117,12 @@ def our_service(
 ) -> Iterator[Server]:
     """Runs `flight-delay serve` with production settings, its history in database_url or SQLite (FULL)."""
     port = free_port()
-    token = secrets.token_hex(32)  # production refuses to start without one
+    # Production refuses to start without one; a run that changes the traffic split passes its own.
+    token = admin_token or secrets.token_hex(32)
     env = {
         **os.environ,
         "FLIGHT_DELAY_ENV": "production",
-        # Production refuses to start without one; a run that changes the traffic split passes its own.
-        "ML_API_ADMIN_TOKEN": admin_token or secrets.token_hex(32),
+        "ML_API_ADMIN_TOKEN": token,
         "DATA_DIR": str(data_dir),
         "DEFAULT_MODEL_PATH": str(model_path),
         "ML_API_HOST": HOST,
