@@ -65,7 +65,7 @@ def served(model: Path, work: Path, database_url: str | None) -> Iterator[tuple[
     command = [str(Path(sys.executable).parent / "flight-delay"), "serve"]
     with procs.process_group(command, env, work / "server.log", ROOT) as server:
         server.url = f"http://{procs.HOST}:{port}"
-        procs.wait_ready(server, "/model/")
+        procs.wait_ready(server, "/model/", headers=procs.bearer(token))
         yield server.url, token
 
 

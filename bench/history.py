@@ -159,12 +159,15 @@ def query_timings(db_url: str, page_size: int, cursor: int, repeat: int) -> tupl
         db.dispose()
 
 
-def page_timings(url: str, db_path: Path, page_size: int = 50, repeat: int = 15) -> PageTimings:
-    """Times the newest page and a page near the oldest end, over HTTP and in process."""
+def page_timings(
+    url: str, db_path: Path, headers: dict[str, str], page_size: int = 50, repeat: int = 15
+) -> PageTimings:
+    """Times the newest page and a page near the oldest end, over HTTP (a reading token) and in process."""
     depth = 1_000
     cursor = deep_cursor(db_path, depth)
     rows = row_count(db_path)
     with requests.Session() as session:
+        session.headers.update(headers)
         first = timed(http_page(session, url, {"page_size": page_size}), repeat)
         deep = timed(http_page(session, url, {"page_size": page_size, "cursor": str(cursor)}), repeat)
     count, first_query, deep_query = query_timings(f"sqlite:///{db_path}", page_size, cursor, repeat)

@@ -91,14 +91,21 @@ def process_group(command: list[str], env: dict[str, str], log_path: Path, cwd: 
         stop_group(process)
 
 
-def wait_ready(server: Server, path: str, timeout: float = 120) -> None:
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header of our service's token (production reads need one too: issue 26)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_ready(
+    server: Server, path: str, timeout: float = 120, headers: dict[str, str] | None = None
+) -> None:
     """Polls a URL of the server until it answers 200, failing early if the server exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}")
         try:
-            if requests.get(server.url + path, timeout=10).status_code == 200:
+            if requests.get(server.url + path, headers=headers, timeout=10).status_code == 200:
                 return
         except requests.RequestException:
             pass  # not listening yet, or a worker still loading the model
@@ -138,7 +145,7 @@ def our_service(
     command = [str(bin_dir / "flight-delay"), "serve"]
     with process_group(command, env, data_dir / "server.log", workdir) as server:
         server.name, server.url, server.admin_token = "flight-delay", f"http://{HOST}:{port}", token
-        wait_ready(server, "/model/")
+        wait_ready(server, "/model/", headers=bearer(token))
         yield server
 
 

@@ -301,7 +301,7 @@ def sqlite_extras(ours: Ours, script: Path, options: Options, flights: list[Any]
     v2_batch_seconds = batch_over_http(ours.v2_url, v2_batch, len(flights), options.batch_repeat, read_v2_all)
     print(f"ours: history to {options.history_rows:,} rows", flush=True)
     history.fill(ours.db_path, flights, options.history_rows)
-    pages = history.page_timings(ours.server.url, ours.db_path)
+    pages = history.page_timings(ours.server.url, ours.db_path, procs.bearer(ours.server.admin_token))
     return {
         "load_c1": single,
         "profile": found,

@@ -119,24 +119,40 @@ def predict(target: Target, tally: Tally, kind: str, flights: list[dict[str, Any
 
 def history_pages(target: Target, tally: Tally) -> None:
     """The first page of the history, three older ones, and one request id's predictions."""
-    page = call(target, tally, "history", "GET", "/model/history/", params={"page_size": 50})
+    reading = {"Authorization": f"Bearer {target.token}"}  # production reads need a token (issue 26)
+    page = call(target, tally, "history", "GET", "/model/history/", params={"page_size": 50}, headers=reading)
     for _ in range(3):
         if page is None or page.status_code != 200 or page.json()["next_cursor"] is None:
             return
         cursor = page.json()["next_cursor"]
         page = call(
-            target, tally, "history", "GET", "/model/history/", params={"page_size": 50, "cursor": cursor}
+            target,
+            tally,
+            "history",
+            "GET",
+            "/model/history/",
+            params={"page_size": 50, "cursor": cursor},
+            headers=reading,
         )
     with tally.lock:
         known = next(iter(tally.answered.values()), None)
     if known is not None:
-        call(target, tally, "history", "GET", "/model/history/", params={"request_id": known[0]})
+        call(
+            target,
+            tally,
+            "history",
+            "GET",
+            "/model/history/",
+            params={"request_id": known[0]},
+            headers=reading,
+        )
 
 
 def monitoring(target: Target, tally: Tally) -> None:
     """The active model's report over the last 24 hours, and a /metrics scrape."""
     since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    call(target, tally, "monitoring", "GET", "/model/monitoring/", params={"since": since})
+    reading = {"Authorization": f"Bearer {target.token}"}
+    call(target, tally, "monitoring", "GET", "/model/monitoring/", params={"since": since}, headers=reading)
     call(target, tally, "metrics", "GET", "/metrics")
 
 

@@ -8,7 +8,8 @@
 #                 docker's storage has SMOKE_MIN_FREE_GB free (default 8: on vfs every layer is a full
 #                 copy); no untagged image of this Dockerfile may be left behind (make docker/prune)
 #   5. smoke:     make docker/run, then over 127.0.0.1 only: health, make docker/model_dummy, predict
-#                 one and a batch of 3, the history, an upload without the admin token refused (401), a bad
+#                 one and a batch of 3, the history (401 without a token: production reads need a reader
+#                 or admin token), an upload without the admin token refused (401), a bad
 #                 upload refused (400), a restart that keeps the model
 #                 and the history; non-root, gunicorn as PID 1, docker's health check (readiness) healthy
 #   6. scaled:    make docker/run-scaled REPLICAS=3 (PostgreSQL, a migrate step, 3 api replicas sharing no
@@ -278,7 +279,10 @@ check predict3 200 'body["model_version"] == state["version"] and len(body["pred
     and body["predictions"][0]["arr_delay"] > body["predictions"][2]["arr_delay"]'
 remember ids "$(python3 -c 'import json; w="'"$WORK"'"; print(json.dumps(sorted([p["history_id"] for f in ("predict1", "predict3") for p in json.load(open(f"{w}/{f}.json"))["predictions"]])))')"
 
-request history1 GET '/model/history/?page_size=50'
+TOKEN=$(cat var/admin_token)
+request nohistory GET '/model/history/?page_size=50'
+check nohistory 401 'body["status"] == 401 and body["code"] == "unauthorized"'
+request history1 GET '/model/history/?page_size=50' -H "Authorization: Bearer $TOKEN"
 check history1 200 'body["total"] == 4 and sorted(i["id"] for i in body["items"]) == state["ids"]
     and all(i["model_version"] == state["version"] for i in body["items"])
     and sorted(i["request_id"] for i in body["items"]) == ["smoke-1", "smoke-2", "smoke-2", "smoke-2"]'
@@ -286,11 +290,10 @@ check history1 200 'body["total"] == 4 and sorted(i["id"] for i in body["items"]
 echo "not a model" >"$WORK/not-a-model.pkl"
 request noauth POST /model/load/ -F "file=@$WORK/not-a-model.pkl"
 check noauth 401 'body["status"] == 401 and body["code"] == "unauthorized"'
-TOKEN=$(cat var/admin_token)
 request badload POST /model/load/ -H 'X-Request-ID: smoke-bad' -H "Authorization: Bearer $TOKEN" \
     -F "file=@$WORK/not-a-model.pkl"
 check badload 400 'body["status"] == 400 and body["code"] == "invalid_artifact" and body["request_id"] == "smoke-bad"'
-request model1 GET /model/
+request model1 GET /model/ -H "Authorization: Bearer $TOKEN"
 check model1 200 'body["version"] == state["version"]'
 
 say "the container"
@@ -312,7 +315,7 @@ docker restart "$CID" >/dev/null || fail "docker restart"
 bash scripts/docker_wait_healthy.sh "$CID" 180 || fail "not healthy after the restart"
 request health3 GET /health/
 check health3 200 'body["status"] == "ok" and body["model"]["version"] == state["version"]'
-request history2 GET '/model/history/?page_size=50'
+request history2 GET '/model/history/?page_size=50' -H "Authorization: Bearer $TOKEN"
 check history2 200 'body["total"] == 4 and sorted(i["id"] for i in body["items"]) == state["ids"]'
 
 say "make docker/stop"
@@ -333,11 +336,12 @@ scaled_ids() {
 # it: replicas publish no port); the status code in $WORK/NAME.code, the body in NAME.json, as request.
 in_replica() {
     local cid=$1 name=$2 method=$3 path=$4 data=${5:-} rid=${6:-}
-    printf '%s' "$data" | docker exec -i "$cid" python -c '
-import sys, urllib.error, urllib.request
+    printf '%s' "$data" | docker exec -i -e SMOKE_TOKEN="$TOKEN" "$cid" python -c '
+import os, sys, urllib.error, urllib.request
 method, path, rid = sys.argv[1:4]
 data = sys.stdin.buffer.read() if method == "POST" else None
 headers = {"Content-Type": "application/json", **({"X-Request-ID": rid} if rid else {})}
+headers["Authorization"] = "Bearer " + os.environ["SMOKE_TOKEN"]  # production reads need a token
 request = urllib.request.Request("http://127.0.0.1:8000" + path, data=data, method=method, headers=headers)
 try:
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -431,9 +435,10 @@ docker cp "${REPLICA_IDS[1]}:/tmp/model_v2.pkl" "$WORK/model_v2.pkl" >/dev/null 
 mapfile -t REPLICA_IPS < <(for cid in "${REPLICA_IDS[@]}"; do
     docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$cid"; done)
 V1=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["v1"])' "$WORK/state.json")
-docker exec "${REPLICA_IDS[2]}" python -c '
-import json, sys, time, urllib.request
+docker exec -e SMOKE_TOKEN="$TOKEN" "${REPLICA_IDS[2]}" python -c '
+import json, os, sys, time, urllib.request
 v1, ips = sys.argv[1], sys.argv[2:]
+auth = {"Authorization": "Bearer " + os.environ["SMOKE_TOKEN"]}
 first = {}
 print("polling", flush=True, file=sys.stderr)
 deadline = time.time() + 20
@@ -441,7 +446,8 @@ while len(first) < len(ips) and time.time() < deadline:
     for ip in ips:
         if ip not in first:
             try:
-                with urllib.request.urlopen(f"http://{ip}:8000/model/", timeout=2) as response:
+                asked = urllib.request.Request(f"http://{ip}:8000/model/", headers=auth)
+                with urllib.request.urlopen(asked, timeout=2) as response:
                     version = json.load(response)["version"]
             except Exception:
                 continue
@@ -501,7 +507,7 @@ for name in [f"r{n}predict{v}" for n in (1, 2, 3) for v in (1, 2)]:
 print(json.dumps({str(k): v for k, v in ids.items()}))
 PY
 )"
-request shistory GET '/model/history/?page_size=500'
+request shistory GET '/model/history/?page_size=500' -H "Authorization: Bearer $TOKEN"
 check shistory 200 'body["total"] == len(state["answered"]) == 36
     and {str(i["id"]): i["request_id"] for i in body["items"]} == state["answered"]
     and all(i["model_version"] == (state["v1"] if i["request_id"].startswith("direct-v1") else state["v2"])

@@ -150,6 +150,7 @@ def start(
         "ML_API_PORT": str(port),
         "ML_API_WORKERS": str(workers),
         "ML_API_ADMIN_TOKEN": ADMIN_TOKEN,
+        "ML_API_PUBLIC_READ": "true",  # as conftest.app_config: tests/test_access*.py set it back
         # The backend under test (the `database_url` fixture), never one the environment names.
         "DATABASE_URL": database_url,
         **env,

@@ -92,6 +92,7 @@ def test_a_repost_replaces_the_flight(loaded_client: FlaskClient) -> None:
         ("/weather/", "observations", {"time_hour": "2013-03-09T06:00:00"}, "time_hour"),  # no offset
         ("/weather/", "observations", {"time_hour": "2099-01-01T00:00:00Z"}, "time_hour"),  # not over
         ("/weather/", "observations", {"hour": 7}, "hour"),  # 06:00Z is 01:00 in New York
+        ("/weather/", "observations", {"time_hour": "0001-01-01T00:00:00Z"}, "time_hour"),  # year 0 there
     ],
 )
 def test_a_bad_record_refuses_the_post_naming_index_and_field_and_keeps_nothing(

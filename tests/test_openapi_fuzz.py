@@ -2,7 +2,10 @@
 
 Against `flight-delay serve` on 127.0.0.1 (gunicorn, 2 workers) rather than the WSGI app in-process,
 so what is checked is what clients get: gunicorn's HTTP parsing, the real headers and content types.
-A model is loaded first, so /model/predict/ really predicts and writes the history.
+A model is loaded first, so /model/predict/ really predicts and writes the history. The server runs
+as strict as it gets (reading and predicting each need a token: issue 26): every case carries the
+admin token, and schemathesis' ignored_auth check sends each operation that documents a security
+requirement without a token and with a wrong one, expecting the 401.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import schemathesis
 from schemathesis import Case, CheckContext, Response
 
 import tests.schemathesis_hooks  # noqa: F401  (registers its filter_failure hook)
+from tests.access_roles import ROLES
 from tests.contracts import assert_error_shape, assert_security_headers
 from tests.factories import ADMIN_HEADERS
 from tests.servers import RunningServer, serve_with_model
@@ -33,9 +37,12 @@ def fuzzed_server(
     module_database_url: str,
     model_files: Callable[[int], Path],
 ) -> Iterator[RunningServer]:
-    """A real server with the tiny model loaded."""
+    """A real server with the tiny model loaded, its reads and predictions behind their tokens."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    with serve_with_model(data_dir, module_database_url, model_files(0)) as server:
+    strict = {name: str(value).lower() for name, value in ROLES.items()} | {
+        "ML_API_PREDICT_NEEDS_TOKEN": "true"
+    }
+    with serve_with_model(data_dir, module_database_url, model_files(0), **strict) as server:
         yield server
 
 
@@ -53,7 +60,9 @@ def api_schema(fuzzed_server: RunningServer) -> schemathesis.BaseSchema:
 def fuzzing(fuzzed_server: RunningServer) -> Iterator[RunningServer]:
     """The server under fuzzing; once every operation is fuzzed, checks what the fuzzing left."""
     yield fuzzed_server
-    history = requests.get(f"{fuzzed_server.url}/model/history/?page_size=1", timeout=30).json()
+    history = requests.get(
+        f"{fuzzed_server.url}/model/history/?page_size=1", headers=ADMIN_HEADERS, timeout=30
+    ).json()
     assert history["total"] > 0, "no fuzzed flight reached the model"
     assert "Traceback" not in fuzzed_server.log()
 

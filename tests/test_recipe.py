@@ -54,7 +54,7 @@ print(json.dumps({
     "loaded": loaded.status_code,
     "answers": [[a.status_code, a.get_json()] for a in answers],
     "fast_values": None if fast is None else [values.get("gate", "absent") for values in fast],
-    "history_inputs": [item["input"] for item in client.get("/model/history/").get_json()["items"]],
+    "history_inputs": [i["input"] for i in client.get("/model/history/", headers=admin).get_json()["items"]],
     "openapi_gate": flight_doc["properties"].get("gate"),
 }))
 """

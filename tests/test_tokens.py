@@ -1,16 +1,18 @@
-"""Named admin tokens: the list read, the caller found from the Authorization header, the token never said."""
+"""Named tokens of each role: the lists read, the caller found from the header, the token never said."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from flight_delay.access import Need, Policy
 from flight_delay.api import create_app
 from flight_delay.errors import AdminTokenRequired, Unauthorized, UnsafeConfiguration
-from flight_delay.tokens import ANONYMOUS, Caller, TokenBook, caller_for
+from flight_delay.tokens import ANONYMOUS, Caller, TokenBook
 
 # Test fixtures, not secrets.
 ALICE_TOKEN = "alice-secret-0123456789"  # noqa: S105
@@ -44,7 +46,7 @@ def test_the_single_token_is_named_admin_beside_the_named_ones() -> None:
         (f"alice:{ALICE_TOKEN},:x", "entry 2 must be name:token"),
         (f"al ice:{ALICE_TOKEN}", "entry 1"),
         (f"alice:{ALICE_TOKEN},alice:{BOB_TOKEN}", "'alice' is given twice"),
-        (f"alice:{ALICE_TOKEN},bob:{ALICE_TOKEN}", "the same admin token is given under two names"),
+        (f"alice:{ALICE_TOKEN},bob:{ALICE_TOKEN}", "the same token is given under two names"),
     ],
 )
 def test_a_bad_list_is_refused_naming_the_entry_never_the_token(raw: str, said: str) -> None:
@@ -56,7 +58,9 @@ def test_a_bad_list_is_refused_naming_the_entry_never_the_token(raw: str, said: 
 
 
 def test_admin_twice_is_refused() -> None:
-    with pytest.raises(ValueError, match="ML_API_ADMIN_TOKEN's name"):
+    with pytest.raises(
+        ValueError, match=r"'admin' is given twice \(ML_API_ADMIN_TOKEN and ML_API_ADMIN_TOKENS\)"
+    ):
         book(ML_API_ADMIN_TOKEN=SINGLE_TOKEN, ML_API_ADMIN_TOKENS=f"admin:{ALICE_TOKEN}")
 
 
@@ -64,23 +68,24 @@ def test_a_token_repr_never_shows_the_secret() -> None:
     assert ALICE_TOKEN not in repr(book(ML_API_ADMIN_TOKENS=f"alice:{ALICE_TOKEN}"))
 
 
-def test_the_caller_from_the_header_alone() -> None:
-    tokens = book(ML_API_ADMIN_TOKENS=f"alice:{ALICE_TOKEN}")
+ROLLING_BACK = Need("admin", "Rolling back")
 
-    assert caller_for(f"Bearer {ALICE_TOKEN}", tokens, "production", "Rolling back") == Caller(
-        "alice", "admin"
-    )
+
+def test_the_caller_from_the_header_alone() -> None:
+    policy = Policy(book(ML_API_ADMIN_TOKENS=f"alice:{ALICE_TOKEN}"), "production")
+
+    assert policy.check(ROLLING_BACK, f"Bearer {ALICE_TOKEN}") == Caller("alice", "admin")
     with pytest.raises(Unauthorized, match="Rolling back needs an admin token"):
-        caller_for("", tokens, "production", "Rolling back")
+        policy.check(ROLLING_BACK, "")
     with pytest.raises(Unauthorized, match="wrong") as wrong:
-        caller_for("Bearer guessed-token-000000", tokens, "production", "Rolling back")
+        policy.check(ROLLING_BACK, "Bearer guessed-token-000000")
     assert "guessed" not in wrong.value.message
 
 
 def test_without_tokens_production_refuses_and_development_is_open() -> None:
     with pytest.raises(AdminTokenRequired):
-        caller_for("", book(), "production", "Rolling back")
-    assert caller_for("", book(), "development", "Rolling back") == ANONYMOUS
+        Policy(book(), "production").check(ROLLING_BACK, "")
+    assert Policy(book(), "development").check(ROLLING_BACK, "") == ANONYMOUS
 
 
 def test_production_refuses_to_start_with_a_short_named_token(app_config: dict[str, Any]) -> None:
@@ -119,3 +124,22 @@ def test_named_tokens_alone_guard_uploads_and_are_never_logged(
     assert ALICE_TOKEN not in caplog.text
     history = client.get("/model/history/").get_data(as_text=True)
     assert ALICE_TOKEN not in history + client.get("/model/audit/").get_data(as_text=True)
+
+
+def test_every_token_is_compared_in_constant_time_whichever_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = book(
+        ML_API_ADMIN_TOKEN=SINGLE_TOKEN, ML_API_READER_TOKENS=f"alice:{ALICE_TOKEN},bob:{BOB_TOKEN}"
+    )
+    compared: list[bytes] = []
+    constant_time = hmac.compare_digest
+
+    def counted(presented: bytes, secret: bytes) -> bool:
+        compared.append(secret)
+        return constant_time(presented, secret)
+
+    monkeypatch.setattr("flight_delay.tokens.hmac.compare_digest", counted)
+    assert tokens.identify(f"Bearer {SINGLE_TOKEN}") == Caller("admin", "admin")  # the first matches
+    assert tokens.identify("Bearer nobody-has-this-token") is None
+
+    secrets = [SINGLE_TOKEN.encode(), ALICE_TOKEN.encode(), BOB_TOKEN.encode()]
+    assert compared == secrets + secrets

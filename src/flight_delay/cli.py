@@ -342,7 +342,7 @@ def feed(
         tally = Feed(client, replay, lead_s=lead_minutes * 60, speed=speed).run(start, end)
     except (RuntimeError, OSError) as exc:  # the service refused, or could not be reached
         raise click.ClickException(str(exc)) from exc
-    monitoring = client.session.get(f"{client.url}/model/monitoring/", timeout=60)
+    monitoring = client.session.get(f"{client.url}/model/monitoring/", headers=client.headers, timeout=60)
     click.echo(summary(tally, monitoring.json() if monitoring.ok else None))
 
 

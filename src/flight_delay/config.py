@@ -110,11 +110,16 @@ def _database_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _service_settings(env: Mapping[str, str]) -> dict[str, Any]:
-    """The log level, who may load models and how, and the bounds on requests in flight."""
+    """The log level, who may read, predict and load models, and the bounds on requests in flight."""
     return {
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
         "ML_API_ADMIN_TOKEN": env.get("ML_API_ADMIN_TOKEN") or None,
         "ML_API_ADMIN_TOKENS": env.get("ML_API_ADMIN_TOKENS") or None,  # name:token,... (tokens.py)
+        "ML_API_READER_TOKENS": env.get("ML_API_READER_TOKENS") or None,  # read the records (access.py)
+        "ML_API_PREDICT_TOKENS": env.get("ML_API_PREDICT_TOKENS") or None,
+        # Outside development, reading needs a reader or admin token unless this makes it public.
+        "ML_API_PUBLIC_READ": _bool(env, "ML_API_PUBLIC_READ", False),
+        "ML_API_PREDICT_NEEDS_TOKEN": _bool(env, "ML_API_PREDICT_NEEDS_TOKEN", False),
         "ML_API_ALLOW_UPLOAD": _bool(env, "ML_API_ALLOW_UPLOAD", True),
         "ML_API_STRICT_INPUTS": _bool(env, "ML_API_STRICT_INPUTS", False),
         "ML_API_MODEL_SIGNING_KEY": env.get("ML_API_MODEL_SIGNING_KEY") or None,
@@ -173,6 +178,13 @@ def _lifecycle_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "SHADOW_QUEUE_FLIGHTS": _int(env, "SHADOW_QUEUE_FLIGHTS", 10_000),
         "REPLAY_WAIT_FLIGHTS": _int(env, "REPLAY_WAIT_FLIGHTS", 20_000),
     }
+
+
+def body_limit(config: Mapping[str, Any], upload: bool) -> int | None:
+    """The most body bytes a request may carry: the model upload's own limit, else MAX_CONTENT_LENGTH."""
+    if upload:
+        return config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES
+    return config.get("MAX_CONTENT_LENGTH")
 
 
 # The lowest value each numeric setting may take, and those that must be above 0.

@@ -140,11 +140,18 @@ class DatabaseUnavailable(FlightDelayError):
 
 
 class Unauthorized(FlightDelayError):
-    """The request lacks the admin token, or carries a wrong one."""
+    """The request lacks the token its route needs, or carries one that is none of this server's."""
 
     status = 401
     code = "unauthorized"
     headers = {"WWW-Authenticate": 'Bearer realm="flight-delay"'}
+
+
+class Forbidden(FlightDelayError):
+    """The request's token is one of this server's, but its role may not do this (a reader loading)."""
+
+    status = 403
+    code = "forbidden"
 
 
 class UploadDisabled(FlightDelayError):
@@ -159,6 +166,20 @@ class AdminTokenRequired(FlightDelayError):
 
     status = 403
     code = "admin_token_required"
+
+
+class ReaderTokenRequired(FlightDelayError):
+    """A server outside development with no reader or admin token (and reading not public) refuses reads."""
+
+    status = 403
+    code = "reader_token_required"
+
+
+class PredictTokenRequired(FlightDelayError):
+    """Predictions need a token (ML_API_PREDICT_NEEDS_TOKEN) but no predict or admin token is configured."""
+
+    status = 403
+    code = "predict_token_required"
 
 
 class SignatureRejected(FlightDelayError):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
-from flight_delay.api.auth import check_upload_policy
+from flight_delay.api.auth import check_access_policy
 from flight_delay.compat.gunicorn_internals import run_arbiter
 from flight_delay.compat.uvicorn_protocol import LimitedHttpToolsProtocol
 from flight_delay.errors import DatabaseNotMigrated
@@ -155,7 +155,7 @@ def start_rollup_job(config: dict[str, Any]) -> RollupProcess | None:
 
 def serve(config: dict[str, Any]) -> None:
     """Starts the model sandbox, prepares the database and model once, then runs gunicorn's workers."""
-    check_upload_policy(config)
+    check_access_policy(config)
     sandbox = SandboxProcess(config["LOG_LEVEL"])
     sandbox.start()  # it warms up while the database is prepared; the workers check uploads through it
     config = {**config, "MODEL_SANDBOX_SOCKET": sandbox.socket_path}

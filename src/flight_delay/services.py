@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flight_delay.access import Policy
 from flight_delay.context.ingestion import ContextPosts
 from flight_delay.context.state import ContextState
 from flight_delay.history.database import Database, engine_options
@@ -48,6 +49,7 @@ class Services:
     context: ContextState  # this worker's posted flights and weather, which predictions read
     context_posts: ContextPosts  # POST /flights/ and /weather/
     replays: Replays
+    access: Policy  # who may read, predict and change what (access.py)
 
 
 def build_services(config: Mapping[str, Any]) -> Services:
@@ -76,6 +78,7 @@ def build_services(config: Mapping[str, Any]) -> Services:
         context=context,
         context_posts=ContextPosts(db),
         replays=Replays(registry, config["REPLAY_WAIT_FLIGHTS"]),
+        access=Policy.from_config(config),
     )
 
 

@@ -11,7 +11,7 @@ from flask import Flask, Response, g, request
 from flight_delay import __version__
 from flight_delay.api import body_limit, docs, errors, security, ui
 from flight_delay.api import context as context_api
-from flight_delay.api.auth import check_admin_request, check_upload_policy
+from flight_delay.api.auth import check_access_policy, check_access_request
 from flight_delay.api.docs import FlightDelayApi
 from flight_delay.api.health import blp as health_blp
 from flight_delay.api.lifecycle import blp as lifecycle_blp
@@ -47,7 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Builds the app and its services from the environment's configuration, `config` overriding it."""
     app = FlightDelayFlask("flight_delay")
     app.config.update(load_config(**dict(config or {})))
-    check_upload_policy(app.config)
+    check_access_policy(app.config)
     app.config.update(openapi_config())
     app.json.sort_keys = False
     # Every path answers with or without its trailing slash, never with a redirect.
@@ -94,7 +94,7 @@ def openapi_config() -> dict[str, Any]:
 def register_request_hooks(app: Flask) -> None:
     """Times, tags and counts every request Flask answers; buffers a streamed body first."""
     app.before_request(_start_request)
-    app.before_request(check_admin_request)  # an admin route's token, before its body is parsed
+    app.before_request(check_access_request)  # the route's token, before its body is parsed
     app.before_request(body_limit.buffer_streamed_body)  # before anything reads the body
     app.after_request(_tag_response)
     app.after_request(_observe_response)

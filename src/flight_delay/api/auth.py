@@ -1,62 +1,67 @@
-"""Who may change the service: the admin bearer tokens, the routes that need them, the start-up policy.
+"""Flask's side of who may do what: the start-up policy, the check of each request, the caller for views.
 
-An admin route's view method is marked `@admin_only(...)`; the ASGI middleware (transport/
-middleware.py, AdminGate) checks its token from the headers before a byte of its body is read, and
-Flask's before_request checks again (for an embedding WSGI server and the tests), with the same
-`check_admin`, keeping the caller (flight_delay/tokens.py: the token's name and role) for the view:
-`admin_caller()`, the audit's `by`.
+The decision is flight_delay/access.py's (the role each route needs, and the check of the token):
+the ASGI middleware (transport/middleware.py, AccessGate) makes it before a byte of the body is
+read, and Flask's before_request makes it again (for an embedding WSGI server and the tests),
+keeping the caller (the token's name and role) for the view: `caller()`, the audit's `by`.
 
 Only `development` is open: every other environment (`production`, `testing`) applies production's
-rules, so a server started with FLIGHT_DELAY_ENV=testing is no easier to load a model into.
+rules, so a server started with FLIGHT_DELAY_ENV=testing is no easier to read or to load a model into.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from flask import Flask, current_app, g, request
-from werkzeug.exceptions import HTTPException
+from flask import g, request
 
-from flight_delay.errors import UnsafeConfiguration, UploadDisabled
-from flight_delay.tokens import MIN_TOKEN_LENGTH, OPEN_ENVIRONMENT, Caller, TokenBook, caller_for
-
-View = TypeVar("View", bound=Callable[..., Any])
+from flight_delay.access import OPEN_ENVIRONMENT, Policy
+from flight_delay.api.services import services
+from flight_delay.errors import UnsafeConfiguration
+from flight_delay.tokens import ADMIN, MIN_TOKEN_LENGTH, PREDICT, READER, Caller
 
 log = logging.getLogger(__name__)
 
 
-def token_book(config: Mapping[str, Any]) -> TokenBook:
-    """The admin tokens a configuration names (read once per distinct pair of settings)."""
-    return _token_book(config.get("ML_API_ADMIN_TOKEN"), config.get("ML_API_ADMIN_TOKENS"))
-
-
-@functools.lru_cache(maxsize=8)
-def _token_book(single: str | None, named: str | None) -> TokenBook:
-    """TokenBook.from_config, cached: every admin request asks."""
-    return TokenBook.from_config({"ML_API_ADMIN_TOKEN": single, "ML_API_ADMIN_TOKENS": named})
-
-
-def check_upload_policy(config: Mapping[str, Any]) -> None:
-    """Refuses to start outside development with upload open or a bad token list; warns in development."""
+def check_access_policy(config: Mapping[str, Any]) -> Policy:
+    """The policy of a configuration; refuses to start with a bad token list, a short token outside
+    development, or upload open to anyone; says at start who may read and predict."""
     try:
-        book = token_book(config)
+        policy = Policy.from_config(config)
     except ValueError as exc:
         raise UnsafeConfiguration(f"Refusing to start: {exc}.") from exc
+    if config["ENV"] != OPEN_ENVIRONMENT:
+        refuse_short_tokens(policy, config["ENV"])
+    check_upload_policy(policy, config)
+    log_read_policy(policy, config)
+    return policy
+
+
+def refuse_short_tokens(policy: Policy, environment: str) -> None:
+    """Refuses a token shorter than MIN_TOKEN_LENGTH: any of them guards the history or the models."""
+    short = policy.book.short()
+    if short:
+        raise UnsafeConfiguration(
+            f"Refusing to start ({environment}): token {short[0].name!r} ({short[0].setting}) is shorter "
+            f"than {MIN_TOKEN_LENGTH} characters; make each with e.g. `openssl rand -hex 32`."
+        )
+
+
+def check_upload_policy(policy: Policy, config: Mapping[str, Any]) -> None:
+    """Refuses to start outside development with upload open to anyone; warns in development."""
     if not config["ML_API_ALLOW_UPLOAD"]:
         return
-    if config["ENV"] != OPEN_ENVIRONMENT and (not book.configured() or book.shortest() < MIN_TOKEN_LENGTH):
+    if config["ENV"] != OPEN_ENVIRONMENT and not policy.book.grants(ADMIN):
         raise UnsafeConfiguration(
             f"Refusing to start ({config['ENV']}): POST /model/load/ would accept models from anyone. "
             "Set ML_API_ADMIN_TOKEN or ML_API_ADMIN_TOKENS=name:token,... (each token at least "
             f"{MIN_TOKEN_LENGTH} characters, e.g. `openssl rand -hex 32`), or "
-            "ML_API_ALLOW_UPLOAD=false and load models with `flight-delay load`, or run with "
+            "ML_API_ALLOW_UPLOAD=false and load models with `flight-delay load PATH`, or run with "
             "FLIGHT_DELAY_ENV=development on a trusted machine."
         )
-    if not book.configured() and config["ENV"] == OPEN_ENVIRONMENT:
+    if not policy.book.grants(ADMIN) and config["ENV"] == OPEN_ENVIRONMENT:
         log.warning(
             "DEVELOPMENT MODE: POST /model/load/ needs no token; anyone who can reach %s:%s can load a "
             "model. Set ML_API_ADMIN_TOKEN before exposing this server.",
@@ -65,63 +70,33 @@ def check_upload_policy(config: Mapping[str, Any]) -> None:
         )
 
 
-def admin_only(action: str, upload: bool = False) -> Callable[[View], View]:
-    """Marks a view method as an admin action: its token is checked from the headers, before the body."""
-
-    def mark(view: View) -> View:
-        view.admin_action = AdminAction(action, upload)  # type: ignore[attr-defined]
-        return view
-
-    return mark
-
-
-@dataclass(frozen=True)
-class AdminAction:
-    """What an admin route does (for its refusals' words) and whether it uploads a model."""
-
-    action: str
-    upload: bool = False
-
-
-def admin_action_of(app: Flask, path: str, method: str) -> AdminAction | None:
-    """The admin action a request would reach in the app (None: not an admin route, or no route)."""
-    try:
-        endpoint, _ = app.url_map.bind("localhost").match(path, method)
-    except HTTPException:
-        return None
-    view_class = getattr(app.view_functions.get(endpoint), "view_class", None)
-    handler = getattr(view_class, method.lower(), None)
-    return getattr(handler, "admin_action", None)
-
-
-def check_admin(config: Mapping[str, Any], authorization: str, admin: AdminAction) -> Caller:
-    """The admin taking an admin action, from its Authorization header alone; raises the refusal if none.
-
-    Upload needs upload enabled; every admin action one of the admin tokens when any is configured,
-    and a server outside development without one takes none (it could not tell an operator from anyone).
-    """
-    if admin.upload and not config["ML_API_ALLOW_UPLOAD"]:
-        raise UploadDisabled(
-            "Model upload over HTTP is disabled on this server (ML_API_ALLOW_UPLOAD=false); "
-            "an operator loads models with `flight-delay load PATH`."
+def log_read_policy(policy: Policy, config: Mapping[str, Any]) -> None:
+    """Says who may read the history and monitoring, and who may predict: loudly when anyone may read."""
+    where = f"{config['ML_API_HOST']}:{config['ML_API_PORT']}"
+    if config["ENV"] == OPEN_ENVIRONMENT:
+        log.info("DEVELOPMENT MODE: anyone who can reach %s reads the history and monitoring.", where)
+    elif policy.public_read:
+        log.warning(
+            "READING IS PUBLIC (ML_API_PUBLIC_READ=true): anyone who can reach %s reads the history "
+            "(every input sent), monitoring, the models and the audit, on purpose.",
+            where,
         )
-    return caller_for(authorization, token_book(config), config["ENV"], admin.action)
+    elif not policy.book.grants(READER):
+        log.warning("No reader or admin token: every read is refused (403); set ML_API_READER_TOKENS.")
+    else:
+        log.info("Reading needs a reader or admin token (%d reader tokens).", policy.book.count(READER))
+    if policy.predict_needs_token:
+        log.info("Predicting needs a predict or admin token (%d predict tokens).", policy.book.count(PREDICT))
 
 
-def check_admin_request() -> None:
-    """Flask's before_request: an admin route's token checked before its view parses a byte of the body.
-
-    Under `flight-delay serve` the ASGI gate refused a wrong token already; this is the same check
-    for an embedding WSGI server and the test client.
-    """
-    if request.url_rule is None:
-        return
-    view_class = getattr(current_app.view_functions.get(request.url_rule.endpoint), "view_class", None)
-    admin = getattr(getattr(view_class, request.method.lower(), None), "admin_action", None)
-    if admin is not None:
-        g.admin_caller = check_admin(current_app.config, request.headers.get("Authorization", ""), admin)
+def check_access_request() -> None:
+    """Flask's before_request: the request's token checked against its route's need, before its body
+    is parsed. Under `flight-delay serve` the ASGI gate refused a wrong token already."""
+    caller = services().access.decide(request.method, request.path, request.headers.get("Authorization", ""))
+    if caller is not None:
+        g.caller = caller
 
 
-def admin_caller() -> Caller:
-    """The admin who made this request (an @admin_only view's: checked before the view ran)."""
-    return g.admin_caller
+def caller() -> Caller:
+    """Who made this request (a route needing a token: checked before the view ran)."""
+    return g.caller  # type: ignore[no-any-return]

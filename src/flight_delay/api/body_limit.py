@@ -1,18 +1,16 @@
 """MAX_CONTENT_LENGTH for bodies streamed without Content-Length (chunked), not only for declared ones.
 
-Also each request's limit (body_limit), for the ASGI front that reads every body before Flask does.
+Each request's limit is config.body_limit, which the ASGI front's BodyReader applies too.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
-from typing import Any
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from flight_delay.config import MULTIPART_OVERHEAD_BYTES
+from flight_delay.config import MULTIPART_OVERHEAD_BYTES, body_limit
 from flight_delay.errors import ModelTooLarge
 
 __all__ = ["MULTIPART_OVERHEAD_BYTES", "body_limit", "buffer_streamed_body", "upload_paths"]
@@ -44,13 +42,6 @@ def buffer_streamed_body() -> None:
             raise ModelTooLarge(f"The model file is larger than MAX_MODEL_BYTES ({cap} bytes).")
         raise RequestEntityTooLarge()
     environ["wsgi.input"] = io.BytesIO(body)
-
-
-def body_limit(config: Mapping[str, Any], upload: bool) -> int | None:
-    """The most body bytes a request may carry: the model upload's own limit, else MAX_CONTENT_LENGTH."""
-    if upload:
-        return config["MAX_MODEL_BYTES"] + MULTIPART_OVERHEAD_BYTES
-    return config.get("MAX_CONTENT_LENGTH")
 
 
 def upload_paths(app: Flask) -> frozenset[str]:

@@ -1,8 +1,8 @@
 """A model's life under /model/: versions, activation and rollback, the traffic split, replays, the audit.
 
-Views are thin: each change is an `@admin_only` route (its token checked from the headers before its
-body is read, api/auth.py), then the registry or the replays service does the work, the caller's
-name going to the audit. Reading (versions, traffic, audit, a replay's status) needs no token.
+Views are thin: each change needs an admin token and each read a reader's (access.py: checked from
+the headers before the body is read), then the registry or the replays service does the work, the
+caller's name going to the audit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import marshmallow as ma
 from flask import request
 from flask.views import MethodView
 
-from flight_delay.api.auth import admin_caller, admin_only
+from flight_delay.api.auth import caller
 from flight_delay.api.blueprint import INTERNAL_ERROR, TOO_LARGE, ApiBlueprint
 from flight_delay.api.lifecycle_schemas import (
     MODEL_VERSION,
@@ -36,11 +36,6 @@ blp = ApiBlueprint(
     "lifecycle", __name__, url_prefix="/model", description="Versions, traffic split, rollback, replay, audit"
 )
 
-ADMIN = [{"adminToken": []}]
-ADMIN_ERRORS = {
-    401: "Missing or wrong admin token",
-    403: "A production server without an admin token takes no changes (admin_token_required)",
-}
 VERSION_PARAMETER = {
     "in": "path",
     "name": "version",
@@ -58,7 +53,7 @@ REPLAY_PARAMETER = {
 def actor(body: dict[str, Any] | None = None) -> Actor:
     """Who asks (the admin checked before the view) and why: the body's reason, else X-Reason."""
     reason = (body or {}).get("reason") or request.headers.get("X-Reason") or None
-    return Actor(admin_caller().name, reason)
+    return Actor(caller().name, reason)
 
 
 def checked_version(version: str) -> str:
@@ -83,12 +78,11 @@ class Versions(MethodView):
 class Activate(MethodView):
     """Makes a stored version the active one."""
 
-    @admin_only("Activating a version")
-    @blp.doc(security=ADMIN, parameters=[VERSION_PARAMETER])
+    @blp.doc(parameters=[VERSION_PARAMETER])
     @blp.arguments(ReasonSchema, required=False)
     @blp.response(200, TrafficSchema)
     @blp.error_responses(
-        {400: "The body is not valid JSON", **ADMIN_ERRORS, 404: "No such version", **TOO_LARGE}
+        {400: "The body is not valid JSON", 404: "No such version", **TOO_LARGE}
         | {415: "The body is not application/json", 422: "Invalid body", 503: "The database is unavailable"}
         | INTERNAL_ERROR
     )
@@ -104,12 +98,10 @@ class Activate(MethodView):
 class Rollback(MethodView):
     """Returns to the previously active version."""
 
-    @admin_only("Rolling back")
-    @blp.doc(security=ADMIN)
     @blp.arguments(ReasonSchema, required=False)
     @blp.response(200, TrafficSchema)
     @blp.error_responses(
-        {400: "The body is not valid JSON", **ADMIN_ERRORS, 409: "No version was active before this one"}
+        {400: "The body is not valid JSON", 409: "No version was active before this one"}
         | TOO_LARGE
         | {415: "The body is not application/json", 422: "Invalid body", 503: "The database is unavailable"}
         | INTERNAL_ERROR
@@ -129,12 +121,10 @@ class Traffic(MethodView):
         """The split served now (every worker and replica within MODEL_REFRESH_MS of a change)."""
         return services().registry.traffic().as_dict()
 
-    @admin_only("Changing the traffic split")
-    @blp.doc(security=ADMIN)
     @blp.arguments(TrafficChangeSchema)
     @blp.response(200, TrafficSchema)
     @blp.error_responses(
-        {400: "The body is not valid JSON", **ADMIN_ERRORS, 404: "No such version", **TOO_LARGE}
+        {400: "The body is not valid JSON", 404: "No such version", **TOO_LARGE}
         | {415: "The body is not application/json"}
         | {422: "Invalid body, a percent outside 0-50, or a canary or shadow of the active version"}
         | {503: "The database is unavailable", **INTERNAL_ERROR}
@@ -155,13 +145,12 @@ class Traffic(MethodView):
 class Replay(MethodView):
     """Replays recorded traffic with a version."""
 
-    @admin_only("Replaying recorded traffic")
-    @blp.doc(security=ADMIN, parameters=[VERSION_PARAMETER])
+    @blp.doc(parameters=[VERSION_PARAMETER])
     @blp.arguments(ReplayRequestSchema, required=False)
     @blp.response(200, ReplaySchema)
     @blp.alt_response(202, schema=ReplaySchema, description="Running: poll status_url")
     @blp.error_responses(
-        {400: "The body is not valid JSON", **ADMIN_ERRORS, 404: "No such version", **TOO_LARGE}
+        {400: "The body is not valid JSON", 404: "No such version", **TOO_LARGE}
         | {415: "The body is not application/json", 422: "Invalid window", 503: "The database is unavailable"}
         | INTERNAL_ERROR
     )
@@ -172,7 +161,7 @@ class Replay(MethodView):
         one answers 202 at once, with a status_url that answers the same once done.
         """
         window = (body.get("since"), body.get("until"))
-        done, answer = services().replays.start(checked_version(version), window, admin_caller().name)
+        done, answer = services().replays.start(checked_version(version), window, caller().name)
         return answer if done else (answer, 202)
 
 

@@ -9,7 +9,7 @@ from flask import Response, current_app, g, request, url_for
 from flask.views import MethodView
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from flight_delay.api.auth import admin_caller, admin_only
+from flight_delay.api.auth import caller
 from flight_delay.api.blueprint import INTERNAL_ERROR, TOO_LARGE, ApiBlueprint
 from flight_delay.api.body_limit import MULTIPART_OVERHEAD_BYTES
 from flight_delay.api.errors import flask_reply
@@ -134,14 +134,12 @@ class Predict(MethodView):
 class Load(MethodView):
     """Model upload."""
 
-    @admin_only("Loading a model", upload=True)
-    @blp.doc(requestBody=UPLOAD_DOC, security=[{"adminToken": []}])
+    @blp.doc(requestBody=UPLOAD_DOC)
     @blp.arguments(LoadQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(201, UploadedModelSchema)
     @blp.error_responses(
         {
             400: "Not a model file, or it names what is not allowed",
-            401: "Missing or wrong admin token",
             403: "Upload disabled, or signature missing or wrong",
             413: "Larger than MAX_MODEL_BYTES",
             415: "Wrong content type",
@@ -160,12 +158,11 @@ class Load(MethodView):
         With `?activate=false` it is stored as a candidate, serving nothing until activated. The upload
         is in the audit, with the token's name and the X-Reason header.
         """
-        caller = admin_caller()
         data, filename = read_model_upload()
         signing_key = current_app.config["ML_API_MODEL_SIGNING_KEY"]
         if signing_key:
             verify(data, request.headers.get("X-Model-Signature"), signing_key)
-        actor = Actor(caller.name, request.headers.get("X-Reason") or None)
+        actor = Actor(caller().name, request.headers.get("X-Reason") or None)
         if not query["activate"]:
             return {
                 **services().registry.store_candidate(data, filename, actor),

@@ -1,8 +1,10 @@
 """The page for people at /ui/: the history, the active model and its monitoring, read from the API.
 
 Static files of the package (api/static/ui/), shipped in the wheel: the page is plain HTML, its
-script reads the same JSON endpoints any client reads (no admin token, nothing written) and draws
-its charts as SVG, so it runs under a strict Content-Security-Policy (security.UI_POLICY).
+script reads the same JSON endpoints any client reads (nothing written; where reading needs a reader
+token, the one it is given at sign-in, kept in the tab's sessionStorage) and draws its charts as SVG,
+so it runs under a strict Content-Security-Policy (security.UI_POLICY). The page and its files are
+open (access.PUBLIC): it holds no data.
 """
 
 from __future__ import annotations

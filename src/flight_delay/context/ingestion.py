@@ -144,7 +144,10 @@ def weather_problems(observed: Mapping[str, Any], now: datetime) -> dict[str, li
         return {"time_hour": ["Must be on the hour (in UTC): an hourly observation."]}
     if observation(observed).known > now.timestamp():
         return {"time_hour": ["The hour is not over by the server's clock: it cannot be known yet."]}
-    local = time_hour.astimezone(NEW_YORK)
+    try:
+        local = time_hour.astimezone(NEW_YORK)
+    except OverflowError:  # the first hours of year 1 in UTC are still year 0 in New York
+        return {"time_hour": ["Must be year 1 or later in time_hour's New York local date."]}
     expected = {"year": local.year, "month": local.month, "day": local.day, "hour": local.hour}
     return {
         name: [f"Must be {expected[name]}: time_hour's New York local {name}."]

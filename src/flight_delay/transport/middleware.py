@@ -1,26 +1,24 @@
 """The ASGI middleware every request crosses before it is routed, one concern each, outermost first.
 
 AccessLog times the request and writes gunicorn's access line; HeaderScrub drops headers named with
-underscores (as gunicorn did); Admission refuses what the worker has no room for; AdminGate refuses
-an admin route without its token before reading its body; BodyReader reads the body within its
-limit, its deadline and the worker's byte budget, so that no handler or Flask thread waits for a
-client, and lets large bodies be worked on a few at a time.
+underscores (as gunicorn did); Admission refuses what the worker has no room for; AccessGate refuses
+a request without the token its route needs (access.py) before reading its body; BodyReader reads
+the body within its limit, its deadline and the worker's byte budget, so that no handler or Flask
+thread waits for a client, and lets large bodies be worked on a few at a time.
 Non-HTTP scopes (lifespan, websocket) go straight through to the router, which hands them to a2wsgi.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
 
-from flight_delay.api.auth import admin_action_of, check_admin
-from flight_delay.api.body_limit import body_limit
+from flight_delay.access import Policy
+from flight_delay.config import body_limit
 from flight_delay.errors import BodyTimeout, BodyTooLarge, FlightDelayError, ModelTooLarge, Overloaded
 from flight_delay.loop_lock import PerLoop
 from flight_delay.observability.metrics import observe_request
@@ -118,33 +116,35 @@ class Admission:
                 self.in_flight -= 1
 
 
-class AdminGate:
-    """Checks an admin route's token from its headers, before a byte of its body is read.
+class AccessGate:
+    """Checks a request's token against what its route needs (access.py), from its headers, before a
+    byte of its body is read.
 
-    A client sending `Expect: 100-continue` is refused before uvicorn tells it to send the body;
-    the connection closes after the refusal, whatever the client sends next.
+    A client sending `Expect: 100-continue` is refused before uvicorn tells it to send the body; when
+    a body was announced, the connection closes after the refusal, whatever the client sends next.
     """
 
-    def __init__(self, app: Asgi, router: Router, flask_app: Any) -> None:
+    def __init__(self, app: Asgi, router: Router, policy: Policy) -> None:
         self.app = app
         self.router = router
-        self.config = flask_app.config
-        self.admin_action = functools.lru_cache(maxsize=1024)(partial(admin_action_of, flask_app))
+        self.policy = policy
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
-        """Refuses an admin request without its token; passes every other request on."""
-        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
-            admin = self.admin_action(scope["path"], scope["method"])
-            if admin is not None:
+        """Refuses a request without the token its route needs; passes every other request on."""
+        if scope["type"] == "http":
+            need = self.policy.need(scope["method"], scope["path"])
+            if need is not None:
                 try:
-                    check_admin(self.config, header(scope, b"authorization"), admin)
+                    self.policy.check(need, header(scope, b"authorization"))
                 except FlightDelayError as refused:
-                    await refuse(self.router, scope, send, refused, close=True)
+                    await refuse(self.router, scope, send, refused, close=announces_body(scope))
                     return
         await self.app(scope, receive, send)
 
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+def announces_body(scope: Message) -> bool:
+    """Whether the request's head says a body follows (a length above 0, or a transfer coding)."""
+    return header(scope, b"content-length") not in ("", "0") or bool(header(scope, b"transfer-encoding"))
 
 
 class BodyBudget:
@@ -238,8 +238,7 @@ class BodyReader:
     async def _without_body(self, scope: Message, receive: Receive, send: Send) -> None:
         """A health check or metrics: no body is read; one was sent, the connection closes after."""
         scope[BODY] = b""
-        sent_body = header(scope, b"content-length") not in ("", "0") or header(scope, b"transfer-encoding")
-        await self.app(scope, receive, closing(send) if sent_body else send)
+        await self.app(scope, receive, closing(send) if announces_body(scope) else send)
 
     def _limit(self, path: str) -> tuple[int | None, Callable[[], FlightDelayError]]:
         """The most body bytes the path takes, and the refusal of more."""

@@ -12,12 +12,12 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from flight_delay.access import path_regex
 from flight_delay.replies import ErrorStyle, Reply, native_style
 from flight_delay.services import Services
 from flight_delay.transport.http import HttpRequest
 
 Handler = Callable[[HttpRequest, Services], Awaitable[Reply]]
-PARAMETER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,8 @@ class Route:
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        """Compiles the pattern: each {name} a segment, the trailing slash optional."""
-        segments = [
-            f"(?P<{found[1]}>[^/]+)" if (found := PARAMETER.fullmatch(segment)) else re.escape(segment)
-            for segment in self.pattern.strip("/").split("/")
-        ]
-        object.__setattr__(self, "regex", re.compile(f"^/{'/'.join(segments)}/?$"))
+        """Compiles the pattern: each {name} a segment, the trailing slash optional (access.path_regex)."""
+        object.__setattr__(self, "regex", path_regex(self.pattern))
 
     def match(self, path: str) -> dict[str, str] | None:
         """The path parameters when the path is this route's; None when it is not."""

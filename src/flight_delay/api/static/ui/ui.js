@@ -1,9 +1,13 @@
-// The /ui/ page: reads the API of this origin (no token, nothing written) and draws SVG charts.
+// The /ui/ page: reads the API of this origin (nothing written) and draws SVG charts.
 // Under a strict CSP: no inline code or style, no eval, all text set with textContent.
+// Signing in keeps a reader's token in this tab's sessionStorage (no cookie: no CSRF) and sends it as
+// Authorization on every call; a 401 asks for it again.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
 const DAY_MS = 86400000;
+const TOKEN_KEY = "flight-delay.token";
+const SIGNED_OUT_KEY = "flight-delay.signed-out";
 const $ = (id) => document.getElementById(id);
 
 class ApiError extends Error {
@@ -22,24 +26,75 @@ async function api(path, params = {}) {
     if (value !== undefined && value !== null && value !== "") query.set(key, value);
   }
   const url = query.toString() ? `${path}?${query}` : path;
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(url, { headers: { Accept: "application/json" } });
+    response = await fetch(url, { headers, credentials: "omit" });
   } catch (error) {
     throw new ApiError(0, "unreachable", `The API did not answer: ${error.message}`);
   }
   const body = await response.json().catch(() => null);
   if (!response.ok) {
+    if (response.status === 401) askToSignIn(Boolean(token));
     const message = body && body.message ? body.message : `HTTP ${response.status}`;
     throw new ApiError(response.status, body && body.code ? body.code : "error", message);
   }
   return body;
 }
 
-function showError(element, error) {
+// What a section says of a refusal: 401 asks to sign in (the form says why), 403 names the role.
+function errorText(error) {
   const code = error.code ? ` (${error.status} ${error.code})` : "";
-  element.textContent = `${error.message}${code}`;
+  if (error.status === 401) return `Sign in with a reader token to see this${code}.`;
+  if (error.status === 403 && error.code === "forbidden") return `Needs a reader token: ${error.message}${code}`;
+  return `${error.message}${code}`;
+}
+
+function showError(element, error) {
+  element.textContent = errorText(error);
   element.hidden = false;
+}
+
+// ---- signing in: the token in this tab's sessionStorage only ----
+
+function askToSignIn(hadToken) {
+  const form = $("signin");
+  if (hadToken) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("signin-message").textContent = "That token was refused (401): it is none of this server's. Sign in again.";
+  } else if (form.hidden) {
+    $("signin-message").textContent = "This server needs a token to read: sign in with a reader (or admin) token.";
+  }
+  $("signed-in").hidden = true;
+  form.hidden = false;
+}
+
+function signIn(event) {
+  event.preventDefault();
+  const token = $("signin-token").value.trim();
+  $("signin-token").value = "";
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  location.reload();
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.setItem(SIGNED_OUT_KEY, "1");
+  location.reload();
+}
+
+function wireSignIn() {
+  $("signin").addEventListener("submit", signIn);
+  $("signout").addEventListener("click", signOut);
+  if (sessionStorage.getItem(SIGNED_OUT_KEY)) {
+    sessionStorage.removeItem(SIGNED_OUT_KEY);
+    $("signin-message").textContent = "Signed out: this tab keeps no token.";
+    $("signin").hidden = false;
+  }
+  $("signed-in").hidden = !sessionStorage.getItem(TOKEN_KEY);
 }
 
 function hideError(element) {
@@ -90,7 +145,7 @@ function newSvg(width, height, label) {
 
 // ---- the active model and its card ----
 
-const state = { model: null, cursors: [null], filters: {}, reports: [] };
+const state = { model: null, modelError: null, cursors: [null], filters: {}, reports: [] };
 
 async function loadModel() {
   try {
@@ -100,6 +155,7 @@ async function loadModel() {
   } catch (error) {
     const message = error.code === "model_not_loaded" ? "No model is loaded: " : "";
     showError($("model-error"), { ...error, message: `${message}${error.message}` });
+    state.modelError = error;
     return null;
   } finally {
     $("model-loading").hidden = true;
@@ -559,6 +615,7 @@ function renderAudit(events) {
 // ---- start ----
 
 async function start() {
+  wireSignIn();
   const params = new URLSearchParams(location.search);
   writeFilters(params);
   state.filters = readFilters();
@@ -568,7 +625,8 @@ async function start() {
   const historyLoaded = loadHistory();
   const versionsLoaded = loadVersions();
   state.model = await loadModel();
-  if (!state.model) showError($("monitoring-error"), { message: "Monitoring needs an active model.", code: "" });
+  const refused = state.modelError && [401, 403].includes(state.modelError.status);
+  if (!state.model) showError($("monitoring-error"), refused ? state.modelError : { message: "Monitoring needs an active model.", code: "" });
   await Promise.all([historyLoaded, versionsLoaded, loadMonitoring()]);
   document.body.dataset.ready = "true";
 }
