@@ -80,11 +80,10 @@ def postmaster_of(database_url: str) -> int:
     """The PostgreSQL server's main process: the parent of the backend serving one connection of ours."""
     engine = create_engine(database_url)
     try:
-        with engine.connect() as connection:
-            backend = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as connection:  # read while the backend lives: it ends with the connection
+            return parent_of(int(connection.execute(text("SELECT pg_backend_pid()")).scalar()))
     finally:
         engine.dispose()
-    return parent_of(int(backend))
 
 
 def parent_of(pid: int) -> int:
