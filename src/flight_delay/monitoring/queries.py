@@ -96,30 +96,34 @@ def _dialect_insert(session: Session, table: Any) -> Any:
     return sqlite_insert(table)
 
 
-def live_figures(session: Session, version: str, window: Range) -> LiveFigures:
-    """Aggregates the errors (predicted - actual) of the window's predictions that have an actual."""
-    error = Actual.predicted - Actual.arr_delay
-    row = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(func.abs(error)), 0.0),
-            func.coalesce(func.sum(error * error), 0.0),
-            func.coalesce(func.sum(error), 0.0),
-        ).where(Actual.model_version == version, in_range(Actual.predicted_at, window))
-    ).one()
-    return LiveFigures(int(row[0]), float(row[1]), float(row[2]), float(row[3]))
-
-
-def live_sums(statement: Any) -> list[Any]:
-    """The count and error sums an aggregate over actuals selects, beside its other columns."""
-    error = Actual.predicted - Actual.arr_delay
+def error_sums(error: Any) -> list[Any]:
+    """An error expression's count, sums of |error|, error² and error (0 without rows): LiveFigures' order."""
     return [
-        *statement,
         func.count().label("count"),
         func.coalesce(func.sum(func.abs(error)), 0.0).label("abs_error"),
         func.coalesce(func.sum(error * error), 0.0).label("squared_error"),
         func.coalesce(func.sum(error), 0.0).label("error"),
     ]
+
+
+def figures_of(row: Any) -> LiveFigures:
+    """The LiveFigures of a row that selected error_sums (first)."""
+    return LiveFigures(int(row[0]), float(row[1]), float(row[2]), float(row[3]))
+
+
+def live_figures(session: Session, version: str, window: Range) -> LiveFigures:
+    """Aggregates the errors (predicted - actual) of the window's predictions that have an actual."""
+    row = session.execute(
+        select(*error_sums(Actual.predicted - Actual.arr_delay)).where(
+            Actual.model_version == version, in_range(Actual.predicted_at, window)
+        )
+    ).one()
+    return figures_of(row)
+
+
+def live_sums(statement: Any) -> list[Any]:
+    """The count and error sums an aggregate over actuals selects, beside its other columns."""
+    return [*statement, *error_sums(Actual.predicted - Actual.arr_delay)]
 
 
 def hourly_live(session: Session, version: str, predicted: Range) -> Iterator[tuple[datetime, LiveFigures]]:

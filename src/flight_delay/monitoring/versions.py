@@ -10,29 +10,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flight_delay.history.models import Actual, Prediction
-from flight_delay.monitoring.queries import LiveFigures, Range, in_range, live_figures
+from flight_delay.monitoring.queries import (
+    LiveFigures,
+    Range,
+    error_sums,
+    figures_of,
+    in_range,
+    live_figures,
+)
 from flight_delay.serving.lifecycle import read_traffic
 
 
 def shadow_live_figures(session: Session, version: str, window: Range) -> LiveFigures:
     """A shadow version's errors: its predictions in the window against the actuals of those they shadow."""
-    error = Prediction.arr_delay - Actual.arr_delay
     row = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(func.abs(error)), 0.0),
-            func.coalesce(func.sum(error * error), 0.0),
-            func.coalesce(func.sum(error), 0.0),
-        )
+        select(*error_sums(Prediction.arr_delay - Actual.arr_delay))
         .select_from(Prediction)
         .join(Actual, Actual.history_id == Prediction.shadow_of)
         .where(Prediction.model_version == version, in_range(Prediction.created_at, window))
     ).one()
-    return LiveFigures(int(row[0]), float(row[1]), float(row[2]), float(row[3]))
+    return figures_of(row)
 
 
 def split_versions(
