@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,14 @@ class Batch:
     recorded: np.ndarray  # whether the row recorded its features
     predicted: np.ndarray
     inputs: list[dict[str, Any]] | None  # parsed only when a measure reads the input
+    # Per set of context columns, which rows carry context: worked out once, shared by their measures.
+    _with_context: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    def with_context(self, columns: tuple[int, ...]) -> np.ndarray:
+        """Which rows carry any of these (context) features: those the boosters with context scored."""
+        if columns not in self._with_context:
+            self._with_context[columns] = ~np.isnan(self.features[:, list(columns)]).all(axis=1)
+        return self._with_context[columns]
 
 
 def parsed_features(texts: Sequence[str | bytes | None], width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +101,7 @@ def bins_of(measure: Measure, batch: Batch) -> np.ndarray:
     bins = _bins_of(measure, batch)
     if not measure.context_columns:
         return bins
-    found = ~np.isnan(batch.features[:, list(measure.context_columns)]).all(axis=1)
+    found = batch.with_context(measure.context_columns)
     return np.where(found, bins, NOT_COUNTED)
 
 
