@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from flight_delay.children import end_child
 from flight_delay.errors import HistoryUnavailable
 from flight_delay.history.database import Database
 from flight_delay.history.sqlite_writer import SqliteCommitter, frame, read_frame
@@ -172,13 +173,7 @@ class HostWriterProcess:
         if os.getpid() != self.owner:  # a worker leaving serve() through SystemExit
             return
         if self.process is not None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            end_child(self.process, timeout_s)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from flight_delay.children import end_child
 from flight_delay.history.database import Database, database_error_reason, engine_options
 from flight_delay.monitoring.rollup import PassSummary, Rollup
 
@@ -132,13 +133,7 @@ class RollupProcess:
         """Stops the job from the server: its stdin closes, it stops after its chunk (or is killed)."""
         if os.getpid() != self.owner or self.process is None:
             return
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_child(self.process, timeout_s)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

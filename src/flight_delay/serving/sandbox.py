@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flight_delay.children import end_child
 from flight_delay.errors import InvalidArtifact, ModelCheckFailed, ModelCheckUnavailable, UnusableModel
 from flight_delay.serving.loader import refuse_foreign
 
@@ -280,13 +281,7 @@ class SandboxProcess:
         if os.getpid() != self.owner:
             return
         if self.process is not None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            end_child(self.process, timeout_s)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
