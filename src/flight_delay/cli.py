@@ -141,21 +141,19 @@ def train(
 ) -> None:
     """Trains the model with Spark on flights and weather, writes the artifact, prints the metrics as JSON."""
     from flight_delay.artifact import bundle_path, save_artifact
-    from flight_delay.pipeline.dataset import default_weather, read_flights, read_weather
     from flight_delay.pipeline.spark import get_spark
-    from flight_delay.pipeline.training import DEFAULT_ROUNDS, STAGES, data_source, train_on_flights
+    from flight_delay.pipeline.training import DEFAULT_ROUNDS, STAGES, train_on_flights, training_data
     from flight_delay.progress import Progress
     from flight_delay.training.evaluation import metrics_table
 
     progress = Progress("train", (*STAGES, "save"))
-    spark = get_spark("flight-delay-train")
-    weather_location = weather or str(default_weather())
+    flights, observations, source = training_data(get_spark("flight-delay-train"), data, weather)
     model = train_on_flights(
-        read_flights(spark, data),
-        read_weather(spark, weather_location),
+        flights,
+        observations,
         seed=seed,
         rounds=rounds or DEFAULT_ROUNDS,
-        source={**data_source(spark, data), "weather": data_source(spark, weather_location)},
+        source=source,
         max_rows=max_driver_rows,
         progress=progress,
         lead_s=lead_minutes * 60,

