@@ -14,7 +14,7 @@ import cloudpickle
 import lightgbm as lgb
 import numpy as np
 
-from flight_delay.features import FeatureContract
+from flight_delay.features import FeatureContract, rows_with_context
 from flight_delay.files import write_atomically
 from flight_delay.model_metadata import check_metadata
 
@@ -133,7 +133,7 @@ def context_found(contract: FeatureContract, features: np.ndarray) -> np.ndarray
     columns = contract.context_columns
     if not columns:
         return None
-    return ~np.isnan(features[:, columns]).all(axis=1)
+    return rows_with_context(features, columns)
 
 
 def hidden_context(contract: FeatureContract, features: np.ndarray) -> np.ndarray:

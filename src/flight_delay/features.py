@@ -144,6 +144,14 @@ class ContractShape:
         return categorical_among(self.feature_names)
 
 
+def rows_with_context(features: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    """Per row of a feature matrix, whether it carries context: any of the context `columns` known.
+
+    The rule the model routes by (the boosters with context, or those without) and monitoring counts by.
+    """
+    return ~np.isnan(features[:, list(columns)]).all(axis=1)
+
+
 # A flight's own features since contract version 2: without month, since a time split trains on
 # January-October, so November and December would fall in October's leaves. Seasonality within a
 # week and a day stays (day_of_week, scheduled minutes).

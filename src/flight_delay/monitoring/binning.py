@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from flight_delay.features import rows_with_context
 from flight_delay.monitoring.measures import (
     AT_DEPARTURE_BIN,
     BASIS,
@@ -47,7 +48,7 @@ class Batch:
     def with_context(self, columns: tuple[int, ...]) -> np.ndarray:
         """Which rows carry any of these (context) features: those the boosters with context scored."""
         if columns not in self._with_context:
-            self._with_context[columns] = ~np.isnan(self.features[:, list(columns)]).all(axis=1)
+            self._with_context[columns] = rows_with_context(self.features, columns)
         return self._with_context[columns]
 
 
