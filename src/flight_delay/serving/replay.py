@@ -176,7 +176,7 @@ def page_span(flights: Sequence[dict[str, Any]]) -> tuple[int, int]:
     return start, max(max(as_of), max(days) + DAY_S)
 
 
-def with_context(db: Database, model: ServingModel, flights: list[dict[str, Any]]) -> list[Any]:
+def flights_as_scored(db: Database, model: ServingModel, flights: list[dict[str, Any]]) -> list[Any]:
     """The flights as the model scores them: with their context as of each one's time, if it reads any."""
     if not model.context_features or not flights:
         return flights
@@ -192,7 +192,7 @@ def score_page(db: Database, model: ServingModel, page: Sequence[Any], errors: E
     if not kept:
         errors.skipped += len(page)
         return
-    scored = with_context(db, model, [flights[i] for i in kept])
+    scored = flights_as_scored(db, model, [flights[i] for i in kept])
     predicted = np.asarray(model.predict(scored), dtype=np.float64)
     served = np.fromiter((page[i].served for i in kept), np.float64, len(kept))
     actual = np.fromiter((page[i].actual for i in kept), np.float64, len(kept))
