@@ -1,10 +1,10 @@
 """The PostgreSQL backend of the history writer: one psycopg AsyncConnection per event loop.
 
 The group commit (writer.py) hands it the rows of every waiting request at once; it inserts them in
-one statement in autocommit mode (`INSERT ... SELECT ... FROM unnest(...) WITH ORDINALITY ...
-RETURNING id`, the same text for any number of rows, so it is prepared once), and returns the ids in
-the rows' order. Several workers and replicas each write this way at once; the sequence numbers
-their rows.
+one statement in autocommit mode (`INSERT ... SELECT ... FROM json_array_elements(...) WITH
+ORDINALITY ... RETURNING id`: the rows as one JSON parameter, the same text for any number of rows,
+so it is prepared once), and returns the ids in the rows' order. Several workers and replicas each
+write this way at once; the sequence numbers their rows.
 
 A connection the server ended while idle (restart, pg_terminate_backend) has something to read: it
 is replaced before the next statement is sent, so no request fails for it. One ended in the middle
@@ -22,7 +22,7 @@ import psycopg
 from sqlalchemy import Dialect
 
 from flight_delay.history.database import Database, postgres_connect_args
-from flight_delay.history.repository import POSTGRES_INSERT, postgres_columns
+from flight_delay.history.repository import POSTGRES_INSERT, postgres_rows
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class PostgresBackend:
         """Inserts the rows in one statement, its own transaction; returns their ids in order."""
         connection = await self._connected()
         try:
-            cursor = await connection.execute(POSTGRES_INSERT, postgres_columns(rows, self.dialect))
+            cursor = await connection.execute(POSTGRES_INSERT, (postgres_rows(rows, self.dialect),))
             returned = await cursor.fetchall()
         except psycopg.Error:
             if connection.broken:
