@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from flight_delay.context import index as index_module
 from flight_delay.context.definitions import (
     CONTEXT_FEATURES,
     LOOKBACK_S,
@@ -108,10 +109,25 @@ def test_the_index_answers_what_the_definitions_say(seed: int) -> None:
     weather = [observation(o) for o in observations]
     index = ContextIndex.of(flights, weather)
 
-    for flight, as_of in questions:
+    for flight, as_of in questions * 2:  # the second time, each origin's state from the memo
         found = index.context(flight, as_of)
         assert found.found
         assert same(found.features, naive_context(flights, weather, flight, as_of)), (flight, as_of)
+
+
+def test_the_origin_states_remembered_are_bounded_and_forgotten_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(index_module, "ORIGIN_STATES_KEPT", 3)
+    records, observations, questions = synthetic_context(0)
+    flights = [flight_facts(r) for r in records]
+    weather = [observation(o) for o in observations]
+    index = ContextIndex.of(flights, weather)
+
+    for flight, as_of in questions:
+        assert same(index.context(flight, as_of).features, naive_context(flights, weather, flight, as_of))
+        assert len(index._origin_states) <= 3
+    assert len({(flight["origin"], as_of) for flight, as_of in questions}) > 3  # so it forgot some
 
 
 @pytest.mark.parametrize("seed", [0, 3])

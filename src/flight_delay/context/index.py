@@ -36,6 +36,8 @@ from flight_delay.context.definitions import (
 
 ObservationKey = tuple[str, int]  # (origin, time_hour in epoch seconds)
 NO_FEATURES = (float("nan"),) * len(CONTEXT_FEATURES)
+# Origin states remembered per index (origin, as_of): forgotten all at once past this many.
+ORIGIN_STATES_KEPT = 4096
 
 
 class Sorted:
@@ -91,6 +93,7 @@ class ContextIndex:
         for o in observations.values():
             weather[o.origin].append((o.known, o))
         self._weather = {origin: Sorted(pairs) for origin, pairs in weather.items()}
+        self._origin_states: dict[tuple[str, int], tuple[float, float, float]] = {}
 
     @classmethod
     def of(cls, flights: Iterable[FlightFacts], observations: Iterable[Observation]) -> ContextIndex:
@@ -157,6 +160,19 @@ class ContextIndex:
         return previous_leg(legs.records[max(position - 1, 0) : position], tailnum, scheduled)
 
     def _origin_state(self, origin: str, as_of: int) -> tuple[float, float, float]:
+        """The origin's state at as_of, remembered: predictions made in the same second share it.
+
+        A memo, not state: the records never change in an index, and whole seconds are its clock.
+        """
+        key = (origin, as_of)
+        state = self._origin_states.get(key)
+        if state is None:
+            if len(self._origin_states) >= ORIGIN_STATES_KEPT:
+                self._origin_states.clear()
+            state = self._origin_states[key] = self._origin_state_at(origin, as_of)
+        return state
+
+    def _origin_state_at(self, origin: str, as_of: int) -> tuple[float, float, float]:
         """The origin's departures, mean dep_delay and share not left in the window before as_of."""
         start = as_of - ORIGIN_WINDOW_S
         departed = self._departed.get(origin)

@@ -116,12 +116,16 @@ class PredictionService:
         self.context = context  # this worker's posted flights and weather (None: no context store)
         self._context_lock = LoopLock()
 
+    def context_current(self) -> bool:
+        """Whether score() may read the context as it is (none kept, or checked lately): no I/O."""
+        return self.context is None or self.context.current() is not None
+
     async def context_ready(self) -> None:
         """Reads new posts in a thread when the context is stale (it queries), one refresh per loop at a time.
 
         score() reads the last context read, never the database: a caller awaits this first.
         """
-        if self.context is None or self.context.current() is not None:
+        if self.context_current():
             return
         async with self._context_lock():
             if self.context.current() is None:
