@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -287,6 +289,43 @@ def test_a_garbled_answer_refuses_the_request_and_the_next_one_reconnects(
     with writer_serving(db, socket_path):
         ids = loop.run(writer.record(rows("next")))
     assert [stored(db)[i].request_id for i in ids] == ["next"]
+
+
+def test_a_commit_cancelled_while_its_answer_is_due_leaves_no_answer_for_the_next(
+    db: Database, socket_path: str
+) -> None:
+    """The group commit's deadline cancels the exchange: the connection is dropped, so the next
+    request reads its own answer on a new one, not the late answer of the one cancelled."""
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.bind(socket_path)
+    slow.listen(2)
+
+    def answer_late_then_promptly() -> None:
+        first, _ = slow.accept()
+        first.recv(1024 * 1024)
+        time.sleep(0.3)  # the first request has been refused by now
+        with contextlib.suppress(OSError):
+            first.sendall(frame(b'{"first": 1}'))
+        second, _ = slow.accept()
+        second.recv(1024 * 1024)
+        second.sendall(frame(b'{"first": 100}'))
+        first.close()
+        second.close()
+
+    thread = threading.Thread(target=answer_late_then_promptly)
+    thread.start()
+    loop = LoopThread()
+    writer = LoopHistoryWriter(lambda: SqliteBackend(db, socket_path, WAIT_SECONDS), commit_timeout_s=0.1)
+    try:
+        with pytest.raises(HistoryUnavailable, match="did not answer within 0.1 s"):
+            loop.run(writer.record(rows("given up")))
+        time.sleep(0.4)  # the late answer has reached the first connection
+        assert loop.run(writer.record(rows("next"))) == [100]
+    finally:
+        loop.run(_closed(writer))
+        loop.close()
+        thread.join(WAIT_SECONDS)
+        slow.close()
 
 
 def test_a_request_the_writer_cannot_take_is_refused_and_the_writer_goes_on(

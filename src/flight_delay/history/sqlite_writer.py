@@ -157,13 +157,17 @@ class SqliteBackend:
             self.close()
             return await asyncio.to_thread(self.local.commit_now, values)
         try:
-            answer = orjson.loads(await asyncio.wait_for(read_frame(reader), self.timeout_s))
+            async with asyncio.timeout(self.timeout_s):  # (no task, as wait_for makes one per call)
+                answer = orjson.loads(await read_frame(reader))
         except TimeoutError as exc:
             self.close()
             raise not_recorded("the history writer did not answer in time") from exc
         except (OSError, EOFError, ValueError, RuntimeError) as exc:  # uvloop: "the handler is closed"
             self.close()
             raise not_recorded(f"the history writer did not answer ({type(exc).__name__})") from exc
+        except BaseException:  # cancelled while its answer is due: the next would read this one's
+            self.close()
+            raise
         if "error" in answer:
             raise HistoryUnavailable(answer["error"])
         return list(range(answer["first"], answer["first"] + len(values)))
