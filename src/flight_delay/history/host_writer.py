@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 from flight_delay.children import end_child
 from flight_delay.errors import HistoryUnavailable
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("listening on %s", args.socket_path)
     server = HostWriterServer(db, args.commit_interval_ms / 1000)
     try:
-        asyncio.run(server.serve(listener, sys.stdin.fileno()))
+        uvloop.run(server.serve(listener, sys.stdin.fileno()))  # the workers' loop: far less per frame
     finally:
         log.info("stopping: %d requests recorded in %d transactions", server.requests, server.engine.commits)
         listener.close()
