@@ -175,7 +175,7 @@ docker/clean:
 	$(COMPOSE_ALL) down --remove-orphans --volumes
 	$(COMPOSE_SCALED) down --remove-orphans --volumes
 
-## docker/test: the tests (without the Spark pipeline's) inside the image, with no network but loopback
+## docker/test: inside the image, the tests of what the image decides (Dockerfile), no network but loopback
 docker/test: docker/builder
 	$(DOCKER_BUILD) --target test -t $(DOCKER_TEST_IMAGE) .
 	@$(MAKE) --no-print-directory docker/prune

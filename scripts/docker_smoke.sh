@@ -19,7 +19,7 @@
 #                 reaches every replica within seconds; 30 predictions through the balancer, all in
 #                 the one history, answered by more than one replica; a restarted replica (empty
 #                 cache) serves the active model; make docker/stop, docker/clean leave nothing
-#   7. tests:     make docker/test, the suite inside the image (SMOKE_SKIP_TESTS=1 skips it)
+#   7. tests:     make docker/test, the tests of what the image decides (Dockerfile) (SMOKE_SKIP_TESTS=1 skips it)
 # Cleans up what it started (its compose project's containers, network and volumes; a dockerd it
 # started, unless KEEP_DOCKERD=1), keeps the images as a cache, exits non-zero on the first failure.
 #

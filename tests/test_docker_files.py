@@ -261,3 +261,13 @@ def test_make_runs_the_scaled_stack_and_removes_it_with_the_single_one() -> None
     smoke = read("scripts/docker_smoke.sh")
     assert "mk docker/run-scaled REPLICAS=$REPLICAS" in smoke
     assert "bash scripts/docker_smoke.sh" in read(".ci/run")
+
+
+def test_the_images_test_run_names_test_files_that_exist() -> None:
+    dockerfile = read("Dockerfile")
+    test_stage = dockerfile[dockerfile.index("FROM app AS test") : dockerfile.index("FROM app AS runtime")]
+    named = re.findall(r'"(tests/[^"]+\.py)"', test_stage)
+    assert len(named) >= 10, "the image runs the tests of what it decides (compat, protocol, migrations...)"
+    assert "tests/test_compat.py" in named  # the pinned packages' private internals, as installed
+    for path in named:
+        assert (ROOT / path).is_file(), f"the image's test run names {path}, which does not exist"
