@@ -94,10 +94,11 @@ def insert_predictions(db: Database, rows: Sequence[Mapping[str, Any]]) -> list[
 def stored_values(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[tuple[Any, ...]]:
     """Converts rows to the dialect's stored values, in WRITTEN_COLUMNS order (SQLite: JSON, time as text).
 
-    The column types' own conversions: rows read back as if the ORM had written them. Plain text and
-    numbers, so that they can travel to the host's history writer as they are.
+    The created_at column's own conversion, and JSON as text by the engines' serializer (json_text):
+    rows read back as if the ORM had written them. Plain text and numbers whatever the dialect, so
+    that they travel as they are to the host's history writer and inside PostgreSQL's JSON parameter.
     """
-    convert_time, convert_input = _bind_processors(dialect)
+    convert_time = _time_processor(dialect)
     stamps: dict[datetime, Any] = {}  # the rows of one request share their timestamp
     parameters = []
     for row in rows:
@@ -109,20 +110,20 @@ def stored_values(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> list[t
                 stamps[created_at],
                 row["request_id"],
                 row["model_version"],
-                convert_input(row["input"]),
+                json_text(row["input"]),
                 float(row["arr_delay"]),
                 float(row["latency_ms"]),
                 row.get("protocol", "native"),
-                _features_text(row.get("features"), convert_input),
+                _features_text(row.get("features")),
                 row.get("shadow_of"),  # a shadow version's row: the served prediction it shadows
             )
         )
     return parameters
 
 
-def _features_text(features: Any, convert: Callable[[Any], Any]) -> Any:
+def _features_text(features: Any) -> str | None:
     """The recorded features as JSON text (NaN, an unseen category's code, as null), or NULL without any."""
-    return None if features is None else convert(features)
+    return None if features is None else json_text(features)
 
 
 def postgres_rows(rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> str:
@@ -143,13 +144,12 @@ def insert_sqlite_rows(db: Database, parameters: Sequence[Sequence[Any]]) -> lis
 
 
 @functools.cache
-def _bind_processors(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-    """The created_at column's own conversion (UTC timestamp) and JSON as text, by the engines' serializer.
+def _time_processor(dialect: Dialect) -> Callable[[Any], Any]:
+    """The created_at column's own conversion for the dialect (a UTC timestamp; text on SQLite).
 
-    Text whatever the dialect (psycopg's own JSON conversion wraps a value for psycopg to dump), so
-    the values travel as they are to the host's writer and inside PostgreSQL's JSON parameter.
+    JSON is not the column type's to convert: psycopg's conversion wraps a value for psycopg to dump.
     """
-    return PREDICTIONS.c["created_at"].type.dialect_impl(dialect).bind_processor(dialect), json_text
+    return PREDICTIONS.c["created_at"].type.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _filtered(statement: Select[Any], query: HistoryQuery) -> Select[Any]:
