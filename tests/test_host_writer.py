@@ -70,12 +70,18 @@ async def _closed(writer: LoopHistoryWriter) -> None:
     writer.close()
 
 
+def listening(socket_path: str, backlog: int = 1) -> socket.socket:
+    """A Unix socket listening on `socket_path`: where a worker finds its host writer (or a fake one)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(backlog)
+    return listener
+
+
 @contextmanager
 def writer_serving(db: Database, socket_path: str) -> Iterator[HostWriterServer]:
     """Runs a host writer on `socket_path` in a thread until the block ends."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
-    listener.listen(64)
+    listener = listening(socket_path, 64)
     server = HostWriterServer(db)
     stop_reading, stop_writing = os.pipe()
     thread = threading.Thread(target=asyncio.run, args=(server.serve(listener, stop_reading),))
@@ -232,9 +238,7 @@ def test_a_writer_that_takes_the_rows_and_dies_refuses_them(
 ) -> None:
     """The rows may or may not be committed: not served, and not written a second time here."""
     writer, loop = worker
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
-    listener.listen(1)
+    listener = listening(socket_path)
 
     def take_and_die() -> None:
         connection, _ = listener.accept()
@@ -253,9 +257,7 @@ def test_a_writer_that_takes_the_rows_and_dies_refuses_them(
 
 
 def test_a_writer_gone_silent_refuses_the_request_within_its_timeout(db: Database, socket_path: str) -> None:
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
-    listener.listen(1)
+    listener = listening(socket_path)
     loop = LoopThread()
     try:
         with pytest.raises(HistoryUnavailable, match="did not answer in time"):
@@ -269,9 +271,7 @@ def test_a_garbled_answer_refuses_the_request_and_the_next_one_reconnects(
     db: Database, socket_path: str, worker: tuple[LoopHistoryWriter, LoopThread]
 ) -> None:
     writer, loop = worker
-    garbling = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    garbling.bind(socket_path)
-    garbling.listen(1)
+    garbling = listening(socket_path)
 
     def garble() -> None:
         connection, _ = garbling.accept()
@@ -296,9 +296,7 @@ def test_a_commit_cancelled_while_its_answer_is_due_leaves_no_answer_for_the_nex
 ) -> None:
     """The group commit's deadline cancels the exchange: the connection is dropped, so the next
     request reads its own answer on a new one, not the late answer of the one cancelled."""
-    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    slow.bind(socket_path)
-    slow.listen(2)
+    slow = listening(socket_path, 2)
 
     def answer_late_then_promptly() -> None:
         first, _ = slow.accept()
