@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import uvloop
 
 from flight_delay.config import load_config
 from flight_delay.errors import HistoryUnavailable
@@ -84,7 +85,7 @@ def writer_serving(db: Database, socket_path: str) -> Iterator[HostWriterServer]
     listener = listening(socket_path, 64)
     server = HostWriterServer(db)
     stop_reading, stop_writing = os.pipe()
-    thread = threading.Thread(target=asyncio.run, args=(server.serve(listener, stop_reading),))
+    thread = threading.Thread(target=uvloop.run, args=(server.serve(listener, stop_reading),))  # as served
     thread.start()
     try:
         yield server
